@@ -1,0 +1,94 @@
+//! Secret bytes: passphrases, derived keys, volume keys.
+//!
+//! They zeroize on drop, print as `[redacted]`, have no `Clone`, and compare in constant time.
+
+use std::fmt;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// A heap buffer of secret bytes, wiped when dropped.
+pub struct Secret(Zeroizing<Vec<u8>>);
+
+impl Secret {
+    /// Takes ownership of `bytes`; they are wiped when the secret is dropped.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Secret(Zeroizing::new(bytes))
+    }
+    /// A zero-filled secret of `len` bytes, to be filled in place (avoids copies).
+    pub fn zeroed(len: usize) -> Self {
+        Secret(Zeroizing::new(vec![0u8; len]))
+    }
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        Self::new(bytes.to_vec())
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    pub fn as_mut_bytes(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Constant-time equality of contents (lengths are not secret).
+    pub fn ct_eq(&self, other: &[u8]) -> bool {
+        self.0.len() == other.len() && bool::from(self.0.as_slice().ct_eq(other))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret([redacted; {} bytes])", self.0.len())
+    }
+}
+
+/// A passphrase or key-file content, exactly as given (binary allowed).
+#[derive(Debug)]
+pub struct Passphrase(pub Secret);
+
+/// The volume (master) key that encrypts the payload.
+#[derive(Debug)]
+pub struct VolumeKey(pub Secret);
+
+impl Passphrase {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl VolumeKey {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_bytes() {
+        let s = Secret::new(b"hunter2".to_vec());
+        let shown = format!("{s:?} {:?}", VolumeKey(Secret::from_slice(b"hunter2")));
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains("104")); // 'h' as a number
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn ct_eq_compares_content_and_length() {
+        let s = Secret::from_slice(b"abc");
+        assert!(s.ct_eq(b"abc"));
+        assert!(!s.ct_eq(b"abd"));
+        assert!(!s.ct_eq(b"ab"));
+    }
+}
