@@ -10,5 +10,6 @@ pub mod error;
 pub mod luks;
 pub mod passphrase;
 pub mod secret;
+pub mod sys;
 
 pub use error::{Error, Kind, Result};

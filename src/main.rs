@@ -1,1 +1,154 @@
-fn main() {}
+//! `luksfuse`: parse the command line, set up logging, run, exit with the error's exit code.
+
+mod cli;
+
+use clap::Parser;
+use cli::{Cli, Command, KeyOpts};
+use luksfuse::error::{Error, Result};
+use luksfuse::luks::{hex_lines, Header, HeaderFile, Unlocked};
+use luksfuse::passphrase::KeySource;
+use std::io::Write;
+use std::path::Path;
+
+struct StderrLogger {
+    level: log::LevelFilter,
+}
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= self.level
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!(
+                "luksfuse: {}: {}",
+                r.level().as_str().to_lowercase(),
+                r.args()
+            );
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap exits 2 on usage errors, which means "wrong passphrase" here: use 1.
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    let level = if cli.debug {
+        log::LevelFilter::Debug
+    } else if cli.verbose {
+        log::LevelFilter::Info
+    } else {
+        log::LevelFilter::Warn
+    };
+    let _ = log::set_boxed_logger(Box::new(StderrLogger { level }));
+    log::set_max_level(level);
+    let code = match run(cli.command) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("luksfuse: {e}");
+            if let Some(h) = e.hint() {
+                eprintln!("hint: {h}");
+            }
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn key_source(k: &KeyOpts) -> KeySource {
+    KeySource {
+        key_file: k.key_file.clone(),
+        offset: k.keyfile_offset,
+        size: k.keyfile_size,
+    }
+}
+
+fn open_header(path: &Path) -> Result<(HeaderFile, Header)> {
+    let file = HeaderFile::open(path)?;
+    let header = Header::parse(&file).map_err(|e| e.in_file(path))?;
+    Ok((file, header))
+}
+
+fn unlock(path: &Path, file: &HeaderFile, header: &Header, k: &KeyOpts) -> Result<Unlocked> {
+    if let Some(s) = k.key_slot {
+        if !header.slot_active(s) {
+            return Err(Error::no_key(format!("Keyslot {s} is not active.")).in_file(path));
+        }
+    }
+    let pass = key_source(k).read(&path.display().to_string())?;
+    let u = header.unlock(file, pass.as_bytes(), k.key_slot)?;
+    log::info!("key slot {} unlocked", u.slot);
+    Ok(u)
+}
+
+fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Dump {
+            json,
+            dump_volume_key,
+            batch_mode,
+            key,
+            header: path,
+        } => {
+            let (file, header) = open_header(&path)?;
+            if dump_volume_key {
+                return dump_volume_key_cmd(&path, &file, &header, &key, batch_mode);
+            }
+            let mut out = std::io::stdout().lock();
+            let text = if json {
+                serde_json::to_string_pretty(&header.dump_json()).expect("JSON value") + "\n"
+            } else {
+                header.dump()
+            };
+            let _ = out.write_all(text.as_bytes());
+            Ok(())
+        }
+        Command::TestKey { key, header: path } => {
+            let (file, header) = open_header(&path)?;
+            unlock(&path, &file, &header, &key).map(|_| ())
+        }
+    }
+}
+
+fn dump_volume_key_cmd(
+    path: &Path,
+    file: &HeaderFile,
+    header: &Header,
+    key: &KeyOpts,
+    batch_mode: bool,
+) -> Result<()> {
+    eprintln!(
+        "\nWARNING!\n========\nThe header dump with volume key is sensitive information\n\
+         that allows access to encrypted partition without a passphrase.\n\
+         This dump should be stored encrypted in a safe place.\n"
+    );
+    if !batch_mode && luksfuse::sys::is_terminal(&std::io::stdin()) {
+        eprint!("Are you sure? (Type 'yes' in capital letters): ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if answer.trim_end() != "YES" {
+            return Err(Error::usage("Operation aborted."));
+        }
+    }
+    let u = unlock(path, file, header, key)?;
+    let seg = header.segment();
+    let (name, mode) = seg.cipher.split_once('-').unwrap_or((&seg.cipher, ""));
+    let mut out = std::io::stdout().lock();
+    let text = format!(
+        "LUKS header information for {}\nCipher name:   \t{name}\nCipher mode:   \t{mode}\n\
+         Payload offset:\t{}\nUUID:          \t{}\nMK bits:       \t{}\nMK dump:\t{}\n",
+        path.display(),
+        seg.offset / 512,
+        header.uuid(),
+        u.key.len() * 8,
+        hex_lines(u.key.as_bytes(), "\t\t"),
+    );
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}

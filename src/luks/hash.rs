@@ -41,6 +41,7 @@ impl HashAlg {
     }
 
     /// Digest length in bytes.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(self) -> usize {
         match self {
             HashAlg::Sha1 | HashAlg::Ripemd160 => 20,

@@ -119,7 +119,7 @@ pub struct Unlocked {
 /// A parsed and validated LUKS header of either version.
 #[derive(Debug)]
 pub enum Header {
-    Luks1(luks1::Luks1),
+    Luks1(Box<luks1::Luks1>),
     Luks2(luks2::Luks2),
 }
 
@@ -138,7 +138,7 @@ impl Header {
             return Err(Error::format("not a LUKS header (bad magic)"));
         }
         match version {
-            1 => Ok(Header::Luks1(luks1::Luks1::parse(src)?)),
+            1 => Ok(Header::Luks1(Box::new(luks1::Luks1::parse(src)?))),
             2 => Ok(Header::Luks2(luks2::Luks2::parse(src)?)),
             v => Err(Error::format(format!("unsupported LUKS version {v}"))),
         }

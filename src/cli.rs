@@ -1,0 +1,83 @@
+//! The command line: clap definitions only (also the source of `--help`, and later of the man
+//! page and completions). Option names follow cryptsetup's where it has one.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes (as cryptsetup):
+  0  success
+  1  wrong parameters or usage
+  2  no key available with this passphrase (or key file)
+  3  out of memory (or a KDF memory cost over the limit)
+  4  wrong, damaged or unsupported header or payload file; I/O error
+  5  device busy: file locked by another process, mountpoint in use";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "luksfuse",
+    version,
+    about = "Use a LUKS1/LUKS2 volume with a detached header as a plaintext file, without root",
+    after_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    /// Show more detail about what is done.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Show debug messages (never secrets).
+    #[arg(long, global = true)]
+    pub debug: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to get the passphrase: cryptsetup's key options.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KeyOpts {
+    /// Read the key from FILE (the whole file, binary allowed); `-` reads all of stdin.
+    /// Without it: prompt on a terminal, else read one line from stdin.
+    #[arg(short = 'd', long = "key-file", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Skip N bytes of the key file.
+    #[arg(long = "keyfile-offset", value_name = "N", default_value_t = 0)]
+    pub keyfile_offset: u64,
+    /// Read exactly N bytes of the key file.
+    #[arg(short = 'l', long = "keyfile-size", value_name = "N")]
+    pub keyfile_size: Option<u64>,
+    /// Try only keyslot N.
+    #[arg(short = 'S', long = "key-slot", value_name = "N")]
+    pub key_slot: Option<u32>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the header's contents, like `cryptsetup luksDump` (never secrets, unless
+    /// --dump-volume-key is given).
+    #[command(
+        after_help = "Examples:\n  luksfuse dump header.img\n  luksfuse dump --json header.img\n  luksfuse dump --dump-volume-key -d keyfile header.img"
+    )]
+    Dump {
+        /// Print the header as JSON.
+        #[arg(long, conflicts_with = "dump_volume_key")]
+        json: bool,
+        /// Unlock and print the volume key in hex (sensitive!).
+        #[arg(long = "dump-volume-key", alias = "dump-master-key")]
+        dump_volume_key: bool,
+        /// Do not ask for confirmation.
+        #[arg(short = 'q', long = "batch-mode")]
+        batch_mode: bool,
+        #[command(flatten)]
+        key: KeyOpts,
+        /// The LUKS header file (detached header, or a whole LUKS image).
+        header: PathBuf,
+    },
+    /// Check that a passphrase or key file opens a keyslot (exit 0), like
+    /// `cryptsetup open --test-passphrase`.
+    #[command(name = "test-key", alias = "test-passphrase")]
+    TestKey {
+        #[command(flatten)]
+        key: KeyOpts,
+        /// The LUKS header file.
+        header: PathBuf,
+    },
+}
