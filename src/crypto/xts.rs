@@ -15,7 +15,7 @@ pub(super) struct Xts {
 /// Multiplies the tweak by x in GF(2^128) (little-endian convention of IEEE 1619).
 #[inline(always)]
 fn mul_x(t: u128) -> u128 {
-    (t << 1) ^ (((t >> 127) as u128) * 0x87)
+    (t << 1) ^ ((t >> 127) * 0x87)
 }
 
 impl Xts {
