@@ -322,7 +322,8 @@ impl Luks2 {
         let _ = writeln!(s);
         let _ = writeln!(s, "Keyslots:");
         for (n, k) in &m.keyslots {
-            let _ = writeln!(s, "  {n}: luks2");
+            let unbound = if self.bound(*n) { "" } else { " (unbound)" };
+            let _ = writeln!(s, "  {n}: luks2{unbound}");
             let _ = writeln!(s, "\tKey:        {} bits", k.key_size * 8);
             let _ = writeln!(s, "\tPriority:   {}", k.priority.name());
             let _ = writeln!(s, "\tCipher:     {}", k.area.encryption);

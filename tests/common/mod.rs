@@ -40,12 +40,18 @@ impl Scratch {
 
     /// Runs cryptsetup with `args`, then `--header h.img` and the payload; panics on failure.
     pub fn cryptsetup(&self, args: &[&str]) -> String {
+        self.cryptsetup_then(args, &[])
+    }
+
+    /// Like [`Self::cryptsetup`], with `after` following the payload (e.g. a new key file).
+    pub fn cryptsetup_then(&self, args: &[&str], after: &[&str]) -> String {
         let out = Command::new("cryptsetup")
             .args(["-q", "--batch-mode"])
             .args(args)
             .arg("--header")
             .arg(self.header())
             .arg(self.path("payload.raw"))
+            .args(after)
             .output()
             .expect("run cryptsetup");
         assert!(
