@@ -620,3 +620,29 @@ fn luks2_truncated_keyslot_area_is_an_error_not_a_panic() {
         "{e}"
     );
 }
+
+#[test]
+fn luks2_byte_mutations_of_the_json_never_panic() {
+    need_cryptsetup!();
+    let (_s, mut img) = fast_image();
+    let hs = hdr_size(&img);
+    img.truncate(2 * hs); // the keyslots area is not read by parsing
+    let text_len = img[4096..hs].iter().position(|&b| b == 0).unwrap();
+    // Every byte of the JSON text replaced by a few telling values, checksum fixed, so the
+    // parser and the validator (not the checksum) see each mutation.
+    for pos in 4096..4096 + text_len + 1 {
+        for b in [b'0', b'9', b'"', b'{', b'-', 0x00, 0xff] {
+            let mut m = img.clone();
+            m[pos] = b;
+            fix_checksum(&mut m, 0);
+            m.copy_within(0..hs, hs);
+            m[hs..hs + 6].copy_from_slice(b"SKUL\xba\xbe");
+            m[hs + 256..hs + 264].copy_from_slice(&(hs as u64).to_be_bytes());
+            fix_checksum(&mut m, hs);
+            if let Ok(h) = Header::parse(&m) {
+                let _ = h.dump();
+                let _ = h.slots_to_try();
+            }
+        }
+    }
+}

@@ -681,3 +681,39 @@ impl Metadata {
             .map_or(0, |k| k.key_size)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_strings_must_be_plain_u64() {
+        assert_eq!(dec_u64("16384", "x").ok(), Some(16384));
+        assert_eq!(dec_u64("18446744073709551615", "x").ok(), Some(u64::MAX));
+        for bad in ["", "-1", "+1", " 1", "0x10", "1e3", "18446744073709551616"] {
+            assert!(dec_u64(bad, "x").is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn ids_are_small_decimals_without_leading_zeros() {
+        assert_eq!(id("0", "keyslot").ok(), Some(0));
+        assert_eq!(id("31", "keyslot").ok(), Some(31));
+        for bad in ["", "32", "01", "-1", "a", "1 ", "100"] {
+            assert!(id(bad, "keyslot").is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn requirements_refuse_before_anything_else() {
+        let j = serde_json::json!({
+            "config": {"json_size": "12288", "keyslots_size": "4096",
+                       "requirements": {"mandatory": ["online-reencrypt-v2"]}},
+            "segments": {"0": {"type": "linear"}, "1": {"type": "crypt"}},
+        });
+        match validate(&j, 16384) {
+            Err(Reject::Unsupported(e)) => assert!(e.message().contains("reencryption")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
