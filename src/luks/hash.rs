@@ -40,7 +40,7 @@ impl HashAlg {
         }
     }
 
-    /// Digest length in bytes.
+    /// Digest length in bytes. (Never empty, hence no `is_empty`.)
     #[allow(clippy::len_without_is_empty)]
     pub fn len(self) -> usize {
         match self {

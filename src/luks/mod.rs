@@ -43,6 +43,16 @@ impl ReadAt for [u8] {
     }
 }
 
+/// `[u8]` is unsized and cannot be a `&dyn ReadAt`; a `Vec<u8>` can.
+impl ReadAt for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.as_slice().size()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
+        self.as_slice().read_exact_at(buf, off)
+    }
+}
+
 fn truncated(off: u64, len: usize, size: u64) -> Error {
     Error::format(format!(
         "file truncated: needs bytes {off}..{} but has {size}",

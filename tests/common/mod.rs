@@ -2,6 +2,8 @@
 //! (cryptsetup, qemu-img, qemu-io) and the luksfuse binary.
 #![allow(dead_code)]
 
+use serde_json::Value;
+use sha2::Digest as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -164,4 +166,146 @@ pub fn luksfuse_volume_key<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: &[u8]) 
     let r = luksfuse(args, stdin);
     assert_eq!(r.code, 0, "luksfuse failed: {}", r.stderr);
     parse_mk_dump(&r.stdout)
+}
+
+// ---- LUKS2 scratch headers and in-place JSON rewriting ----
+
+
+/// Whether cryptsetup is installed; tests that need it are skipped (with a message) otherwise.
+pub fn have_cryptsetup() -> bool {
+    Command::new("cryptsetup")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A temporary directory with a 16 MiB payload and a passphrase file; removed when dropped.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+pub const PASSPHRASE: &[u8] = b"correct horse battery staple";
+
+impl Scratch {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let payload = std::fs::File::create(dir.path().join("payload.raw")).unwrap();
+        payload.set_len(16 << 20).unwrap();
+        std::fs::write(dir.path().join("pass"), PASSPHRASE).unwrap();
+        Scratch { dir }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    pub fn header(&self) -> PathBuf {
+        self.path("h.img")
+    }
+
+    /// Runs cryptsetup with `args`, then `--header h.img` and the payload; panics on failure.
+    pub fn cryptsetup(&self, args: &[&str]) -> String {
+        self.cryptsetup_then(args, &[])
+    }
+
+    /// Like [`Self::cryptsetup`], with `after` following the payload (e.g. a new key file).
+    pub fn cryptsetup_then(&self, args: &[&str], after: &[&str]) -> String {
+        let out = Command::new("cryptsetup")
+            .args(["-q", "--batch-mode"])
+            .args(args)
+            .arg("--header")
+            .arg(self.header())
+            .arg(self.path("payload.raw"))
+            .args(after)
+            .output()
+            .expect("run cryptsetup");
+        assert!(
+            out.status.success(),
+            "cryptsetup {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `cryptsetup luksFormat --type luks2` with the passphrase file and extra `args`.
+    pub fn luks2_format(&self, args: &[&str]) {
+        let pass = self.path("pass");
+        let mut all = vec!["luksFormat", "--type", "luks2", "--key-file"];
+        all.push(pass.to_str().unwrap());
+        all.extend_from_slice(args);
+        self.cryptsetup(&all);
+    }
+
+    /// The volume key as `cryptsetup luksDump --dump-volume-key` prints it.
+    pub fn volume_key(&self) -> Vec<u8> {
+        let pass = self.path("pass");
+        let out = self.cryptsetup(&[
+            "luksDump",
+            "--dump-volume-key",
+            "--key-file",
+            pass.to_str().unwrap(),
+        ]);
+        parse_mk_dump(&out)
+    }
+
+    pub fn read_header(&self) -> Vec<u8> {
+        std::fs::read(self.header()).unwrap()
+    }
+}
+
+fn be64(b: &[u8], off: usize) -> u64 {
+    u64::from_be_bytes(b[off..off + 8].try_into().unwrap())
+}
+
+/// The LUKS2 header size (binary + JSON) of an image.
+pub fn hdr_size(img: &[u8]) -> usize {
+    be64(img, 8) as usize
+}
+
+/// Recomputes the sha256 checksum of the header copy at `offset` (hdr_size bytes).
+pub fn fix_checksum(img: &mut [u8], offset: usize) {
+    let size = be64(img, offset + 8) as usize;
+    let area = &mut img[offset..offset + size];
+    area[448..512].fill(0);
+    let sum = sha2::Sha256::digest(&*area);
+    area[448..448 + 32].copy_from_slice(&sum);
+}
+
+/// The JSON of the header copy at `offset`.
+pub fn read_json(img: &[u8], offset: usize) -> Value {
+    let size = hdr_size(img);
+    let area = &img[offset + 4096..offset + size];
+    let end = area.iter().position(|&b| b == 0).unwrap();
+    serde_json::from_slice(&area[..end]).unwrap()
+}
+
+/// Rewrites the JSON of the header copy at `offset` with `f` and recomputes its checksum.
+pub fn rewrite_copy_json(img: &mut [u8], offset: usize, f: &dyn Fn(&mut Value)) {
+    let size = hdr_size(img);
+    let mut json = read_json(img, offset);
+    f(&mut json);
+    let text = serde_json::to_vec(&json).unwrap();
+    let area = &mut img[offset + 4096..offset + size];
+    assert!(text.len() < area.len(), "rewritten JSON does not fit");
+    area.fill(0);
+    area[..text.len()].copy_from_slice(&text);
+    fix_checksum(img, offset);
+}
+
+/// Rewrites the JSON of both LUKS2 header copies with `f`, keeping them valid checksums.
+pub fn rewrite_json(img: &mut [u8], f: &dyn Fn(&mut Value)) {
+    let size = hdr_size(img);
+    rewrite_copy_json(img, 0, f);
+    rewrite_copy_json(img, size, f);
+}
+
+/// Sets the seqid of the copy at `offset` and recomputes its checksum.
+pub fn set_seqid(img: &mut [u8], offset: usize, seqid: u64) {
+    img[offset + 16..offset + 24].copy_from_slice(&seqid.to_be_bytes());
+    fix_checksum(img, offset);
+}
+
+/// Writes `img` into a file in `dir` named `name` and returns its path.
+pub fn write(dir: &Path, name: &str, img: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, img).unwrap();
+    p
 }

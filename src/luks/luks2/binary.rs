@@ -1,0 +1,229 @@
+//! The LUKS2 binary header (LUKS2 on-disk format specification, section 2.1, "Binary header")
+//! and the checksum that covers it together with the JSON area that follows it.
+//!
+//! | offset | size | field                                                       |
+//! |-------:|-----:|-------------------------------------------------------------|
+//! |      0 |    6 | magic: `LUKS\xba\xbe` (primary) or `SKUL\xba\xbe` (secondary) |
+//! |      6 |    2 | version, big-endian, 2                                      |
+//! |      8 |    8 | hdr_size: binary header + JSON area, in bytes               |
+//! |     16 |    8 | seqid: incremented on every update                          |
+//! |     24 |   48 | label, NUL-terminated                                       |
+//! |     72 |   32 | csum_alg, e.g. `sha256`                                     |
+//! |    104 |   64 | salt (random, unused for reading)                           |
+//! |    168 |   40 | uuid, NUL-terminated                                        |
+//! |    208 |   48 | subsystem, NUL-terminated                                   |
+//! |    256 |    8 | hdr_offset: offset of this copy in the file                 |
+//! |    264 |  184 | padding                                                     |
+//! |    448 |   64 | csum: checksum of the hdr_size area with this field zeroed  |
+//! |    512 | 3584 | padding                                                     |
+//!
+//! The secondary copy starts at offset hdr_size.
+
+use crate::error::{Error, Result};
+use crate::luks::hash::HashAlg;
+use crate::luks::ReadAt;
+
+/// Size of the binary part of a LUKS2 header.
+pub const BIN_LEN: usize = 4096;
+/// Magic of the primary header copy.
+pub const MAGIC_PRIMARY: &[u8; 6] = b"LUKS\xba\xbe";
+/// Magic of the secondary header copy.
+pub const MAGIC_SECONDARY: &[u8; 6] = b"SKUL\xba\xbe";
+/// The header sizes (binary + JSON) the format allows; also where a secondary copy may start.
+pub const HDR_SIZES: [u64; 9] = [
+    16 << 10,
+    32 << 10,
+    64 << 10,
+    128 << 10,
+    256 << 10,
+    512 << 10,
+    1 << 20,
+    2 << 20,
+    4 << 20,
+];
+
+/// Offset and length of the checksum field.
+pub const CSUM_OFFSET: usize = 448;
+pub const CSUM_LEN: usize = 64;
+
+/// Which of the two header copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copy {
+    Primary,
+    Secondary,
+}
+
+impl std::fmt::Display for Copy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Copy::Primary => "primary",
+            Copy::Secondary => "secondary",
+        })
+    }
+}
+
+/// A binary header whose magic, version, size, offset and checksum have been checked.
+#[derive(Debug, Clone)]
+pub struct BinaryHeader {
+    pub copy: Copy,
+    pub hdr_size: u64,
+    pub seqid: u64,
+    pub label: String,
+    pub csum_alg: HashAlg,
+    pub uuid: String,
+    pub subsystem: String,
+    pub hdr_offset: u64,
+}
+
+fn be64(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_be_bytes(a)
+}
+
+/// A NUL-terminated string field (the whole field if it has no NUL).
+fn c_str(field: &[u8]) -> String {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    String::from_utf8_lossy(&field[..end]).into_owned()
+}
+
+/// The checksum of a whole header area (`hdr_size` bytes) with its checksum field taken as
+/// zeros, `alg.len()` bytes long.
+pub fn checksum(alg: HashAlg, area: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; alg.len()];
+    let zeros = [0u8; CSUM_LEN];
+    alg.hash_into(
+        &[
+            &area[..CSUM_OFFSET],
+            &zeros,
+            &area[CSUM_OFFSET + CSUM_LEN..],
+        ],
+        &mut out,
+    );
+    out
+}
+
+/// Reads the header copy at `offset` and checks its binary part and checksum. Returns the
+/// binary header and the JSON area (`hdr_size - 4096` bytes). Any error means "this copy is
+/// damaged or absent".
+pub fn read_copy(src: &dyn ReadAt, offset: u64, copy: Copy) -> Result<(BinaryHeader, Vec<u8>)> {
+    let mut bin = [0u8; BIN_LEN];
+    src.read_exact_at(&mut bin, offset)
+        .map_err(|_| Error::format(format!("no header at offset {offset} (file too short)")))?;
+    let magic = match copy {
+        Copy::Primary => MAGIC_PRIMARY,
+        Copy::Secondary => MAGIC_SECONDARY,
+    };
+    if &bin[..6] != magic {
+        return Err(Error::format(format!("bad magic at offset {offset}")));
+    }
+    let version = u16::from_be_bytes([bin[6], bin[7]]);
+    if version != 2 {
+        return Err(Error::format(format!(
+            "version {version} at offset {offset}, expected 2"
+        )));
+    }
+    let hdr_size = be64(&bin, 8);
+    if !HDR_SIZES.contains(&hdr_size) {
+        return Err(Error::format(format!("invalid header size {hdr_size}")));
+    }
+    let hdr_offset = be64(&bin, 256);
+    if hdr_offset != offset {
+        return Err(Error::format(format!(
+            "header at offset {offset} says it is at offset {hdr_offset}"
+        )));
+    }
+    if copy == Copy::Secondary && hdr_size != offset {
+        return Err(Error::format(format!(
+            "secondary header at offset {offset} has header size {hdr_size}"
+        )));
+    }
+    let csum_name = c_str(&bin[72..104]);
+    let csum_alg = HashAlg::from_name(&csum_name)
+        .map_err(|_| Error::format(format!("unsupported checksum algorithm '{csum_name}'")))?;
+    if offset.checked_add(hdr_size).is_none_or(|e| e > src.size()) {
+        return Err(Error::format(format!(
+            "header at offset {offset} of {hdr_size} bytes runs past the end of the file"
+        )));
+    }
+    // hdr_size is one of HDR_SIZES (at most 4 MiB) and lies within the file.
+    let mut area = vec![0u8; hdr_size as usize];
+    src.read_exact_at(&mut area, offset)?;
+    let want = checksum(csum_alg, &area);
+    if area[CSUM_OFFSET..CSUM_OFFSET + want.len()] != want[..] {
+        return Err(Error::format(format!(
+            "checksum mismatch in header at offset {offset}"
+        )));
+    }
+    let json = area.split_off(BIN_LEN);
+    let header = BinaryHeader {
+        copy,
+        hdr_size,
+        seqid: be64(&bin, 16),
+        label: c_str(&bin[24..72]),
+        csum_alg,
+        uuid: c_str(&bin[168..208]),
+        subsystem: c_str(&bin[208..256]),
+        hdr_offset,
+    };
+    Ok((header, json))
+}
+
+/// The JSON text of a JSON area: the bytes before the first NUL, which must exist, as UTF-8.
+pub fn json_text(area: &[u8]) -> Result<&str> {
+    let end = area
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| Error::format("JSON area is not NUL-terminated"))?;
+    std::str::from_utf8(&area[..end]).map_err(|_| Error::format("JSON area is not valid UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(hdr_size: u64, offset: u64, magic: &[u8; 6]) -> Vec<u8> {
+        let mut h = vec![0u8; hdr_size as usize];
+        h[..6].copy_from_slice(magic);
+        h[6..8].copy_from_slice(&2u16.to_be_bytes());
+        h[8..16].copy_from_slice(&hdr_size.to_be_bytes());
+        h[16..24].copy_from_slice(&7u64.to_be_bytes());
+        h[24..29].copy_from_slice(b"label");
+        h[72..78].copy_from_slice(b"sha256");
+        h[256..264].copy_from_slice(&offset.to_be_bytes());
+        h[BIN_LEN..BIN_LEN + 2].copy_from_slice(b"{}");
+        let c = checksum(HashAlg::Sha256, &h);
+        h[CSUM_OFFSET..CSUM_OFFSET + 32].copy_from_slice(&c);
+        h
+    }
+
+    #[test]
+    fn valid_copy_is_read_and_a_flipped_bit_is_caught() {
+        let mut h = header(16384, 0, MAGIC_PRIMARY);
+        let (b, json) = read_copy(&h, 0, Copy::Primary).unwrap();
+        assert_eq!((b.hdr_size, b.seqid, b.label.as_str()), (16384, 7, "label"));
+        assert_eq!(json_text(&json).unwrap(), "{}");
+        h[5000] ^= 1;
+        let e = read_copy(&h, 0, Copy::Primary).unwrap_err();
+        assert!(e.message().contains("checksum"), "{}", e.message());
+    }
+
+    #[test]
+    fn wrong_magic_size_offset_or_truncation_is_refused() {
+        let h = header(16384, 0, MAGIC_PRIMARY);
+        assert!(read_copy(&h, 0, Copy::Secondary).is_err());
+        assert!(read_copy(&h[..8000].to_vec(), 0, Copy::Primary).is_err());
+        let h = header(16384, 4096, MAGIC_PRIMARY);
+        assert!(read_copy(&h, 0, Copy::Primary).is_err());
+        let mut h = header(16384, 0, MAGIC_PRIMARY);
+        h[8..16].copy_from_slice(&20000u64.to_be_bytes());
+        assert!(read_copy(&h, 0, Copy::Primary).is_err());
+    }
+
+    #[test]
+    fn json_area_must_be_nul_terminated_utf8() {
+        assert!(json_text(b"{}").is_err());
+        assert!(json_text(b"{\xff}\0").is_err());
+        assert_eq!(json_text(b"{}\0\0junk").unwrap(), "{}");
+    }
+}
