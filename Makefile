@@ -41,6 +41,7 @@ demo: deps
 	bash contrib/demo.sh target/release/luksfuse
 
 bench: deps
+	@command -v fio >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq fio; }
 	$(CARGO) build --release
 	bash contrib/bench.sh target/release/luksfuse
 

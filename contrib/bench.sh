@@ -36,3 +36,59 @@ bench_unlock "luks1 pbkdf2-sha256 (1 s)" --type luks1 --hash sha256 --iter-time 
 bench_unlock "luks2 argon2id 4 lanes 256 MiB" --type luks2 --pbkdf argon2id \
   --pbkdf-force-iterations 4 --pbkdf-memory 262144 --pbkdf-parallel 4
 echo "(ratio = luksfuse time / cryptsetup time; goal <= 1.0)"
+
+# ---- Throughput through the mount: luksfuse vs qemu-storage-daemon's FUSE export ----
+if ! "$LUKSFUSE" mount --help >/dev/null 2>&1; then exit 0; fi
+command -v fio >/dev/null || { echo "fio missing: run 'make bench' (installs it)"; exit 1; }
+SIZE_MB=${SIZE_MB:-1024}
+shm=$(mktemp -d /dev/shm/luksfuse-bench.XXXXXX)
+mnt="$work/mnt"; mkdir -p "$mnt"
+qsd_pid=""
+cleanup_mounts() {
+  fusermount3 -u "$mnt" 2>/dev/null || true
+  [ -n "$qsd_pid" ] && kill "$qsd_pid" 2>/dev/null && wait "$qsd_pid" 2>/dev/null
+  rm -rf "$shm"
+}
+trap 'cleanup_mounts; rm -rf "$work"' EXIT
+truncate -s "${SIZE_MB}M" "$shm/payload.raw"
+cryptsetup luksFormat -q --type luks1 --header "$shm/h1.img" --key-file pass \
+  --pbkdf-force-iterations 1000 "$shm/payload.raw"
+
+# fio_run FILE RW BS DEPTH -> prints "MB/s IOPS"
+fio_run() {
+  fio --name=b --filename="$1" --rw="$2" --bs="$3" --iodepth="$4" --ioengine=libaio \
+      --direct=1 --size="${SIZE_MB}M" --runtime="${RUNTIME:-8}" --time_based=1 \
+      --output-format=json 2>/dev/null |
+    python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; k="read" if j["read"]["io_bytes"] else "write"; print("%.0f %.0f" % (j[k]["bw_bytes"]/1e6, j[k]["iops"]))'
+}
+run_suite() { # FILE -> "seqread seqwrite randread_iops"
+  local r w q
+  r=$(fio_run "$1" read 1M 4 | cut -d' ' -f1)
+  w=$(fio_run "$1" write 1M 4 | cut -d' ' -f1)
+  q=$(fio_run "$1" randread 4k 16 | cut -d' ' -f2)
+  echo "$r $w $q"
+}
+
+"$LUKSFUSE" mount -d pass "$shm/h1.img" "$shm/payload.raw" "$mnt"
+ours=$(run_suite "$mnt/payload")
+fusermount3 -u "$mnt"
+
+touch "$shm/export"
+qemu-storage-daemon --object secret,id=s,file=pass \
+  --blockdev "{\"driver\":\"luks\",\"node-name\":\"l0\",\"key-secret\":\"s\",\"file\":{\"driver\":\"raw\",\"file\":{\"driver\":\"file\",\"filename\":\"$shm/payload.raw\"}},\"header\":{\"driver\":\"raw\",\"file\":{\"driver\":\"file\",\"filename\":\"$shm/h1.img\"}}}" \
+  --export type=fuse,id=e0,node-name=l0,mountpoint="$shm/export",writable=on &
+qsd_pid=$!
+for _ in $(seq 50); do grep -q " $shm/export " /proc/mounts && break; sleep 0.1; done
+theirs=$(run_suite "$shm/export")
+kill "$qsd_pid"; wait "$qsd_pid" 2>/dev/null || true; qsd_pid=""
+
+echo
+echo "== throughput through FUSE, LUKS1 aes-xts-plain64, raw payload in tmpfs (${SIZE_MB} MiB, fio, direct I/O) =="
+printf '%-28s %12s %12s %8s\n' test luksfuse "qemu-sd" ratio
+set -- $ours; o_r=$1 o_w=$2 o_q=$3
+set -- $theirs; t_r=$1 t_w=$2 t_q=$3
+ratio() { awk "BEGIN{ if ($2 > 0) printf \"%.1fx\", $1/$2; else print \"-\" }"; }
+printf '%-28s %9s MB/s %9s MB/s %8s\n' "seq read 1 MiB qd4" "$o_r" "$t_r" "$(ratio "$o_r" "$t_r")"
+printf '%-28s %9s MB/s %9s MB/s %8s\n' "seq write 1 MiB qd4" "$o_w" "$t_w" "$(ratio "$o_w" "$t_w")"
+printf '%-28s %9s IOPS %9s IOPS %8s\n' "rand read 4 KiB qd16" "$o_q" "$t_q" "$(ratio "$o_q" "$t_q")"
+echo "(ratio = luksfuse / qemu-storage-daemon; goal >= 6x for sequential read and write)"

@@ -170,7 +170,6 @@ pub fn luksfuse_volume_key<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: &[u8]) 
 
 // ---- LUKS2 scratch headers and in-place JSON rewriting ----
 
-
 /// Whether cryptsetup is installed; tests that need it are skipped (with a message) otherwise.
 pub fn have_cryptsetup() -> bool {
     Command::new("cryptsetup")
