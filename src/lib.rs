@@ -7,9 +7,11 @@
 
 pub mod crypto;
 pub mod error;
+pub mod image;
 pub mod luks;
 pub mod passphrase;
 pub mod secret;
 pub mod sys;
+pub mod volume;
 
 pub use error::{Error, Kind, Result};
