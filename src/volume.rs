@@ -14,9 +14,12 @@
 //! * [`IvUnits::Sector`]: `(b / 512 + iv_tweak) >> log2(sector_size / 512)` (dm-crypt's
 //!   `iv_large_sectors`, which cryptsetup sets for every LUKS2 segment with sectors > 512).
 //!
-//! The two differ only for sectors larger than 512 bytes. `tests/volume_peers.rs` checks the
-//! choice made by [`IvUnits::for_segment`] against `cryptsetup reencrypt` for 512, 2048 and
-//! 4096-byte sectors.
+//! The two differ only for sectors larger than 512 bytes. cryptsetup 2.6 does *not* set
+//! `iv_large_sectors` for LUKS2: data that `cryptsetup reencrypt --encrypt --sector-size 4096`
+//! wrote decrypts only with 512-byte units (`tests/volume_peers.rs` proves it for 512, 2048
+//! and 4096-byte sectors, and that sector units fail from the second sector on). So
+//! [`IvUnits::for_segment`] always answers `Bytes512`; `Sector` stays for experiments and a
+//! possible plain dm-crypt `--iv-large-sectors` mode.
 
 use crate::crypto::{CipherSpec, SectorCipher};
 use crate::error::{Error, Result};
@@ -43,14 +46,10 @@ pub enum IvUnits {
 }
 
 impl IvUnits {
-    /// What cryptsetup/dm-crypt use for `segment`: sector units once sectors exceed 512 bytes
-    /// (verified against `cryptsetup reencrypt`); for 512-byte sectors both are the same.
-    pub fn for_segment(segment: &Segment) -> Self {
-        if segment.sector_size > 512 {
-            IvUnits::Sector
-        } else {
-            IvUnits::Bytes512
-        }
+    /// What cryptsetup uses for a LUKS `segment`: 512-byte units whatever the sector size
+    /// (verified against `cryptsetup reencrypt` for 512, 2048 and 4096-byte sectors).
+    pub fn for_segment(_segment: &Segment) -> Self {
+        IvUnits::Bytes512
     }
 }
 
@@ -421,9 +420,9 @@ mod tests {
         let mut seg = segment(0, Some(8 * 4096), 4096, "aes-xts-plain64", 64);
         seg.iv_tweak = 16;
         let v = Volume::new(img, &seg, &key(64)).unwrap();
-        assert_eq!(v.iv(3), ((3 * 8 + 16) >> 3, 1));
-        let v = v.with_iv_units(IvUnits::Bytes512);
         assert_eq!(v.iv(3), (3 * 8 + 16, 8));
+        let v = v.with_iv_units(IvUnits::Sector);
+        assert_eq!(v.iv(3), ((3 * 8 + 16) >> 3, 1));
     }
 
     #[test]
