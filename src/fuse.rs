@@ -305,9 +305,8 @@ pub struct MountSpec {
 impl MountSpec {
     fn config(&self) -> Config {
         let mut cfg = Config::default();
-        let escape = |s: &str| s.replace('\\', "\\\\").replace(',', "\\,");
         cfg.mount_options = vec![
-            MountOption::FSName(escape(&self.fsname)),
+            MountOption::FSName(self.fsname.clone()),
             MountOption::Subtype(self.subtype.clone()),
             MountOption::DefaultPermissions,
             MountOption::NoDev,
@@ -360,9 +359,53 @@ impl MountSpec {
     }
 }
 
+/// The `mount(2)` flags and option string for mounting ourselves as `fuse.<subtype>`, or
+/// `None` when an option needs fusermount3 (`auto_unmount`).
+fn direct_mount_args(cfg: &Config, fd: i32, uid: u32, gid: u32) -> Option<(libc::c_ulong, String)> {
+    let mut flags: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
+    let mut data = format!("fd={fd},rootmode=40000,user_id={uid},group_id={gid}");
+    for o in &cfg.mount_options {
+        match o {
+            MountOption::FSName(_) | MountOption::Subtype(_) | MountOption::RW => {}
+            MountOption::AutoUnmount => return None,
+            MountOption::DefaultPermissions => data.push_str(",default_permissions"),
+            MountOption::RO => flags |= libc::MS_RDONLY,
+            MountOption::Dev => flags &= !libc::MS_NODEV,
+            MountOption::Suid => flags &= !libc::MS_NOSUID,
+            MountOption::NoDev => flags |= libc::MS_NODEV,
+            MountOption::NoSuid => flags |= libc::MS_NOSUID,
+            MountOption::NoExec => flags |= libc::MS_NOEXEC,
+            MountOption::Exec => flags &= !libc::MS_NOEXEC,
+            MountOption::NoAtime => flags |= libc::MS_NOATIME,
+            MountOption::Atime => flags &= !libc::MS_NOATIME,
+            MountOption::Sync => flags |= libc::MS_SYNCHRONOUS,
+            MountOption::Async => flags &= !libc::MS_SYNCHRONOUS,
+            MountOption::DirSync => flags |= libc::MS_DIRSYNC,
+            MountOption::CUSTOM(c) => {
+                data.push(',');
+                data.push_str(c);
+            }
+        }
+    }
+    match cfg.acl {
+        SessionACL::All => data.push_str(",allow_other"),
+        // The kernel has no allow_root: allow everyone and let fuser filter, as libfuse does.
+        SessionACL::RootAndOwner => data.push_str(",allow_other"),
+        SessionACL::Owner => {}
+    }
+    Some((flags, data))
+}
+
+enum Unmounter {
+    /// Mounted through fuser (fusermount3 for unprivileged users).
+    Fuser(SessionUnmounter),
+    /// Mounted by us with `mount(2)`.
+    Direct(std::path::PathBuf),
+}
+
 /// A live mount being served by worker threads.
 pub struct Mounted {
-    unmounter: SessionUnmounter,
+    unmounter: Unmounter,
     thread: JoinHandle<()>,
 }
 
@@ -370,14 +413,48 @@ impl Mounted {
     /// Mounts `fs` on `mountpoint` (the kernel handshake is done when this returns) and starts
     /// serving it: one worker per core, each with its own cloned `/dev/fuse` descriptor.
     /// `on_end` runs on the serving thread once all workers have stopped (after an unmount).
+    ///
+    /// With the privilege to call `mount(2)`, we mount with type `fuse.<subtype>` ourselves
+    /// (fuser's own direct mount would say plain `fuse`); otherwise fuser goes through
+    /// fusermount3, which also records the subtype.
     pub fn start(
         fs: VolumeFs,
         mountpoint: &Path,
         spec: &MountSpec,
         on_end: impl FnOnce(io::Result<()>) + Send + 'static,
     ) -> io::Result<Mounted> {
-        let mut session = fuser::Session::new(fs, mountpoint, &spec.config())?;
-        let unmounter = session.unmount_callable();
+        let cfg = spec.config();
+        let dev = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")?;
+        let (uid, gid) = (fs.uid, fs.gid);
+        let direct = match direct_mount_args(&cfg, std::os::fd::AsRawFd::as_raw_fd(&dev), uid, gid)
+        {
+            Some((flags, data)) => {
+                let fstype = format!("fuse.{}", spec.subtype);
+                match crate::sys::mount(&spec.fsname, mountpoint, &fstype, flags, &data) {
+                    Ok(()) => true,
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => false,
+                    Err(e) => return Err(e),
+                }
+            }
+            None => false,
+        };
+        let (session, unmounter) = if direct {
+            match fuser::Session::from_fd(fs, dev.into(), cfg.acl, cfg) {
+                Ok(s) => (s, Unmounter::Direct(mountpoint.to_path_buf())),
+                Err(e) => {
+                    let _ = crate::sys::umount_detach(mountpoint);
+                    return Err(e);
+                }
+            }
+        } else {
+            drop(dev);
+            let mut s = fuser::Session::new(fs, mountpoint, &cfg)?;
+            let u = s.unmount_callable();
+            (s, Unmounter::Fuser(u))
+        };
         let thread = std::thread::Builder::new()
             .name("luksfuse-serve".into())
             .spawn(move || on_end(session.run()))?;
@@ -387,7 +464,10 @@ impl Mounted {
     /// Unmounts (the workers then stop and `on_end` runs). Fails with `EBUSY` while the file
     /// is open; the caller may then detach lazily.
     pub fn unmount(&mut self) -> io::Result<()> {
-        self.unmounter.unmount()
+        match &mut self.unmounter {
+            Unmounter::Fuser(u) => u.unmount(),
+            Unmounter::Direct(p) => crate::sys::umount(p),
+        }
     }
 
     /// Waits for the serving thread to finish.

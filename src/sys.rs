@@ -196,6 +196,42 @@ pub fn uid_gid() -> (u32, u32) {
     unsafe { (libc::getuid(), libc::getgid()) }
 }
 
+/// `mount(2)`: mounts `source` of type `fstype` on `target` with `flags` and option string
+/// `data` (used for FUSE mounts with the full `fuse.<subtype>` type, as libfuse does).
+pub fn mount(
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> io::Result<()> {
+    let c = |s: &[u8]| {
+        CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
+    };
+    let (source, target) = (c(source.as_bytes())?, c(target.as_os_str().as_bytes())?);
+    let (fstype, data) = (c(fstype.as_bytes())?, c(data.as_bytes())?);
+    // SAFETY: all four pointers are valid NUL-terminated strings that outlive the call.
+    cvt(unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    })?;
+    Ok(())
+}
+
+/// `umount2(path, 0)`: unmounts now; fails with `EBUSY` while the file system is in use.
+pub fn umount(path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    cvt(unsafe { libc::umount2(c.as_ptr(), 0) })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
