@@ -7,9 +7,14 @@
 
 pub mod crypto;
 pub mod error;
+pub mod fuse;
+pub mod image;
 pub mod luks;
+pub mod mount;
 pub mod passphrase;
 pub mod secret;
 pub mod sys;
+pub mod syslog;
+pub mod volume;
 
 pub use error::{Error, Kind, Result};

@@ -1,8 +1,13 @@
 //! The few system calls the standard library does not wrap. Every `unsafe` block of the
 //! project lives in this module, each with a `// SAFETY:` comment.
 
+use std::ffi::CString;
+use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Whether `fd` refers to a terminal.
 pub fn is_terminal(fd: &impl AsRawFd) -> bool {
@@ -39,5 +44,211 @@ impl Drop for NoEcho {
     fn drop(&mut self) {
         // SAFETY: restores the settings read in `new` on the same descriptor.
         unsafe { libc::tcsetattr(self.fd, libc::TCSAFLUSH, &self.saved) };
+    }
+}
+
+// ---- Payload locks, daemonizing, signals and unmounting (used by `image` and `mount`). ----
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A `struct flock` for one byte at `byte`, of lock type `kind` (`F_RDLCK`, `F_WRLCK`).
+fn one_byte(kind: libc::c_int, byte: u64) -> io::Result<libc::flock> {
+    let start = libc::off_t::try_from(byte)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lock offset too large"))?;
+    // SAFETY: `flock` is a plain C struct for which all-zero bytes are a valid value; the
+    // fields that matter are set below (and `l_pid` must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = 1;
+    Ok(fl)
+}
+
+/// Takes a shared (read) open-file-description lock on one byte, without waiting.
+/// Fails with `EAGAIN`/`EACCES` when another open file description holds a write lock on it.
+pub fn ofd_lock_shared(fd: BorrowedFd<'_>, byte: u64) -> io::Result<()> {
+    let fl = one_byte(libc::F_RDLCK, byte)?;
+    // SAFETY: `fd` is a valid open descriptor for the duration of the borrow, and `fl` is a
+    // valid `flock` that outlives the call; F_OFD_SETLK only reads it.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) })?;
+    Ok(())
+}
+
+/// Whether a write lock on one byte would conflict with a lock held through another open file
+/// description (locks held through `fd` itself never conflict).
+pub fn ofd_write_lock_conflicts(fd: BorrowedFd<'_>, byte: u64) -> io::Result<bool> {
+    let mut fl = one_byte(libc::F_WRLCK, byte)?;
+    // SAFETY: as above; F_OFD_GETLK writes the conflicting lock (or F_UNLCK) into `fl`, which
+    // is a valid, exclusively borrowed `flock`.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) })?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// The result of [`fork`].
+pub enum Forked {
+    Parent { child: libc::pid_t },
+    Child,
+}
+
+/// Forks the process.
+///
+/// Call it only while the process has a single thread of ours that matters: in the child, only
+/// the calling thread exists, and locks held by other threads at the time of the fork stay
+/// locked forever (so the child must not touch state those threads may have been using).
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: fork has no memory-safety preconditions of its own; the caveat about other
+    // threads is documented above and honoured by the caller (`mount::run` forks before it
+    // starts any thread, and the child only uses its own state and new threads).
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        child => Ok(Forked::Parent { child }),
+    }
+}
+
+/// Starts a new session (detaches from the controlling terminal).
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: setsid takes no arguments and touches no memory of ours.
+    if unsafe { libc::setsid() } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Points stdin, stdout and stderr at `/dev/null`.
+pub fn stdio_to_dev_null() -> io::Result<()> {
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    for target in 0..=2 {
+        // SAFETY: `null` is a valid open descriptor; dup2 onto 0..=2 only replaces the standard
+        // descriptors, which std keeps using by number (writes then go to /dev/null).
+        cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })?;
+    }
+    Ok(())
+}
+
+/// The write end of the pipe the termination signal handler writes to (-1 when none).
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_termination_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = sig as u8;
+        // SAFETY: write(2) is async-signal-safe; `byte` lives for the call. A full pipe or a
+        // closed descriptor only makes the write fail, which is harmless here.
+        unsafe {
+            libc::write(fd, (&byte as *const u8).cast(), 1);
+        }
+    }
+}
+
+/// Installs handlers for SIGTERM, SIGINT and SIGHUP that write the signal number (one byte) to
+/// a pipe, and returns the read end. Works whatever thread receives the signal.
+pub fn termination_signal_pipe() -> io::Result<File> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    let (read, write) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    // The read end blocks; only the handler's write end must never block.
+    // SAFETY: F_SETFL with plain flags on a descriptor we own.
+    cvt(unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETFL, 0) })?;
+    // The write end lives for the rest of the process (the handler may run at any time).
+    let old = SIGNAL_PIPE.swap(std::os::fd::IntoRawFd::into_raw_fd(write), Ordering::SeqCst);
+    if old >= 0 {
+        // SAFETY: `old` was a write end leaked by an earlier call; nothing else owns it.
+        drop(unsafe { File::from_raw_fd(old) });
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: `sigaction` is a plain C struct, zero is a valid initial value; the handler
+        // is an `extern "C" fn(c_int)` that only does async-signal-safe work.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_termination_signal as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            cvt(libc::sigaction(sig, &sa, std::ptr::null_mut()))?;
+        }
+    }
+    Ok(read)
+}
+
+/// Lazily unmounts `path` (`umount2(MNT_DETACH)`): it disappears from the namespace now and the
+/// file system goes away when its last user closes it.
+pub fn umount_detach(path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    cvt(unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) })?;
+    Ok(())
+}
+
+/// The real user and group id of the process.
+pub fn uid_gid() -> (u32, u32) {
+    // SAFETY: getuid/getgid cannot fail and touch no memory of ours.
+    unsafe { (libc::getuid(), libc::getgid()) }
+}
+
+/// `mount(2)`: mounts `source` of type `fstype` on `target` with `flags` and option string
+/// `data` (used for FUSE mounts with the full `fuse.<subtype>` type, as libfuse does).
+pub fn mount(
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> io::Result<()> {
+    let c = |s: &[u8]| {
+        CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
+    };
+    let (source, target) = (c(source.as_bytes())?, c(target.as_os_str().as_bytes())?);
+    let (fstype, data) = (c(fstype.as_bytes())?, c(data.as_bytes())?);
+    // SAFETY: all four pointers are valid NUL-terminated strings that outlive the call.
+    cvt(unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    })?;
+    Ok(())
+}
+
+/// `umount2(path, 0)`: unmounts now; fails with `EBUSY` while the file system is in use.
+pub fn umount(path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    cvt(unsafe { libc::umount2(c.as_ptr(), 0) })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn ofd_locks_conflict_between_open_file_descriptions_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        let a = File::options().read(true).write(true).open(&p).unwrap();
+        let b = File::open(&p).unwrap();
+        ofd_lock_shared(a.as_fd(), 101).unwrap();
+        assert!(!ofd_write_lock_conflicts(a.as_fd(), 101).unwrap());
+        assert!(ofd_write_lock_conflicts(b.as_fd(), 101).unwrap());
+        assert!(!ofd_write_lock_conflicts(b.as_fd(), 102).unwrap());
+        drop(a);
+        assert!(!ofd_write_lock_conflicts(b.as_fd(), 101).unwrap());
     }
 }

@@ -1,0 +1,477 @@
+//! The FUSE adapter: one directory holding one regular file, the decrypted [`Volume`].
+//!
+//! Only this module imports `fuser`. Every callback is a thin mapping: call the volume, reply
+//! with the data or an errno. Nothing here panics; I/O errors are logged by the volume and
+//! answered with their errno (`EIO` when there is none).
+
+use crate::volume::Volume;
+use fuser::{
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, ReplyAttr, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
+    SessionACL, SessionUnmounter, WriteFlags,
+};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+/// Largest read or write request we ask the kernel for (`max_write`, `max_readahead`).
+pub const MAX_REQUEST: u32 = 1 << 20;
+const TTL: Duration = Duration::from_secs(1);
+const ROOT: INodeNo = INodeNo::ROOT;
+const FILE: INodeNo = INodeNo(2);
+
+/// The file system: a root directory with the volume as its only file.
+pub struct VolumeFs {
+    volume: Arc<Volume>,
+    name: OsString,
+    readonly: bool,
+    uid: u32,
+    gid: u32,
+    /// Reported as atime/mtime/ctime: when we mounted.
+    time: SystemTime,
+}
+
+impl VolumeFs {
+    /// `name` is the file name inside the mountpoint; `uid`/`gid` own it.
+    pub fn new(volume: Arc<Volume>, name: &OsStr, readonly: bool, uid: u32, gid: u32) -> Self {
+        VolumeFs {
+            readonly: readonly || !volume.writable(),
+            volume,
+            name: name.to_owned(),
+            uid,
+            gid,
+            time: SystemTime::now(),
+        }
+    }
+
+    fn attr(&self, ino: INodeNo) -> FileAttr {
+        let (kind, perm, size, nlink) = if ino == ROOT {
+            (FileType::Directory, 0o755, 0, 2)
+        } else {
+            let perm = if self.readonly { 0o400 } else { 0o600 };
+            (FileType::RegularFile, perm, self.volume.size(), 1)
+        };
+        FileAttr {
+            ino,
+            size,
+            blocks: size.div_ceil(512),
+            atime: self.time,
+            mtime: self.time,
+            ctime: self.time,
+            crtime: self.time,
+            kind,
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: self.volume.sector_size() as u32,
+            flags: 0,
+        }
+    }
+}
+
+fn errno(e: &io::Error) -> Errno {
+    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+impl Filesystem for VolumeFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        if let Err(max) = config.set_max_write(MAX_REQUEST) {
+            let _ = config.set_max_write(max);
+        }
+        if let Err(max) = config.set_max_readahead(MAX_REQUEST) {
+            let _ = config.set_max_readahead(max);
+        }
+        for cap in [
+            InitFlags::FUSE_ASYNC_DIO,
+            InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+            InitFlags::FUSE_MAX_PAGES,
+            InitFlags::FUSE_BIG_WRITES,
+        ] {
+            if let Err(missing) = config.add_capabilities(cap) {
+                log::debug!("kernel lacks FUSE capability {missing:?}");
+            }
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if parent == ROOT && name == self.name {
+            reply.entry(&TTL, &self.attr(FILE), Generation(0));
+        } else {
+            reply.error(Errno::ENOENT);
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if ino == ROOT || ino == FILE {
+            reply.attr(&TTL, &self.attr(ino));
+        } else {
+            reply.error(Errno::ENOENT);
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        if ino != FILE && ino != ROOT {
+            return reply.error(Errno::ENOENT);
+        }
+        // The size is the payload's: it can neither grow nor shrink. Ownership and mode are
+        // fixed too. Time updates (touch) are accepted and ignored.
+        match size {
+            Some(s) if s != self.volume.size() || ino == ROOT => return reply.error(Errno::EPERM),
+            _ => {}
+        }
+        if mode.is_some() || uid.is_some() || gid.is_some() {
+            return reply.error(Errno::EPERM);
+        }
+        reply.attr(&TTL, &self.attr(ino));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if ino == ROOT {
+            return reply.error(Errno::EISDIR);
+        }
+        if ino != FILE {
+            return reply.error(Errno::ENOENT);
+        }
+        if self.readonly && flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        // Direct I/O: no page cache of plaintext in the kernel (the loop device or the
+        // application caches), and every request reaches us at its own offset and length.
+        reply.opened(
+            FileHandle(0),
+            FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES,
+        );
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        if ino != FILE {
+            return reply.error(Errno::EISDIR);
+        }
+        let want =
+            (size.min(MAX_REQUEST * 16) as u64).min(self.volume.size().saturating_sub(offset));
+        let mut buf = vec![0u8; want as usize];
+        match self.volume.read_at(&mut buf, offset) {
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        if ino != FILE {
+            return reply.error(Errno::EISDIR);
+        }
+        if self.readonly {
+            return reply.error(Errno::EROFS);
+        }
+        if offset >= self.volume.size() && !data.is_empty() {
+            return reply.error(Errno::EFBIG);
+        }
+        match self.volume.write_at(data, offset) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Writes go straight to the payload; durability is fsync's job.
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.volume.flush() {
+            Ok(()) => reply.ok(),
+            Err(e) => {
+                log::error!("fdatasync of the payload failed: {e}");
+                reply.error(errno(&e))
+            }
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        if ino != ROOT {
+            return reply.error(Errno::ENOTDIR);
+        }
+        let entries: [(INodeNo, FileType, &OsStr); 3] = [
+            (ROOT, FileType::Directory, OsStr::new(".")),
+            (ROOT, FileType::Directory, OsStr::new("..")),
+            (FILE, FileType::RegularFile, &self.name),
+        ];
+        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(*ino, i as u64 + 1, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let bsize = self.volume.sector_size() as u32;
+        let blocks = self.volume.size() / bsize as u64;
+        reply.statfs(blocks, 0, 0, 2, 0, bsize, 255, bsize);
+    }
+}
+
+/// How to mount: the `mount` table entry and the options given by the user (`-o`).
+pub struct MountSpec {
+    /// Shown as the source in `mount` (we use the header path).
+    pub fsname: String,
+    /// Shown as `fuse.<subtype>`.
+    pub subtype: String,
+    pub readonly: bool,
+    /// `-o` options as given: `allow_other`, `allow_root`, `auto_unmount`, kernel flags, or
+    /// anything else (passed through to the kernel / fusermount as is).
+    pub options: Vec<String>,
+}
+
+impl MountSpec {
+    fn config(&self) -> Config {
+        let mut cfg = Config::default();
+        cfg.mount_options = vec![
+            MountOption::FSName(self.fsname.clone()),
+            MountOption::Subtype(self.subtype.clone()),
+            MountOption::DefaultPermissions,
+            MountOption::NoDev,
+            MountOption::NoSuid,
+            if self.readonly {
+                MountOption::RO
+            } else {
+                MountOption::RW
+            },
+        ];
+        for o in &self.options {
+            let opt = match o.as_str() {
+                "allow_other" => {
+                    cfg.acl = SessionACL::All;
+                    continue;
+                }
+                "allow_root" => {
+                    cfg.acl = SessionACL::RootAndOwner;
+                    continue;
+                }
+                "auto_unmount" => MountOption::AutoUnmount,
+                "dev" => MountOption::Dev,
+                "suid" => MountOption::Suid,
+                "exec" => MountOption::Exec,
+                "noexec" => MountOption::NoExec,
+                "atime" => MountOption::Atime,
+                "noatime" => MountOption::NoAtime,
+                "sync" => MountOption::Sync,
+                "async" => MountOption::Async,
+                "dirsync" => MountOption::DirSync,
+                "ro" | "rw" | "nodev" | "nosuid" | "default_permissions" => continue,
+                other => MountOption::CUSTOM(other.to_string()),
+            };
+            cfg.mount_options.retain(|m| {
+                !matches!(
+                    (m, &opt),
+                    (MountOption::NoDev, MountOption::Dev)
+                        | (MountOption::NoSuid, MountOption::Suid)
+                )
+            });
+            cfg.mount_options.push(opt);
+        }
+        cfg.n_threads = Some(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        );
+        cfg.clone_fd = true;
+        cfg
+    }
+}
+
+/// The `mount(2)` flags and option string for mounting ourselves as `fuse.<subtype>`, or
+/// `None` when an option needs fusermount3 (`auto_unmount`).
+fn direct_mount_args(cfg: &Config, fd: i32, uid: u32, gid: u32) -> Option<(libc::c_ulong, String)> {
+    let mut flags: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
+    let mut data = format!("fd={fd},rootmode=40000,user_id={uid},group_id={gid}");
+    for o in &cfg.mount_options {
+        match o {
+            MountOption::FSName(_) | MountOption::Subtype(_) | MountOption::RW => {}
+            MountOption::AutoUnmount => return None,
+            MountOption::DefaultPermissions => data.push_str(",default_permissions"),
+            MountOption::RO => flags |= libc::MS_RDONLY,
+            MountOption::Dev => flags &= !libc::MS_NODEV,
+            MountOption::Suid => flags &= !libc::MS_NOSUID,
+            MountOption::NoDev => flags |= libc::MS_NODEV,
+            MountOption::NoSuid => flags |= libc::MS_NOSUID,
+            MountOption::NoExec => flags |= libc::MS_NOEXEC,
+            MountOption::Exec => flags &= !libc::MS_NOEXEC,
+            MountOption::NoAtime => flags |= libc::MS_NOATIME,
+            MountOption::Atime => flags &= !libc::MS_NOATIME,
+            MountOption::Sync => flags |= libc::MS_SYNCHRONOUS,
+            MountOption::Async => flags &= !libc::MS_SYNCHRONOUS,
+            MountOption::DirSync => flags |= libc::MS_DIRSYNC,
+            MountOption::CUSTOM(c) => {
+                data.push(',');
+                data.push_str(c);
+            }
+        }
+    }
+    match cfg.acl {
+        SessionACL::All => data.push_str(",allow_other"),
+        // The kernel has no allow_root: allow everyone and let fuser filter, as libfuse does.
+        SessionACL::RootAndOwner => data.push_str(",allow_other"),
+        SessionACL::Owner => {}
+    }
+    Some((flags, data))
+}
+
+enum Unmounter {
+    /// Mounted through fuser (fusermount3 for unprivileged users).
+    Fuser(SessionUnmounter),
+    /// Mounted by us with `mount(2)`.
+    Direct(std::path::PathBuf),
+}
+
+/// A live mount being served by worker threads.
+pub struct Mounted {
+    unmounter: Unmounter,
+    thread: JoinHandle<()>,
+}
+
+impl Mounted {
+    /// Mounts `fs` on `mountpoint` (the kernel handshake is done when this returns) and starts
+    /// serving it: one worker per core, each with its own cloned `/dev/fuse` descriptor.
+    /// `on_end` runs on the serving thread once all workers have stopped (after an unmount).
+    ///
+    /// With the privilege to call `mount(2)`, we mount with type `fuse.<subtype>` ourselves
+    /// (fuser's own direct mount would say plain `fuse`); otherwise fuser goes through
+    /// fusermount3, which also records the subtype.
+    pub fn start(
+        fs: VolumeFs,
+        mountpoint: &Path,
+        spec: &MountSpec,
+        on_end: impl FnOnce(io::Result<()>) + Send + 'static,
+    ) -> io::Result<Mounted> {
+        let cfg = spec.config();
+        let dev = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")?;
+        let (uid, gid) = (fs.uid, fs.gid);
+        let direct = match direct_mount_args(&cfg, std::os::fd::AsRawFd::as_raw_fd(&dev), uid, gid)
+        {
+            Some((flags, data)) => {
+                let fstype = format!("fuse.{}", spec.subtype);
+                match crate::sys::mount(&spec.fsname, mountpoint, &fstype, flags, &data) {
+                    Ok(()) => true,
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => false,
+                    Err(e) => return Err(e),
+                }
+            }
+            None => false,
+        };
+        let (session, unmounter) = if direct {
+            match fuser::Session::from_fd(fs, dev.into(), cfg.acl, cfg) {
+                Ok(s) => (s, Unmounter::Direct(mountpoint.to_path_buf())),
+                Err(e) => {
+                    let _ = crate::sys::umount_detach(mountpoint);
+                    return Err(e);
+                }
+            }
+        } else {
+            drop(dev);
+            let mut s = fuser::Session::new(fs, mountpoint, &cfg)?;
+            let u = s.unmount_callable();
+            (s, Unmounter::Fuser(u))
+        };
+        let thread = std::thread::Builder::new()
+            .name("luksfuse-serve".into())
+            .spawn(move || on_end(session.run()))?;
+        Ok(Mounted { unmounter, thread })
+    }
+
+    /// Unmounts (the workers then stop and `on_end` runs). Fails with `EBUSY` while the file
+    /// is open; the caller may then detach lazily.
+    pub fn unmount(&mut self) -> io::Result<()> {
+        match &mut self.unmounter {
+            Unmounter::Fuser(u) => u.unmount(),
+            Unmounter::Direct(p) => crate::sys::umount(p),
+        }
+    }
+
+    /// Waits for the serving thread to finish.
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}

@@ -1,0 +1,390 @@
+//! `luksfuse mount`, library side: open and lock the payload, check the mountpoint, build the
+//! [`Volume`], mount it over FUSE and serve it, in the foreground or as a daemon.
+//!
+//! Entry point for the CLI: [`run`]. Everything that can be checked is checked *before*
+//! forking, so most errors reach the caller directly with their exit code.
+
+use crate::error::{Error, Kind, Result};
+use crate::fuse::{MountSpec, Mounted, VolumeFs};
+use crate::image::{Access, Image, RawImage};
+use crate::luks::Segment;
+use crate::secret::VolumeKey;
+use crate::sys;
+use crate::volume::Volume;
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+/// What `luksfuse mount` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountConfig {
+    pub header: PathBuf,
+    pub payload: PathBuf,
+    /// An existing directory that is not a mountpoint yet.
+    pub mountpoint: PathBuf,
+    /// File name inside the mountpoint; default: the payload's name without its extension.
+    pub name: Option<String>,
+    pub readonly: bool,
+    /// Serve in this process until unmounted instead of daemonizing.
+    pub foreground: bool,
+    /// `-o` options (`allow_other`, `allow_root`, `auto_unmount`, `noatime`, …).
+    pub fuse_options: Vec<String>,
+}
+
+/// Mounts the volume described by `segment`, decrypted with `key`, as configured, and serves it.
+///
+/// * Foreground: returns `Ok(())` after the file system was unmounted (`fusermount3 -u`,
+///   `umount`) or a SIGTERM/SIGINT/SIGHUP unmounted it, all writes being flushed and the
+///   payload `fdatasync`ed.
+/// * Background (the default): forks; the child detaches (setsid, stdio on /dev/null, messages
+///   to syslog, see [`crate::syslog`]) and serves. In the parent, `run` returns `Ok(())` only
+///   once the mount is live and the file is visible, or the child's error with its exit code,
+///   so `luksfuse mount … && losetup …` is safe. The child never returns: it exits 0 after
+///   unmounting, or with the error's exit code.
+///
+/// Prints nothing itself; errors are returned (`Busy` for a locked payload or a mountpoint
+/// already in use, `Device` for I/O errors or a payload too small for the segment).
+pub fn run(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<()> {
+    let prepared = prepare(cfg, key, segment)?;
+    if cfg.foreground {
+        let signals = sys::termination_signal_pipe()
+            .map_err(|e| Error::new(Kind::Device, format!("cannot set up signals: {e}")))?;
+        return prepared.serve(Some(signals), |_| {});
+    }
+    daemonize(prepared)
+}
+
+/// A payload opened, locked and checked, ready to be mounted.
+pub struct Prepared {
+    volume: Arc<Volume>,
+    mountpoint: PathBuf,
+    name: OsString,
+    spec: MountSpec,
+}
+
+/// Everything before mounting: name, mountpoint, payload locks, segment bounds, cipher.
+pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<Prepared> {
+    let name = file_name(cfg)?;
+    let mountpoint = check_mountpoint(&cfg.mountpoint)?;
+    let access = if cfg.readonly {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    let image: Arc<dyn Image> = Arc::new(RawImage::open(&cfg.payload, access)?);
+    let volume = Volume::new(image, segment, &key).map_err(|e| e.in_file(&cfg.payload))?;
+    drop(key);
+    let header = cfg.header.canonicalize().unwrap_or(cfg.header.clone());
+    Ok(Prepared {
+        volume: Arc::new(volume),
+        mountpoint,
+        name,
+        spec: MountSpec {
+            fsname: header.display().to_string(),
+            subtype: "luksfuse".into(),
+            readonly: cfg.readonly,
+            options: cfg.fuse_options.clone(),
+        },
+    })
+}
+
+/// The file name: as given, or the payload's file name without its extension.
+fn file_name(cfg: &MountConfig) -> Result<OsString> {
+    let name: OsString = match &cfg.name {
+        Some(n) => n.into(),
+        None => cfg
+            .payload
+            .file_stem()
+            .map(|s| s.to_owned())
+            .unwrap_or_else(|| "volume".into()),
+    };
+    let s = name.to_string_lossy();
+    if s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\0') {
+        return Err(Error::usage(format!("invalid file name '{s}'")));
+    }
+    Ok(name)
+}
+
+/// The mountpoint must exist, be a directory and not be a mountpoint already.
+fn check_mountpoint(path: &Path) -> Result<PathBuf> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "cannot use mountpoint", &e))?;
+    if !meta.is_dir() {
+        return Err(Error::usage("mountpoint is not a directory").in_file(path));
+    }
+    let abs = path
+        .canonicalize()
+        .map_err(|e| Error::io(path, "cannot use mountpoint", &e))?;
+    let parent_dev = abs
+        .parent()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.dev());
+    if parent_dev.is_some_and(|d| d != meta.dev()) || in_mountinfo(&abs) {
+        return Err(Error::busy("already a mountpoint").in_file(path));
+    }
+    Ok(abs)
+}
+
+/// Whether `abs` is listed as a mount point in `/proc/self/mountinfo` (field 5, with the
+/// kernel's octal escapes for space, tab, newline and backslash).
+fn in_mountinfo(abs: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = abs.to_string_lossy();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| unescape_mountinfo(mp) == want)
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+enum Event {
+    Ended(io::Result<()>),
+    Signal(u8),
+}
+
+impl Prepared {
+    /// The decrypted volume (for callers that want to inspect it).
+    pub fn volume(&self) -> &Arc<Volume> {
+        &self.volume
+    }
+
+    /// Path of the served file once mounted.
+    pub fn file_path(&self) -> PathBuf {
+        self.mountpoint.join(&self.name)
+    }
+
+    /// Mounts, calls `ready` once the file is visible, serves until unmounted (or, with
+    /// `signals`, until a termination signal unmounts it), then flushes and syncs the payload.
+    pub fn serve(self, signals: Option<std::fs::File>, ready: impl FnOnce(&Path)) -> Result<()> {
+        let (uid, gid) = sys::uid_gid();
+        let fs = VolumeFs::new(
+            self.volume.clone(),
+            &self.name,
+            self.spec.readonly,
+            uid,
+            gid,
+        );
+        let (tx, rx) = mpsc::channel();
+        let ended = tx.clone();
+        let mut mounted = Mounted::start(fs, &self.mountpoint, &self.spec, move |r| {
+            let _ = ended.send(Event::Ended(r));
+        })
+        .map_err(|e| {
+            let kind = if e.raw_os_error() == Some(libc::EBUSY) {
+                Kind::Busy
+            } else {
+                Kind::Device
+            };
+            Error::new(kind, format!("cannot mount: {e}")).in_file(&self.mountpoint)
+        })?;
+        let file = self.file_path();
+        match std::fs::metadata(&file) {
+            Ok(m) if m.is_file() && m.len() == self.volume.size() => {}
+            Ok(_) => log::warn!("{}: unexpected attributes after mounting", file.display()),
+            Err(e) => {
+                let _ = mounted.unmount();
+                mounted.join();
+                return Err(Error::io(&file, "mounted file is not visible", &e));
+            }
+        }
+        log::info!("serving {} ({} bytes)", file.display(), self.volume.size());
+        ready(&file);
+        if let Some(mut pipe) = signals {
+            std::thread::Builder::new()
+                .name("luksfuse-signals".into())
+                .spawn(move || {
+                    let mut b = [0u8; 1];
+                    while let Ok(1) = pipe.read(&mut b) {
+                        if tx.send(Event::Signal(b[0])).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| Error::new(Kind::Device, format!("cannot start thread: {e}")))?;
+        }
+        let result = loop {
+            match rx.recv() {
+                Ok(Event::Ended(r)) => break r,
+                Ok(Event::Signal(sig)) => {
+                    log::info!("signal {sig}: unmounting {}", self.mountpoint.display());
+                    if let Err(e) = mounted.unmount() {
+                        log::warn!("unmount failed ({e}); detaching lazily, serving until closed");
+                        if let Err(e) = sys::umount_detach(&self.mountpoint) {
+                            log::error!("cannot detach {}: {e}", self.mountpoint.display());
+                        }
+                    }
+                }
+                Err(_) => break Ok(()),
+            }
+        };
+        mounted.join();
+        let flushed = self.volume.flush();
+        result.map_err(|e| Error::new(Kind::Device, format!("serving failed: {e}")))?;
+        flushed.map_err(|e| Error::new(Kind::Device, format!("cannot sync payload: {e}")))?;
+        log::info!("unmounted {}", self.mountpoint.display());
+        Ok(())
+    }
+}
+
+/// Forks: the child serves, the parent waits for its "ready" or error line.
+fn daemonize(prepared: Prepared) -> Result<()> {
+    let (mut parent_end, child_end) = UnixStream::pair()
+        .map_err(|e| Error::new(Kind::Device, format!("cannot create pipe: {e}")))?;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    match sys::fork().map_err(|e| Error::new(Kind::NoMem, format!("cannot fork: {e}")))? {
+        sys::Forked::Parent { .. } => {
+            drop(child_end);
+            let _ = parent_end.set_read_timeout(None);
+            let mut line = String::new();
+            let _ = BufReader::new(&mut parent_end).read_line(&mut line);
+            parse_status(&line)
+        }
+        sys::Forked::Child => {
+            drop(parent_end);
+            std::process::exit(daemon_child(prepared, child_end));
+        }
+    }
+}
+
+/// The daemon's life: detach, serve, report; returns the exit code.
+fn daemon_child(prepared: Prepared, mut status: UnixStream) -> i32 {
+    let detach = sys::setsid()
+        .and_then(|()| std::env::set_current_dir("/"))
+        .and_then(|()| sys::stdio_to_dev_null());
+    crate::syslog::to_syslog();
+    let mut reported = false;
+    let result = detach
+        .map_err(|e| Error::new(Kind::Device, format!("cannot daemonize: {e}")))
+        .and_then(|()| {
+            let signals = sys::termination_signal_pipe()
+                .map_err(|e| Error::new(Kind::Device, format!("cannot set up signals: {e}")))?;
+            prepared.serve(Some(signals), |_| {
+                reported = status.write_all(b"OK\n").is_ok();
+            })
+        });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let line = format!(
+                "ERR {} {}\n",
+                e.exit_code(),
+                e.to_string().replace('\n', " ")
+            );
+            if !reported {
+                let _ = status.write_all(line.as_bytes());
+            }
+            crate::syslog::send(log::Level::Error, &e.to_string());
+            e.exit_code()
+        }
+    }
+}
+
+/// Parses the child's status line: `OK`, or `ERR <exit code> <message>`.
+fn parse_status(line: &str) -> Result<()> {
+    let line = line.trim_end();
+    if line == "OK" {
+        return Ok(());
+    }
+    let kind_of = |code: i32| match code {
+        1 => Kind::Usage,
+        2 => Kind::NoKey,
+        3 => Kind::NoMem,
+        5 => Kind::Busy,
+        _ => Kind::Device,
+    };
+    match line.strip_prefix("ERR ").and_then(|r| r.split_once(' ')) {
+        Some((code, msg)) => Err(Error::new(kind_of(code.parse().unwrap_or(4)), msg)),
+        None => Err(Error::new(
+            Kind::Device,
+            "the mount process exited before the mount was ready",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(payload: &str, name: Option<&str>) -> MountConfig {
+        MountConfig {
+            header: "h.img".into(),
+            payload: payload.into(),
+            mountpoint: "/mnt".into(),
+            name: name.map(|s| s.to_string()),
+            readonly: false,
+            foreground: true,
+            fuse_options: vec![],
+        }
+    }
+
+    #[test]
+    fn the_file_name_defaults_to_the_payload_stem() {
+        assert_eq!(
+            file_name(&cfg("/x/payload.qcow2", None)).unwrap(),
+            "payload"
+        );
+        assert_eq!(file_name(&cfg("/x/disk", None)).unwrap(), "disk");
+        assert_eq!(file_name(&cfg("/x/a.b.raw", None)).unwrap(), "a.b");
+        assert_eq!(file_name(&cfg("/x/p.raw", Some("vol"))).unwrap(), "vol");
+        for bad in ["", ".", "..", "a/b"] {
+            assert!(file_name(&cfg("/x/p.raw", Some(bad))).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn status_lines_carry_exit_codes() {
+        assert!(parse_status("OK\n").is_ok());
+        let e = parse_status("ERR 5 /m: already a mountpoint\n").unwrap_err();
+        assert_eq!(
+            (e.exit_code(), e.message()),
+            (5, "/m: already a mountpoint")
+        );
+        assert_eq!(parse_status("").unwrap_err().exit_code(), 4);
+    }
+
+    #[test]
+    fn mountpoint_checks() {
+        assert_eq!(
+            check_mountpoint(Path::new("/proc"))
+                .unwrap_err()
+                .exit_code(),
+            5
+        );
+        assert_eq!(check_mountpoint(Path::new("/")).unwrap_err().exit_code(), 5);
+        assert_eq!(
+            check_mountpoint(Path::new("/nonexistent/x"))
+                .unwrap_err()
+                .exit_code(),
+            4
+        );
+        let d = tempfile::tempdir().unwrap();
+        assert!(check_mountpoint(d.path()).is_ok());
+        let f = d.path().join("f");
+        std::fs::write(&f, b"").unwrap();
+        assert_eq!(check_mountpoint(&f).unwrap_err().exit_code(), 1);
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+    }
+}
