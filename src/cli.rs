@@ -80,4 +80,32 @@ pub enum Command {
         /// The LUKS header file.
         header: PathBuf,
     },
+    /// Unlock HEADER and serve the decrypted PAYLOAD as one file in MOUNTPOINT.
+    #[command(
+        after_help = "Examples:\n  luksfuse mount header.img payload.raw /mnt/x\n  \
+        losetup -f --show /mnt/x/payload\n  fusermount3 -u /mnt/x\n  \
+        luksfuse mount -r -d keyfile header.img disk.qcow2 /mnt/x"
+    )]
+    Mount {
+        #[command(flatten)]
+        key: KeyOpts,
+        /// Open the payload read-only; writes fail with EROFS.
+        #[arg(short = 'r', long)]
+        readonly: bool,
+        /// Stay in the foreground and log to stderr (default: daemonize once mounted).
+        #[arg(short = 'f', long)]
+        foreground: bool,
+        /// FUSE mount options, comma separated (e.g. allow_other); may be repeated.
+        #[arg(short = 'o', value_name = "OPTIONS")]
+        options: Vec<String>,
+        /// Name of the file in the mountpoint (default: the payload's name without extension).
+        #[arg(long)]
+        name: Option<String>,
+        /// The LUKS header file.
+        header: PathBuf,
+        /// The encrypted payload (raw file).
+        payload: PathBuf,
+        /// An existing empty directory.
+        mountpoint: PathBuf,
+    },
 }

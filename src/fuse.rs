@@ -423,14 +423,30 @@ impl Mounted {
         spec: &MountSpec,
         on_end: impl FnOnce(io::Result<()>) + Send + 'static,
     ) -> io::Result<Mounted> {
-        let cfg = spec.config();
-        let dev = std::fs::OpenOptions::new()
+        let mut cfg = spec.config();
+        // An ordinary user usually cannot open /dev/fuse or call mount(2): fusermount3 does it.
+        let dev = match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open("/dev/fuse")?;
-        let (uid, gid) = (fs.uid, fs.gid);
-        let direct = match direct_mount_args(&cfg, std::os::fd::AsRawFd::as_raw_fd(&dev), uid, gid)
+            .open("/dev/fuse")
         {
+            Ok(dev) => Some(dev),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                // fuser tries /dev/fuse itself first and gives up on EACCES; auto_unmount is
+                // its one way to go straight to fusermount3 (which also unmounts if we die).
+                if !cfg.mount_options.contains(&MountOption::AutoUnmount) {
+                    cfg.mount_options.push(MountOption::AutoUnmount);
+                }
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let (uid, gid) = (fs.uid, fs.gid);
+        let direct = match &dev {
+            Some(dev) => direct_mount_args(&cfg, std::os::fd::AsRawFd::as_raw_fd(dev), uid, gid),
+            None => None,
+        };
+        let mounted_directly = match direct {
             Some((flags, data)) => {
                 let fstype = format!("fuse.{}", spec.subtype);
                 match crate::sys::mount(&spec.fsname, mountpoint, &fstype, flags, &data) {
@@ -441,19 +457,21 @@ impl Mounted {
             }
             None => false,
         };
-        let (session, unmounter) = if direct {
-            match fuser::Session::from_fd(fs, dev.into(), cfg.acl, cfg) {
-                Ok(s) => (s, Unmounter::Direct(mountpoint.to_path_buf())),
-                Err(e) => {
-                    let _ = crate::sys::umount_detach(mountpoint);
-                    return Err(e);
+        let (session, unmounter) = match dev {
+            Some(dev) if mounted_directly => {
+                match fuser::Session::from_fd(fs, dev.into(), cfg.acl, cfg) {
+                    Ok(s) => (s, Unmounter::Direct(mountpoint.to_path_buf())),
+                    Err(e) => {
+                        let _ = crate::sys::umount_detach(mountpoint);
+                        return Err(e);
+                    }
                 }
             }
-        } else {
-            drop(dev);
-            let mut s = fuser::Session::new(fs, mountpoint, &cfg)?;
-            let u = s.unmount_callable();
-            (s, Unmounter::Fuser(u))
+            _ => {
+                let mut s = fuser::Session::new(fs, mountpoint, &cfg)?;
+                let u = s.unmount_callable();
+                (s, Unmounter::Fuser(u))
+            }
         };
         let thread = std::thread::Builder::new()
             .name("luksfuse-serve".into())

@@ -6,29 +6,10 @@ use clap::Parser;
 use cli::{Cli, Command, KeyOpts};
 use luksfuse::error::{Error, Result};
 use luksfuse::luks::{hex_lines, Header, HeaderFile, Unlocked};
+use luksfuse::mount::{self, MountConfig};
 use luksfuse::passphrase::KeySource;
 use std::io::Write;
 use std::path::Path;
-
-struct StderrLogger {
-    level: log::LevelFilter,
-}
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= self.level
-    }
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata()) {
-            eprintln!(
-                "luksfuse: {}: {}",
-                r.level().as_str().to_lowercase(),
-                r.args()
-            );
-        }
-    }
-    fn flush(&self) {}
-}
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -46,7 +27,7 @@ fn main() {
     } else {
         log::LevelFilter::Warn
     };
-    let _ = log::set_boxed_logger(Box::new(StderrLogger { level }));
+    let _ = log::set_boxed_logger(Box::new(luksfuse::syslog::Logger { level }));
     log::set_max_level(level);
     let code = match run(cli.command) {
         Ok(()) => 0,
@@ -112,6 +93,38 @@ fn run(cmd: Command) -> Result<()> {
         Command::TestKey { key, header: path } => {
             let (file, header) = open_header(&path)?;
             unlock(&path, &file, &header, &key).map(|_| ())
+        }
+        Command::Mount {
+            key,
+            readonly,
+            foreground,
+            options,
+            name,
+            header: path,
+            payload,
+            mountpoint,
+        } => {
+            let mut fuse_options: Vec<String> = options
+                .iter()
+                .flat_map(|o| o.split(','))
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect();
+            // `-o ro` / `-o rw` mean what --readonly means (as for mount(8) and fstab).
+            let readonly = readonly || fuse_options.iter().any(|o| o == "ro");
+            fuse_options.retain(|o| o != "ro" && o != "rw");
+            let (file, header) = open_header(&path)?;
+            let unlocked = unlock(&path, &file, &header, &key)?;
+            let cfg = MountConfig {
+                header: path,
+                payload,
+                mountpoint,
+                name,
+                readonly,
+                foreground,
+                fuse_options,
+            };
+            mount::run(&cfg, unlocked.key, header.segment())
         }
     }
 }
