@@ -111,7 +111,13 @@ fn file_name(cfg: &MountConfig) -> Result<OsString> {
 
 /// The mountpoint must exist, be a directory and not be a mountpoint already.
 fn check_mountpoint(path: &Path) -> Result<PathBuf> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "cannot use mountpoint", &e))?;
+    // A mountpoint that does not exist is a wrong parameter (1), like a directory that isn't.
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::usage("mountpoint does not exist (create the directory first)").in_file(path)
+        }
+        _ => Error::io(path, "cannot use mountpoint", &e),
+    })?;
     if !meta.is_dir() {
         return Err(Error::usage("mountpoint is not a directory").in_file(path));
     }

@@ -11,42 +11,10 @@ use luksfuse::mount::{self, MountConfig};
 use luksfuse::secret::{Secret, VolumeKey};
 use std::ffi::OsStr;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// Lazily unmounts on drop if still mounted.
-struct MountGuard(PathBuf);
-impl Drop for MountGuard {
-    fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let _ = Command::new("fusermount3").arg("-uz").arg(&self.0).status();
-        }
-    }
-}
-
-/// Detaches a loop device on drop.
-struct LoopGuard(String);
-impl Drop for LoopGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
-
-fn mount_line(mp: &Path) -> Option<String> {
-    let mp = mp.canonicalize().ok()?;
-    let mp = mp.to_str()?;
-    std::fs::read_to_string("/proc/self/mounts")
-        .ok()?
-        .lines()
-        .find(|l| l.split(' ').nth(1) == Some(mp))
-        .map(str::to_string)
-}
-
-fn is_mounted(mp: &Path) -> bool {
-    mount_line(mp).is_some()
-}
 
 fn luks1_segment(header: &Path) -> Segment {
     let text =

@@ -308,3 +308,38 @@ pub fn write(dir: &Path, name: &str, img: &[u8]) -> PathBuf {
     std::fs::write(&p, img).unwrap();
     p
 }
+
+// ---- Mounts and loop devices, cleaned up even when an assertion fails ----
+
+/// Lazily unmounts on drop if still mounted.
+pub struct MountGuard(pub PathBuf);
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.0).status();
+        }
+    }
+}
+
+/// Detaches a loop device on drop.
+pub struct LoopGuard(pub String);
+impl Drop for LoopGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+/// The /proc/self/mounts line of the mount at `mp`, if any.
+pub fn mount_line(mp: &Path) -> Option<String> {
+    let mp = mp.canonicalize().ok()?;
+    let mp = mp.to_str()?;
+    std::fs::read_to_string("/proc/self/mounts")
+        .ok()?
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(mp))
+        .map(str::to_string)
+}
+
+pub fn is_mounted(mp: &Path) -> bool {
+    mount_line(mp).is_some()
+}
