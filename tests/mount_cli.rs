@@ -29,7 +29,7 @@ fn daemons_for(mountpoint: &Path) -> Vec<u32> {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
         let is_ours = args.first().is_some_and(|a| a.ends_with(b"luksfuse"))
-            && args.iter().any(|a| *a == needle.as_bytes());
+            && args.contains(&needle.as_bytes());
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
         let zombie = stat
             .rsplit(')')
@@ -356,12 +356,12 @@ fn random_multithreaded_workload_matches_a_model() {
             let file = file.clone();
             let model = model.clone();
             std::thread::spawn(move || {
-                let mut rng = Rng(0xdead_beef + t as u64);
+                let mut rng = Rng(0xdead_beef + t);
                 let region = 4u64 << 20;
                 let mut mismatches = 0;
                 for _ in 0..150 {
                     // A span (1 B .. 4 MiB, often short) inside the 4 MiB region this thread owns.
-                    let r = rng.below(size / region / threads) * threads + t as u64;
+                    let r = rng.below(size / region / threads) * threads + t;
                     let start = r * region + rng.below(region);
                     let max = region - (start - r * region);
                     let cap = if rng.below(4) == 0 { 4096 } else { region };
