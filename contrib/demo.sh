@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# make demo: create a demo detached header with cryptsetup, unlock it with luksfuse, show it.
+# make demo: create a demo detached header and payload, unlock them with luksfuse, mount the
+# plaintext disk, put an ext4 file system on it through a loop device, write and read a file,
+# and clean everything up.
 # Usage: contrib/demo.sh path/to/luksfuse
 set -euo pipefail
 LUKSFUSE=$(realpath "${1:-target/release/luksfuse}")
 work=$(mktemp -d /tmp/luksfuse-demo.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+loopdev=""
+cleanup() {
+  mountpoint -q "$work/fs" 2>/dev/null && umount "$work/fs"
+  [ -n "$loopdev" ] && losetup -d "$loopdev" 2>/dev/null
+  mountpoint -q "$work/mnt" 2>/dev/null && fusermount3 -u "$work/mnt"
+  rm -rf "$work"
+}
+trap cleanup EXIT
 cd "$work"
+# fusermount3 -u, retried briefly: FUSE releases a just-closed file asynchronously.
+fuse_unmount() { for _ in $(seq 50); do fusermount3 -u "$1" 2>/dev/null && return 0; sleep 0.1; done; fusermount3 -u "$1"; }
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
 printf 'demo passphrase' > demo.key
@@ -26,5 +37,28 @@ say luksfuse dump --dump-volume-key -q -d demo.key header.img
 "$LUKSFUSE" dump --dump-volume-key -q -d demo.key header.img 2>/dev/null | grep -A4 'MK dump'
 say cryptsetup luksDump --dump-volume-key -q --key-file demo.key header.img
 cryptsetup luksDump --dump-volume-key -q --key-file demo.key header.img | grep -A4 'MK dump'
+
+mkdir mnt fs
+say luksfuse mount -d demo.key header.img payload.raw mnt
+"$LUKSFUSE" mount -d demo.key header.img payload.raw mnt
+ls -l mnt; grep " $work/mnt " /proc/mounts
+say losetup -f --show mnt/payload
+loopdev=$(losetup -f --show mnt/payload); echo "$loopdev"
+say mkfs.ext4 -q "$loopdev" '&&' mount "$loopdev" fs
+mkfs.ext4 -q "$loopdev" && mount "$loopdev" fs
+say "echo 'hello from an encrypted disk' > fs/hello.txt; cp /etc/services fs/"
+echo 'hello from an encrypted disk' > fs/hello.txt; cp /etc/services fs/
+say umount fs '&&' losetup -d "$loopdev" '&&' fusermount3 -u mnt
+umount fs && losetup -d "$loopdev" && loopdev="" && fuse_unmount mnt
+say "grep -c 'hello from an encrypted disk' payload.raw   # the payload holds only ciphertext"
+grep -c 'hello from an encrypted disk' payload.raw || true
+say luksfuse mount --readonly -d demo.key header.img payload.raw mnt "&& mount -o ro ..."
+"$LUKSFUSE" mount --readonly -d demo.key header.img payload.raw mnt
+loopdev=$(losetup -f --show -r mnt/payload)
+mount -o ro "$loopdev" fs
+cat fs/hello.txt
+cmp fs/services /etc/services && echo "fs/services is identical to /etc/services"
+umount fs && losetup -d "$loopdev" && loopdev="" && fuse_unmount mnt
 echo
-echo "demo: luksfuse unlocked the header and derived the same volume key as cryptsetup."
+echo "demo: luksfuse derived cryptsetup's volume key, served the plaintext disk over FUSE,"
+echo "      and the ext4 file system written through it read back intact."
