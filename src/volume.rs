@@ -29,6 +29,12 @@ use crate::secret::VolumeKey;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+thread_local! {
+    /// Per-thread buffer for encrypting whole sectors (the caller's data must stay intact);
+    /// reused so that each write does not allocate and fault in a fresh megabyte.
+    static WRITE_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Bytes of whole sectors processed per image request in the bulk path.
 const CHUNK: usize = 1 << 20;
 /// Number of locks in the striped table guarding partial-sector read-modify-write.
@@ -181,8 +187,17 @@ impl Volume {
     /// (the payload never grows).
     pub fn write_at(&self, buf: &[u8], off: u64) -> io::Result<usize> {
         let len = self.clamp(buf.len(), off);
+        WRITE_SCRATCH.with(|scratch| self.write_at_with(buf, off, len, &mut scratch.borrow_mut()))
+    }
+
+    fn write_at_with(
+        &self,
+        buf: &[u8],
+        off: u64,
+        len: usize,
+        scratch: &mut Vec<u8>,
+    ) -> io::Result<usize> {
         let s = self.sector;
-        let mut scratch = Vec::new();
         let mut done = 0;
         while done < len {
             let pos = off + done as u64;
@@ -201,7 +216,7 @@ impl Volume {
                 let n = (rest / s * s).min(CHUNK / s * s);
                 scratch.clear();
                 scratch.extend_from_slice(&buf[done..done + n]);
-                self.write_sectors(&mut scratch, sec)?;
+                self.write_sectors(scratch, sec)?;
                 done += n;
             }
         }
