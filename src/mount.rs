@@ -384,7 +384,7 @@ mod tests {
             check_mountpoint(Path::new("/nonexistent/x"))
                 .unwrap_err()
                 .exit_code(),
-            4
+            1
         );
         let d = tempfile::tempdir().unwrap();
         assert!(check_mountpoint(d.path()).is_ok());
