@@ -203,16 +203,24 @@ impl SectorCipher {
         encrypt: bool,
     ) {
         assert!(sector_size >= 16 && sector_size % 16 == 0 && buf.len() % sector_size == 0);
-        let mut iv = first_iv;
-        for sector in buf.chunks_exact_mut(sector_size) {
-            let ivb = plain_iv(self.spec.iv, iv);
-            match (&self.engine, encrypt) {
-                (Engine::Xts(x), true) => x.encrypt_sector(sector, &ivb),
-                (Engine::Xts(x), false) => x.decrypt_sector(sector, &ivb),
-                (Engine::Cbc(c), true) => c.encrypt_sector(sector, &ivb),
-                (Engine::Cbc(c), false) => c.decrypt_sector(sector, &ivb),
+        let ivgen = self.spec.iv;
+        let iv_of = |i: usize| {
+            plain_iv(
+                ivgen,
+                first_iv.wrapping_add((i as u64).wrapping_mul(iv_step)),
+            )
+        };
+        match &self.engine {
+            Engine::Xts(x) => x.crypt_sectors(buf, sector_size, iv_of, encrypt),
+            Engine::Cbc(c) => {
+                for (i, sector) in buf.chunks_exact_mut(sector_size).enumerate() {
+                    if encrypt {
+                        c.encrypt_sector(sector, &iv_of(i));
+                    } else {
+                        c.decrypt_sector(sector, &iv_of(i));
+                    }
+                }
             }
-            iv = iv.wrapping_add(iv_step);
         }
     }
 }

@@ -4,8 +4,8 @@
 use super::AnyAes;
 use crate::error::Result;
 
-/// Blocks processed per batch: 4096-byte sectors in one go, larger ones in pieces.
-const BATCH: usize = 256;
+/// Bytes processed per batch: several sectors per multi-block AES call.
+const CHUNK: usize = 16 * 1024;
 
 pub(super) struct Xts {
     data: AnyAes,
@@ -27,35 +27,49 @@ impl Xts {
         })
     }
 
-    fn crypt_sector(&self, sector: &mut [u8], iv: &[u8; 16], encrypt: bool) {
-        let mut t = *iv;
-        self.tweak.encrypt_blocks(&mut t);
-        let mut t = u128::from_le_bytes(t);
-        let mut tweaks = [0u128; BATCH];
-        for chunk in sector.chunks_mut(BATCH * 16) {
-            let n = chunk.len() / 16;
-            for (slot, block) in tweaks[..n].iter_mut().zip(chunk.chunks_exact_mut(16)) {
-                *slot = t;
-                xor_block(block, t);
-                t = mul_x(t);
+    /// En- or decrypts whole sectors of `buf`; sector `i` has IV block `iv(i)`. Work is done
+    /// in chunks of up to [`CHUNK`] bytes spanning several sectors, so that small (512-byte)
+    /// sectors still get long multi-block AES calls: first all the sectors' tweaks in one
+    /// call, then one XOR pass, one AES pass over the whole chunk, and a second XOR pass.
+    pub(super) fn crypt_sectors(
+        &self,
+        buf: &mut [u8],
+        sector_size: usize,
+        iv: impl Fn(usize) -> [u8; 16],
+        encrypt: bool,
+    ) {
+        let per_chunk = (CHUNK / sector_size).clamp(1, CHUNK / 512);
+        let mut tweaks = [0u8; 16 * (CHUNK / 512)];
+        for (c, chunk) in buf.chunks_mut(per_chunk * sector_size).enumerate() {
+            let n = chunk.len() / sector_size;
+            let tweaks = &mut tweaks[..16 * n];
+            for (i, t) in tweaks.chunks_exact_mut(16).enumerate() {
+                t.copy_from_slice(&iv(c * per_chunk + i));
             }
+            self.tweak.encrypt_blocks(tweaks);
+            xor_tweaks(chunk, sector_size, tweaks);
             if encrypt {
                 self.data.encrypt_blocks(chunk);
             } else {
                 self.data.decrypt_blocks(chunk);
             }
-            for (slot, block) in tweaks[..n].iter().zip(chunk.chunks_exact_mut(16)) {
-                xor_block(block, *slot);
-            }
+            xor_tweaks(chunk, sector_size, tweaks);
         }
     }
+}
 
-    pub(super) fn encrypt_sector(&self, sector: &mut [u8], iv: &[u8; 16]) {
-        self.crypt_sector(sector, iv, true)
-    }
-
-    pub(super) fn decrypt_sector(&self, sector: &mut [u8], iv: &[u8; 16]) {
-        self.crypt_sector(sector, iv, false)
+/// XORs every block of every sector of `chunk` with its XTS tweak: the sector's encrypted IV
+/// (from `tweaks`) times x^j for block j.
+fn xor_tweaks(chunk: &mut [u8], sector_size: usize, tweaks: &[u8]) {
+    for (sector, t0) in chunk
+        .chunks_exact_mut(sector_size)
+        .zip(tweaks.chunks_exact(16))
+    {
+        let mut t = u128::from_le_bytes(t0.try_into().expect("16 bytes"));
+        for block in sector.chunks_exact_mut(16) {
+            xor_block(block, t);
+            t = mul_x(t);
+        }
     }
 }
 
