@@ -7,6 +7,7 @@
 
 pub mod crypto;
 pub mod error;
+pub mod image;
 pub mod luks;
 pub mod passphrase;
 pub mod secret;

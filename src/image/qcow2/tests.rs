@@ -1,0 +1,1 @@
+//! Tests against real peers (qemu-img, qemu-io).
