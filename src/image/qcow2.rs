@@ -39,8 +39,15 @@
 //!   which deadlocks when the allocator lock is held); pre-allocating all L2 tables and
 //!   refcount blocks at open makes images grow by up to 1/512 of their size and still leaves
 //!   refcount-table growth; our own qcow2 writer is thousands of lines to get right. The guard
-//!   is about 300 lines that depend only on the on-disk format, not on imago's internals, and
-//!   can be removed once imago orders these writes itself.
+//!   is about 500 lines (with comments) that depend only on the on-disk format, not on imago's
+//!   internals, and can be removed once imago orders these writes itself.
+//!
+//!   Verified (see `qcow2/tests.rs`): aborting the writer right after imago's L1 update
+//!   leaves `refcount=0 reference=1` without the guard in every run, and a clean image with
+//!   it. Random `kill -9` alone did not hit the window (0 of 40 unguarded runs): it lasts
+//!   microseconds between the L1 write and the end of the same request, while each request's
+//!   `fdatasync` takes milliseconds; a power loss, which drops unsynced writes out of order,
+//!   is what makes it likely in practice.
 //!
 //! * **Locking**: [`open_file`] takes an already opened [`std::fs::File`], so the caller can
 //!   take QEMU-compatible OFD locks on it first (TODO: `crate::sys` lock hook, see [`open`]).
