@@ -101,9 +101,16 @@ pub enum Command {
         /// Name of the file in the mountpoint (default: the payload's name without extension).
         #[arg(long)]
         name: Option<String>,
+        /// The payload's format (default: detected, qcow2 by its magic, else raw).
+        #[arg(long = "payload-format", value_name = "raw|qcow2", value_parser = ["raw", "qcow2"])]
+        payload_format: Option<String>,
+        /// Let a qcow2 payload read its backing files (read-only; off by default because an
+        /// image can name any file on the host).
+        #[arg(long = "allow-backing")]
+        allow_backing: bool,
         /// The LUKS header file.
         header: PathBuf,
-        /// The encrypted payload (raw file).
+        /// The encrypted payload: a raw file or block device, or a qcow2 image.
         payload: PathBuf,
         /// An existing empty directory.
         mountpoint: PathBuf,

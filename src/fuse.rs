@@ -238,8 +238,15 @@ impl Filesystem for VolumeFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Writes go straight to the payload; durability is fsync's job.
-        reply.ok();
+        // close(2): make what was written durable, as fsync does (a qcow2 payload also has
+        // metadata cached until its flush).
+        match self.volume.flush() {
+            Ok(()) => reply.ok(),
+            Err(e) => {
+                log::error!("flush of the payload failed: {e}");
+                reply.error(errno(&e))
+            }
+        }
     }
 
     fn fsync(

@@ -5,6 +5,7 @@ mod cli;
 use clap::Parser;
 use cli::{Cli, Command, KeyOpts};
 use luksfuse::error::{Error, Result};
+use luksfuse::image::Format;
 use luksfuse::luks::{hex_lines, Header, HeaderFile, Unlocked};
 use luksfuse::mount::{self, MountConfig};
 use luksfuse::passphrase::KeySource;
@@ -100,6 +101,8 @@ fn run(cmd: Command) -> Result<()> {
             foreground,
             options,
             name,
+            payload_format,
+            allow_backing,
             header: path,
             payload,
             mountpoint,
@@ -123,6 +126,11 @@ fn run(cmd: Command) -> Result<()> {
                 readonly,
                 foreground,
                 fuse_options,
+                payload_format: payload_format.map(|f| match f.as_str() {
+                    "qcow2" => Format::Qcow2,
+                    _ => Format::Raw,
+                }),
+                allow_backing,
             };
             mount::run(&cfg, unlocked.key, header.segment())
         }

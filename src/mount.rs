@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Kind, Result};
 use crate::fuse::{MountSpec, Mounted, VolumeFs};
-use crate::image::{Access, Image, RawImage};
+use crate::image::{self, Access, Format};
 use crate::luks::Segment;
 use crate::secret::VolumeKey;
 use crate::sys;
@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 /// What `luksfuse mount` was asked to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MountConfig {
     pub header: PathBuf,
     pub payload: PathBuf,
@@ -33,6 +33,10 @@ pub struct MountConfig {
     pub foreground: bool,
     /// `-o` options (`allow_other`, `allow_root`, `auto_unmount`, `noatime`, …).
     pub fuse_options: Vec<String>,
+    /// The payload's format; `None` detects it by magic.
+    pub payload_format: Option<Format>,
+    /// Let a qcow2 payload read its backing chain (refused by default).
+    pub allow_backing: bool,
 }
 
 /// Mounts the volume described by `segment`, decrypted with `key`, as configured, and serves it.
@@ -75,7 +79,8 @@ pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<P
     } else {
         Access::ReadWrite
     };
-    let image: Arc<dyn Image> = Arc::new(RawImage::open(&cfg.payload, access)?);
+    let (image, format) = image::open(&cfg.payload, access, cfg.payload_format, cfg.allow_backing)?;
+    log::info!("payload {} is {}", cfg.payload.display(), format.name());
     let volume = Volume::new(image, segment, &key).map_err(|e| e.in_file(&cfg.payload))?;
     drop(key);
     let header = cfg.header.canonicalize().unwrap_or(cfg.header.clone());
@@ -342,7 +347,7 @@ mod tests {
             name: name.map(|s| s.to_string()),
             readonly: false,
             foreground: true,
-            fuse_options: vec![],
+            ..Default::default()
         }
     }
 

@@ -53,7 +53,7 @@ fn mounted_file_carries_ext4_on_a_loop_device_and_unmount_ends_serving() {
         name: None,
         readonly: false,
         foreground: true,
-        fuse_options: vec![],
+        ..Default::default()
     };
     let prepared = mount::prepare(&cfg, VolumeKey(Secret::new(key.clone())), &segment).unwrap();
     let size = prepared.volume().size();

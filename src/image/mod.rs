@@ -1,14 +1,71 @@
 //! Payload images: the bytes that hold the encrypted data, behind one trait.
 //!
 //! An image is storage only (bytes at offsets, like imago's storage layer); it knows nothing of
-//! LUKS. `raw.rs` is a plain file or block device; a qcow2 driver would sit next to it.
+//! LUKS. `raw.rs` is a plain file or block device; `qcow2.rs` the guest data of a qcow2 image
+//! (as QEMU's `luks` driver stores it over a `qcow2` node). Offsets are *guest* offsets: for
+//! qcow2 they are translated through the image's L1/L2 tables, never host offsets in the file.
 
+pub mod qcow2;
 pub mod raw;
 
 use std::io;
 use std::sync::RwLock;
 
 pub use raw::{Access, RawImage};
+
+use crate::error::{Error, Result};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The format of a payload image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Raw,
+    Qcow2,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+        }
+    }
+}
+
+/// Opens a payload with QEMU-compatible locks, as `format` or, if `None`, as its magic says
+/// (`QFI\xfb` is qcow2, anything else raw). `allow_backing` lets a qcow2 image read its
+/// backing chain (refused by default: an image can name any host file).
+pub fn open(
+    path: &Path,
+    access: Access,
+    format: Option<Format>,
+    allow_backing: bool,
+) -> Result<(Arc<dyn Image>, Format)> {
+    let format = match format {
+        Some(f) => f,
+        None => {
+            if qcow2::is_qcow2(path).map_err(|e| Error::io(path, "cannot open payload", &e))? {
+                Format::Qcow2
+            } else {
+                Format::Raw
+            }
+        }
+    };
+    let image: Arc<dyn Image> = match format {
+        Format::Raw => Arc::new(RawImage::open(path, access)?),
+        Format::Qcow2 => {
+            let (file, _) = raw::open_locked(path, access)?;
+            let opts = qcow2::Qcow2Options {
+                writable: access == Access::ReadWrite,
+                allow_backing,
+                ..Default::default()
+            };
+            Arc::new(qcow2::open_file(file, path, &opts)?)
+        }
+    };
+    Ok((image, format))
+}
 
 /// Random-access payload storage, shared between threads (all methods take `&self`).
 pub trait Image: Send + Sync {

@@ -99,22 +99,7 @@ pub struct RawImage {
 impl RawImage {
     /// Opens `path` and takes QEMU-compatible locks; a conflict is [`Error::busy`] (exit 5).
     pub fn open(path: &Path, access: Access) -> Result<Self> {
-        let file = File::options()
-            .read(true)
-            .write(access == Access::ReadWrite)
-            .open(path)
-            .map_err(|e| Error::io(path, "cannot open payload", &e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io(path, "cannot stat payload", &e))?;
-        let size = if meta.file_type().is_file() {
-            meta.len()
-        } else {
-            (&file)
-                .seek(SeekFrom::End(0))
-                .map_err(|e| Error::io(path, "cannot size payload", &e))?
-        };
-        lock(&file, path, access)?;
+        let (file, size) = open_locked(path, access)?;
         Ok(RawImage {
             file,
             path: path.to_path_buf(),
@@ -126,6 +111,28 @@ impl RawImage {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Opens a payload file (or block device) and takes QEMU-compatible locks on it; returns the
+/// file and its size. Any image format is opened this way, so the locks cover qcow2 too.
+pub fn open_locked(path: &Path, access: Access) -> Result<(File, u64)> {
+    let file = File::options()
+        .read(true)
+        .write(access == Access::ReadWrite)
+        .open(path)
+        .map_err(|e| Error::io(path, "cannot open payload", &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(path, "cannot stat payload", &e))?;
+    let size = if meta.file_type().is_file() {
+        meta.len()
+    } else {
+        (&file)
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io(path, "cannot size payload", &e))?
+    };
+    lock(&file, path, access)?;
+    Ok((file, size))
 }
 
 /// Applies our lock bytes, then checks nobody else conflicts (in QEMU's order: first the

@@ -7,6 +7,7 @@ use sha2::Digest as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const PASS: &[u8] = b"correct horse battery staple";
 
@@ -342,4 +343,98 @@ pub fn mount_line(mp: &Path) -> Option<String> {
 
 pub fn is_mounted(mp: &Path) -> bool {
     mount_line(mp).is_some()
+}
+
+// ---- luksfuse mounts driven through the binary ----
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Live (not zombie) luksfuse processes whose command line names `mountpoint`.
+pub fn daemons_for(mountpoint: &Path) -> Vec<u32> {
+    let needle = s(mountpoint);
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let is_ours = args.first().is_some_and(|a| a.ends_with(b"luksfuse"))
+            && args.contains(&needle.as_bytes());
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
+        if is_ours && !zombie {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits up to `limit` for no daemon of `mountpoint` to be alive; returns how long it took.
+pub fn wait_daemon_gone(mountpoint: &Path, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if daemons_for(mountpoint).is_empty() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// A daemonized `luksfuse mount`, unmounted (lazily) when dropped.
+pub struct Mounted {
+    pub mnt: PathBuf,
+    _guard: MountGuard,
+}
+
+impl Mounted {
+    /// `luksfuse mount -d KEY extra... HEADER PAYLOAD MNT` (daemonized); asserts it succeeded
+    /// and that the file is visible as soon as the command returns.
+    pub fn new(f: &Fixture, extra: &[&str], file: &str) -> Mounted {
+        let mnt = f.path("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let mut args = vec!["mount", "-d", s(&f.keyfile)];
+        args.extend_from_slice(extra);
+        args.extend([s(&f.header), s(&f.payload), s(&mnt)]);
+        let r = luksfuse(&args, b"");
+        let guard = MountGuard(mnt.clone());
+        assert_eq!(r.code, 0, "mount failed: {}", r.stderr);
+        assert!(
+            mnt.join(file).exists(),
+            "file not visible right after mount returned"
+        );
+        Mounted { mnt, _guard: guard }
+    }
+
+    pub fn unmount(&self) {
+        // FUSE sends RELEASE asynchronously after close(2): a file closed just now may still
+        // count as open for a moment, and the unmount then fails with EBUSY. Retry briefly.
+        let start = Instant::now();
+        loop {
+            let out = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.mnt)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                break;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("busy") && start.elapsed() < Duration::from_secs(2),
+                "fusermount3 -u failed: {err}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            wait_daemon_gone(&self.mnt, Duration::from_secs(1)).is_some(),
+            "daemon still running 1 s after fusermount3 -u"
+        );
+    }
 }

@@ -1,0 +1,528 @@
+//! The publish guard: a storage layer under imago that never lets a pointer to a cluster reach
+//! the file while that cluster's refcount on disk is still 0 (see the design notes in
+//! [`super`]).
+//!
+//! "Pointers" are the entries of the L1 table (to L2 tables), of the refcount table (to
+//! refcount blocks) and the L1/refcount table offsets in the header. Data clusters and L2
+//! entries need nothing from us: imago flushes its refcount cache before its L2 cache.
+
+use imago::io_buffers::{IoVector, IoVectorMut};
+use imago::storage::drivers::CommonStorageHelper;
+use imago::storage::PreallocateMode;
+use imago::{Storage, StorageOpenOptions};
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// L1 entry bits 9..=55: offset of the L2 table (qcow2 spec, "Cluster mapping").
+const L1_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+/// Refcount table entry bits 9..=63: offset of the refcount block.
+const RT_OFFSET_MASK: u64 = !0x1ff;
+/// The header bytes that hold the L1 and refcount table pointers end here.
+const HEADER_POINTERS_END: u64 = 60;
+
+/// Where the pointer tables are (from the header; updated when the header changes).
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub cluster_bits: u32,
+    pub refcount_order: u32,
+    pub l1_offset: u64,
+    pub l1_entries: u64,
+    pub rt_offset: u64,
+    pub rt_clusters: u64,
+}
+
+impl Layout {
+    fn cluster_size(&self) -> u64 {
+        1 << self.cluster_bits
+    }
+    fn l1_range(&self) -> (u64, u64) {
+        (self.l1_offset, self.l1_offset + 8 * self.l1_entries)
+    }
+    fn rt_range(&self) -> (u64, u64) {
+        (
+            self.rt_offset,
+            self.rt_offset + (self.rt_clusters << self.cluster_bits),
+        )
+    }
+    /// Whether a write of `len` bytes at `off` may change a pointer.
+    fn is_publish(&self, off: u64, len: u64) -> bool {
+        let end = off + len;
+        let hits = |(a, b): (u64, u64)| off < b && a < end;
+        off < HEADER_POINTERS_END || hits(self.l1_range()) || hits(self.rt_range())
+    }
+}
+
+/// A refcount entry we wrote ourselves, enforced non-zero in later writes until imago's own
+/// write-back has certainly caught up (the next full flush).
+#[derive(Debug, Clone, Copy)]
+struct Patch {
+    /// First byte of the entry (of the byte holding it, for entries narrower than a byte).
+    byte: u64,
+    /// Refcount width in bits (1..=64).
+    bits: u32,
+    /// Bit position inside `byte` (entries narrower than a byte; qcow2 packs them LSB first).
+    shift: u32,
+}
+
+impl Patch {
+    fn len(&self) -> u64 {
+        (self.bits as u64 / 8).max(1)
+    }
+    /// Forces the entry non-zero in `buf`, which holds the file bytes from `off` on.
+    fn apply(&self, buf: &mut [u8], off: u64) {
+        if self.byte < off || self.byte + self.len() > off + buf.len() as u64 {
+            return;
+        }
+        let at = (self.byte - off) as usize;
+        if self.bits >= 8 {
+            let entry = &mut buf[at..at + self.len() as usize];
+            if entry.iter().all(|&b| b == 0) {
+                *entry.last_mut().unwrap() = 1;
+            }
+        } else {
+            let mask = ((1u16 << self.bits) - 1) as u8;
+            if (buf[at] >> self.shift) & mask == 0 {
+                buf[at] |= 1 << self.shift;
+            }
+        }
+    }
+}
+
+struct State {
+    layout: Layout,
+    patches: Vec<Patch>,
+}
+
+/// Shared state of the guard over one image file.
+pub struct Guard {
+    /// Ordinary writes hold it shared; publishing holds it exclusively, so that no write-back
+    /// of a refcount block can be in flight between our check and our patch.
+    io: RwLock<()>,
+    state: Mutex<State>,
+    /// Off only for tests that show the window the guard closes.
+    enforce: bool,
+}
+
+impl Guard {
+    pub fn new(layout: Layout, enforce: bool) -> Self {
+        Guard {
+            io: RwLock::new(()),
+            state: Mutex::new(State {
+                layout,
+                patches: Vec::new(),
+            }),
+            enforce,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many refcount patches are remembered (see [`Guard::forget_patches`]).
+    pub fn patches_len(&self) -> usize {
+        self.state().patches.len()
+    }
+
+    /// Forgets the first `n` patches: imago's flush that started after them has written their
+    /// refcount blocks from its cache, which holds the same (or a newer) value.
+    pub fn forget_patches(&self, n: usize) {
+        let mut st = self.state();
+        let n = n.min(st.patches.len());
+        st.patches.drain(..n);
+    }
+}
+
+/// The image file as imago sees it: imago's own `File` storage, with the guard in front of its
+/// writes (no guard for read-only images and backing files).
+pub struct GuardedFile {
+    inner: imago::file::File,
+    /// The guard and our own handle on the same open file description.
+    guarded: Option<(Arc<Guard>, File)>,
+}
+
+impl GuardedFile {
+    pub fn new(
+        file: File,
+        path: &Path,
+        writable: bool,
+        guard: Option<Arc<Guard>>,
+    ) -> io::Result<Self> {
+        let guarded = match guard {
+            Some(g) => Some((g, file.try_clone()?)),
+            None => None,
+        };
+        let opts = StorageOpenOptions::new().write(writable).filename(path);
+        let inner = imago::file::File::from_open_file(file, opts)?;
+        Ok(GuardedFile { inner, guarded })
+    }
+
+    /// A write that may change a pointer: make every newly referenced cluster's refcount
+    /// non-zero and durable first, then write, then re-read the layout if the header changed.
+    fn publish(&self, guard: &Guard, file: &File, buf: &[u8], off: u64) -> io::Result<()> {
+        let _io = guard.io.write().unwrap_or_else(|e| e.into_inner());
+        let mut st = guard.state();
+        let layout = st.layout;
+        let touches_l1 = hits(layout.l1_range(), off, buf.len());
+        if guard.enforce {
+            let mut old = vec![0u8; buf.len()];
+            read_zero_padded(file, &mut old, off)?;
+            for (cluster, table) in referenced(&layout, file, &old, buf, off)? {
+                ensure_refcount(&mut st, file, cluster, table)?;
+            }
+            // The refcounts and the contents of the newly referenced tables go first.
+            file.sync_data()?;
+        }
+        // SAFETY (imago's contract for `pure_*`): we forward imago's own request unchanged.
+        unsafe { self.inner.pure_writev(IoVector::from(&buf.to_vec()), off) }?;
+        if off < HEADER_POINTERS_END {
+            st.layout = read_layout(file, layout)?;
+        }
+        #[cfg(test)]
+        if touches_l1 {
+            crash_point::after_l1_write();
+        }
+        let _ = touches_l1;
+        Ok(())
+    }
+
+    /// Copies `bufv` into a vector (only for the rare writes the guard has to look at).
+    fn to_vec(bufv: &IoVector<'_>) -> Vec<u8> {
+        let mut v = vec![0u8; bufv.len() as usize];
+        bufv.copy_into_slice(&mut v);
+        v
+    }
+
+    /// Classifies a write and sends it down the right path.
+    fn guarded_write(&self, bufv: IoVector<'_>, off: u64) -> io::Result<()> {
+        let Some((guard, file)) = &self.guarded else {
+            // SAFETY: forwarded unchanged (see `publish`).
+            return unsafe { self.inner.pure_writev(bufv, off) };
+        };
+        let len = bufv.len();
+        let io = guard.io.read().unwrap_or_else(|e| e.into_inner());
+        let (publish, patches) = {
+            let st = guard.state();
+            let patches: Vec<Patch> = st
+                .patches
+                .iter()
+                .filter(|p| p.byte < off + len && off < p.byte + p.len())
+                .copied()
+                .collect();
+            (st.layout.is_publish(off, len), patches)
+        };
+        if publish {
+            drop(io);
+            return self.publish(guard, file, &Self::to_vec(&bufv), off);
+        }
+        if patches.is_empty() {
+            // SAFETY: forwarded unchanged.
+            return unsafe { self.inner.pure_writev(bufv, off) };
+        }
+        // A write-back of a refcount block we patched: keep our entries non-zero.
+        let mut buf = Self::to_vec(&bufv);
+        for p in &patches {
+            p.apply(&mut buf, off);
+        }
+        // SAFETY: imago's request with only our refcount entries forced non-zero.
+        unsafe { self.inner.pure_writev(IoVector::from(&buf), off) }
+    }
+
+    /// Whether a zero write must go through the byte path (it touches what the guard watches).
+    fn zeroes_need_bytes(&self, off: u64, len: u64) -> bool {
+        let Some((guard, _)) = &self.guarded else {
+            return false;
+        };
+        let st = guard.state();
+        st.layout.is_publish(off, len)
+            || st
+                .patches
+                .iter()
+                .any(|p| p.byte < off + len && off < p.byte + p.len())
+    }
+}
+
+fn hits((a, b): (u64, u64), off: u64, len: usize) -> bool {
+    off < b && a < off + len as u64
+}
+
+fn read_zero_padded(file: &File, buf: &mut [u8], off: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], off + done as u64)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    buf[done..].fill(0);
+    Ok(())
+}
+
+fn read_be64(file: &File, off: u64) -> io::Result<u64> {
+    let mut b = [0u8; 8];
+    read_zero_padded(file, &mut b, off)?;
+    Ok(u64::from_be_bytes(b))
+}
+
+/// Reads the pointer fields of the header from the file.
+fn read_layout(file: &File, old: Layout) -> io::Result<Layout> {
+    let mut h = [0u8; HEADER_POINTERS_END as usize];
+    read_zero_padded(file, &mut h, 0)?;
+    Ok(header_layout(&h, old))
+}
+
+fn header_layout(h: &[u8], old: Layout) -> Layout {
+    let be32 = |at: usize| u32::from_be_bytes(h[at..at + 4].try_into().unwrap()) as u64;
+    let be64 = |at: usize| u64::from_be_bytes(h[at..at + 8].try_into().unwrap());
+    Layout {
+        l1_entries: be32(36),
+        l1_offset: be64(40),
+        rt_offset: be64(48),
+        rt_clusters: be32(56),
+        ..old
+    }
+}
+
+/// Which refcount table a lookup goes through: the one on disk, or one about to be published
+/// (its location, and entries being written in this very request).
+#[derive(Debug, Clone, Default)]
+struct TableView {
+    rt: Option<(u64, u64)>,
+    overlay: Vec<(u64, u64)>,
+}
+
+/// The clusters that `new` (replacing `old` at `off`) makes referenced.
+fn referenced(
+    layout: &Layout,
+    file: &File,
+    old: &[u8],
+    new: &[u8],
+    off: u64,
+) -> io::Result<Vec<(u64, TableView)>> {
+    let mut out = Vec::new();
+    let cb = layout.cluster_bits;
+    // Changed 8-byte entries of a table at `table_off` with `n` entries.
+    let changed = |table_off: u64, n: u64| -> Vec<(u64, u64)> {
+        let mut v = Vec::new();
+        for i in 0..n {
+            let at = table_off + 8 * i;
+            if at < off || at + 8 > off + new.len() as u64 {
+                continue;
+            }
+            let r = (at - off) as usize..(at - off) as usize + 8;
+            if new[r.clone()] != old[r.clone()] {
+                v.push((i, u64::from_be_bytes(new[r].try_into().unwrap())));
+            }
+        }
+        v
+    };
+    let first = |t: u64| off.saturating_sub(t) / 8;
+    // L1 entries: new L2 tables.
+    let (l1a, l1b) = layout.l1_range();
+    if off < l1b && l1a < off + new.len() as u64 {
+        let skip = first(l1a);
+        for (_, e) in changed(l1a + 8 * skip, layout.l1_entries - skip) {
+            if e & L1_OFFSET_MASK != 0 {
+                out.push(((e & L1_OFFSET_MASK) >> cb, TableView::default()));
+            }
+        }
+    }
+    // Refcount table entries: new refcount blocks (which may count themselves).
+    let (rta, rtb) = layout.rt_range();
+    if off < rtb && rta < off + new.len() as u64 {
+        let skip = first(rta);
+        let entries: Vec<(u64, u64)> = changed(rta + 8 * skip, (rtb - rta) / 8 - skip)
+            .into_iter()
+            .map(|(i, e)| (i + skip, e & RT_OFFSET_MASK))
+            .filter(|&(_, e)| e != 0)
+            .collect();
+        for &(_, rb) in &entries {
+            let view = TableView {
+                rt: None,
+                overlay: entries.clone(),
+            };
+            out.push((rb >> cb, view));
+        }
+    }
+    // Header: a new L1 table or a new refcount table.
+    if off < HEADER_POINTERS_END {
+        let mut h = [0u8; HEADER_POINTERS_END as usize];
+        read_zero_padded(file, &mut h, 0)?;
+        let n = (HEADER_POINTERS_END - off).min(new.len() as u64) as usize;
+        h[off as usize..off as usize + n].copy_from_slice(&new[..n]);
+        let next = header_layout(&h, *layout);
+        let clusters =
+            |from: u64, bytes: u64| (from >> cb)..(from + bytes).div_ceil(layout.cluster_size());
+        if (next.l1_offset, next.l1_entries) != (layout.l1_offset, layout.l1_entries) {
+            for c in clusters(next.l1_offset, 8 * next.l1_entries) {
+                out.push((c, TableView::default()));
+            }
+        }
+        if (next.rt_offset, next.rt_clusters) != (layout.rt_offset, layout.rt_clusters) {
+            let view = TableView {
+                rt: Some((next.rt_offset, next.rt_clusters)),
+                overlay: Vec::new(),
+            };
+            for c in clusters(next.rt_offset, next.rt_clusters << cb) {
+                out.push((c, view.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Makes the on-disk refcount of `cluster` non-zero, writing 1 if it is 0.
+fn ensure_refcount(st: &mut State, file: &File, cluster: u64, view: TableView) -> io::Result<()> {
+    let l = st.layout;
+    let bits = 1u32 << l.refcount_order;
+    let rb_entries = (l.cluster_size() * 8) / bits as u64;
+    let (rt_index, rb_index) = (cluster / rb_entries, cluster % rb_entries);
+    let (rt_offset, rt_clusters) = view.rt.unwrap_or((l.rt_offset, l.rt_clusters));
+    let rb = match view.overlay.iter().find(|(i, _)| *i == rt_index) {
+        Some(&(_, rb)) => rb,
+        None if rt_index < (rt_clusters << l.cluster_bits) / 8 => {
+            read_be64(file, rt_offset + 8 * rt_index)? & RT_OFFSET_MASK
+        }
+        None => 0,
+    };
+    if rb == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("qcow2: no refcount block covers cluster {cluster} being referenced"),
+        ));
+    }
+    let bit = rb_index * bits as u64;
+    let patch = Patch {
+        byte: rb + bit / 8,
+        bits,
+        shift: (bit % 8) as u32,
+    };
+    let mut entry = vec![0u8; patch.len() as usize];
+    read_zero_padded(file, &mut entry, patch.byte)?;
+    let before = entry.clone();
+    patch.apply(&mut entry, patch.byte);
+    if entry != before {
+        file.write_all_at(&entry, patch.byte)?;
+        st.patches.push(patch);
+    }
+    Ok(())
+}
+
+impl fmt::Debug for GuardedFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardedFile")
+            .field("inner", &self.inner)
+            .field("guarded", &self.guarded.is_some())
+            .finish()
+    }
+}
+
+impl fmt::Display for GuardedFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+impl Storage for GuardedFile {
+    /// Used by imago for backing files only: read-only, unguarded.
+    fn open(opts: StorageOpenOptions) -> io::Result<Self> {
+        Ok(GuardedFile {
+            inner: imago::file::File::open(opts.write(false))?,
+            guarded: None,
+        })
+    }
+    fn mem_align(&self) -> usize {
+        self.inner.mem_align()
+    }
+    fn req_align(&self) -> usize {
+        self.inner.req_align()
+    }
+    fn zero_align(&self) -> usize {
+        self.inner.zero_align()
+    }
+    fn discard_align(&self) -> usize {
+        self.inner.discard_align()
+    }
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+    fn resolve_relative_path<P: AsRef<Path>>(&self, relative: P) -> io::Result<PathBuf> {
+        self.inner.resolve_relative_path(relative)
+    }
+    fn get_filename(&self) -> Option<PathBuf> {
+        self.inner.get_filename()
+    }
+    unsafe fn pure_readv(&self, bufv: IoVectorMut<'_>, offset: u64) -> io::Result<()> {
+        // SAFETY: imago's request, forwarded unchanged.
+        unsafe { self.inner.pure_readv(bufv, offset) }
+    }
+    unsafe fn pure_writev(&self, bufv: IoVector<'_>, offset: u64) -> io::Result<()> {
+        self.guarded_write(bufv, offset)
+    }
+    unsafe fn pure_write_zeroes(&self, offset: u64, length: u64) -> io::Result<()> {
+        if self.zeroes_need_bytes(offset, length) {
+            let zeros = vec![0u8; length as usize];
+            return self.guarded_write(IoVector::from(&zeros), offset);
+        }
+        let _io = self.guarded.as_ref().map(|(g, _)| g.io.read());
+        // SAFETY: forwarded unchanged.
+        unsafe { self.inner.pure_write_zeroes(offset, length) }
+    }
+    unsafe fn pure_write_allocated_zeroes(&self, offset: u64, length: u64) -> io::Result<()> {
+        if self.zeroes_need_bytes(offset, length) {
+            let zeros = vec![0u8; length as usize];
+            return self.guarded_write(IoVector::from(&zeros), offset);
+        }
+        let _io = self.guarded.as_ref().map(|(g, _)| g.io.read());
+        // SAFETY: forwarded unchanged.
+        unsafe { self.inner.pure_write_allocated_zeroes(offset, length) }
+    }
+    unsafe fn pure_discard(&self, offset: u64, length: u64) -> io::Result<()> {
+        // SAFETY: forwarded unchanged.
+        unsafe { self.inner.pure_discard(offset, length) }
+    }
+    fn flush(&self) -> io::Result<()> {
+        self.inner.flush()
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.inner.sync()
+    }
+    fn settle_writes(&self) -> io::Result<()> {
+        self.inner.settle_writes()
+    }
+    unsafe fn invalidate_cache(&self) -> io::Result<()> {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.inner.invalidate_cache() }
+    }
+    fn get_storage_helper(&self) -> &CommonStorageHelper {
+        self.inner.get_storage_helper()
+    }
+    fn resize(&self, new_size: u64, prealloc_mode: PreallocateMode) -> io::Result<()> {
+        self.inner.resize(new_size, prealloc_mode)
+    }
+}
+
+/// Test-only fault injection: abort the process right after the N-th write to the L1 table
+/// (`LUKSFUSE_QCOW2_ABORT_AFTER_L1=N`), i.e. inside the window the guard closes.
+#[cfg(test)]
+pub mod crash_point {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LEFT: AtomicI64 = AtomicI64::new(i64::MIN);
+
+    pub fn after_l1_write() {
+        if LEFT.load(Ordering::SeqCst) == i64::MIN {
+            let n = std::env::var("LUKSFUSE_QCOW2_ABORT_AFTER_L1")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1);
+            let _ = LEFT.compare_exchange(i64::MIN, n, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        if LEFT.fetch_sub(1, Ordering::SeqCst) == 1 {
+            std::process::abort();
+        }
+    }
+}
