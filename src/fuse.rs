@@ -9,11 +9,14 @@ use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags, ReplyAttr, ReplyData,
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
-    SessionACL, SessionUnmounter, WriteFlags,
+    SessionACL, WriteFlags,
 };
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::Path;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -28,6 +31,8 @@ pub const MAX_REQUEST: u32 = 1 << 20;
 const TTL: Duration = Duration::from_secs(1);
 const ROOT: INodeNo = INodeNo::ROOT;
 const FILE: INodeNo = INodeNo(2);
+/// The setuid helper that mounts and unmounts for ordinary users.
+const FUSERMOUNT: &str = "fusermount3";
 
 /// The file system: a root directory with the volume as its only file.
 pub struct VolumeFs {
@@ -416,11 +421,123 @@ fn direct_mount_args(cfg: &Config, fd: i32, uid: u32, gid: u32) -> Option<(libc:
     Some((flags, data))
 }
 
+/// The `-o` string for fusermount3: our options (the fsname escaped as libfuse does, `\,` and
+/// `\\`, so that fusermount3 reads it back whole), then the user's, then the access control.
+fn fusermount_options(cfg: &Config) -> String {
+    let escape = |s: &str| s.replace('\\', "\\\\").replace(',', "\\,");
+    let mut opts: Vec<String> = cfg
+        .mount_options
+        .iter()
+        .map(|o| match o {
+            MountOption::FSName(n) => format!("fsname={}", escape(n)),
+            MountOption::Subtype(t) => format!("subtype={}", escape(t)),
+            MountOption::CUSTOM(c) => c.clone(),
+            MountOption::AutoUnmount => "auto_unmount".into(),
+            MountOption::DefaultPermissions => "default_permissions".into(),
+            MountOption::RO => "ro".into(),
+            MountOption::RW => "rw".into(),
+            MountOption::Dev => "dev".into(),
+            MountOption::NoDev => "nodev".into(),
+            MountOption::Suid => "suid".into(),
+            MountOption::NoSuid => "nosuid".into(),
+            MountOption::Exec => "exec".into(),
+            MountOption::NoExec => "noexec".into(),
+            MountOption::Atime => "atime".into(),
+            MountOption::NoAtime => "noatime".into(),
+            MountOption::Sync => "sync".into(),
+            MountOption::Async => "async".into(),
+            MountOption::DirSync => "dirsync".into(),
+        })
+        .collect();
+    match cfg.acl {
+        SessionACL::All => opts.push("allow_other".into()),
+        SessionACL::RootAndOwner => opts.push("allow_root".into()),
+        SessionACL::Owner => {}
+    }
+    opts.join(",")
+}
+
+/// fusermount3 kept running by `auto_unmount`: it unmounts when `socket` closes (when we exit
+/// or die), then exits.
+struct Watchdog {
+    socket: UnixStream,
+    child: Child,
+}
+
+/// Mounts through the setuid fusermount3, as libfuse does: it opens `/dev/fuse`, mounts and
+/// passes the descriptor back over a socket named in `_FUSE_COMMFD`.
+fn fusermount(mountpoint: &Path, cfg: &Config) -> io::Result<(OwnedFd, Option<Watchdog>)> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut cmd = Command::new(FUSERMOUNT);
+    cmd.arg("-o")
+        .arg(fusermount_options(cfg))
+        .arg("--")
+        .arg(mountpoint)
+        .env("_FUSE_COMMFD", theirs.as_raw_fd().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    crate::sys::keep_fd_across_exec(&mut cmd, theirs.as_raw_fd());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {FUSERMOUNT}: {e}")))?;
+    drop(theirs);
+    let auto_unmount = cfg.mount_options.contains(&MountOption::AutoUnmount);
+    let fd = match crate::sys::recv_fd(&ours) {
+        Ok(Some(fd)) if auto_unmount => {
+            // fusermount3 stays until `ours` closes: pass on what it says and keep it.
+            if let Some(err) = child.stderr.take() {
+                std::thread::spawn(move || {
+                    for line in io::BufRead::lines(io::BufReader::new(err)).map_while(Result::ok) {
+                        log::warn!("{FUSERMOUNT}: {line}");
+                    }
+                });
+            }
+            let watchdog = Watchdog {
+                socket: ours,
+                child,
+            };
+            return Ok((fd, Some(watchdog)));
+        }
+        other => other,
+    };
+    drop(ours);
+    let out = child.wait_with_output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    let said = said.trim().replace('\n', "; ");
+    match fd? {
+        Some(fd) if out.status.success() => Ok((fd, None)),
+        _ if said.is_empty() => Err(io::Error::other(format!("{FUSERMOUNT} {}", out.status))),
+        _ => Err(io::Error::other(said)),
+    }
+}
+
+/// `fusermount3 -u -z`: detaches the mount (it goes away when its last user closes it).
+fn fusermount_unmount(mountpoint: &Path) -> io::Result<()> {
+    let out = Command::new(FUSERMOUNT)
+        .args(["-u", "-z", "--"])
+        .arg(mountpoint)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    Err(io::Error::other(format!(
+        "{FUSERMOUNT} -u: {}",
+        said.trim().replace('\n', "; ")
+    )))
+}
+
 enum Unmounter {
-    /// Mounted through fuser (fusermount3 for unprivileged users).
-    Fuser(SessionUnmounter),
     /// Mounted by us with `mount(2)`.
-    Direct(std::path::PathBuf),
+    Direct(PathBuf),
+    /// Mounted by fusermount3, which unmounts too.
+    Fusermount {
+        mountpoint: PathBuf,
+        watchdog: Option<Watchdog>,
+    },
 }
 
 /// A live mount being served by worker threads.
@@ -434,63 +551,40 @@ impl Mounted {
     /// serving it: one worker per core, each with its own cloned `/dev/fuse` descriptor.
     /// `on_end` runs on the serving thread once all workers have stopped (after an unmount).
     ///
-    /// With the privilege to call `mount(2)`, we mount with type `fuse.<subtype>` ourselves
-    /// (fuser's own direct mount would say plain `fuse`); otherwise fuser goes through
-    /// fusermount3, which also records the subtype.
+    /// With the privilege to open `/dev/fuse` and call `mount(2)`, we mount with type
+    /// `fuse.<subtype>` ourselves (fuser's own direct mount would say plain `fuse`); otherwise,
+    /// and for `auto_unmount`, the setuid fusermount3 mounts for us (with the same type and
+    /// source, from `fsname`/`subtype`).
     pub fn start(
         fs: VolumeFs,
         mountpoint: &Path,
         spec: &MountSpec,
         on_end: impl FnOnce(io::Result<()>) + Send + 'static,
     ) -> io::Result<Mounted> {
-        let mut cfg = spec.config();
-        // An ordinary user usually cannot open /dev/fuse or call mount(2): fusermount3 does it.
-        let dev = match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/fuse")
-        {
-            Ok(dev) => Some(dev),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                // fuser tries /dev/fuse itself first and gives up on EACCES; auto_unmount is
-                // its one way to go straight to fusermount3 (which also unmounts if we die).
-                if !cfg.mount_options.contains(&MountOption::AutoUnmount) {
-                    cfg.mount_options.push(MountOption::AutoUnmount);
+        let cfg = spec.config();
+        let (session, unmounter) = match mount_directly(&fs, mountpoint, spec, &cfg)? {
+            Some(dev) => match fuser::Session::from_fd(fs, dev, cfg.acl, cfg) {
+                Ok(s) => (s, Unmounter::Direct(mountpoint.to_path_buf())),
+                Err(e) => {
+                    let _ = crate::sys::umount_detach(mountpoint);
+                    return Err(e);
                 }
-                None
-            }
-            Err(e) => return Err(e),
-        };
-        let (uid, gid) = (fs.uid, fs.gid);
-        let direct = match &dev {
-            Some(dev) => direct_mount_args(&cfg, std::os::fd::AsRawFd::as_raw_fd(dev), uid, gid),
-            None => None,
-        };
-        let mounted_directly = match direct {
-            Some((flags, data)) => {
-                let fstype = format!("fuse.{}", spec.subtype);
-                match crate::sys::mount(&spec.fsname, mountpoint, &fstype, flags, &data) {
-                    Ok(()) => true,
-                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => false,
-                    Err(e) => return Err(e),
-                }
-            }
-            None => false,
-        };
-        let (session, unmounter) = match dev {
-            Some(dev) if mounted_directly => {
-                match fuser::Session::from_fd(fs, dev.into(), cfg.acl, cfg) {
-                    Ok(s) => (s, Unmounter::Direct(mountpoint.to_path_buf())),
+            },
+            None => {
+                let (dev, watchdog) = fusermount(mountpoint, &cfg)?;
+                match fuser::Session::from_fd(fs, dev, cfg.acl, cfg) {
+                    Ok(s) => (
+                        s,
+                        Unmounter::Fusermount {
+                            mountpoint: mountpoint.to_path_buf(),
+                            watchdog,
+                        },
+                    ),
                     Err(e) => {
-                        let _ = crate::sys::umount_detach(mountpoint);
+                        let _ = fusermount_unmount(mountpoint);
                         return Err(e);
                     }
                 }
-            }
-            _ => {
-                let mut s = fuser::Session::new(fs, mountpoint, &cfg)?;
-                let u = s.unmount_callable();
-                (s, Unmounter::Fuser(u))
             }
         };
         let thread = std::thread::Builder::new()
@@ -499,17 +593,74 @@ impl Mounted {
         Ok(Mounted { unmounter, thread })
     }
 
-    /// Unmounts (the workers then stop and `on_end` runs). Fails with `EBUSY` while the file
-    /// is open; the caller may then detach lazily.
+    /// Unmounts (the workers then stop and `on_end` runs). When we mounted ourselves, fails
+    /// with `EBUSY` while the file is open and the caller may then detach lazily; fusermount3
+    /// always detaches lazily.
     pub fn unmount(&mut self) -> io::Result<()> {
-        match &mut self.unmounter {
-            Unmounter::Fuser(u) => u.unmount(),
+        match &self.unmounter {
             Unmounter::Direct(p) => crate::sys::umount(p),
+            Unmounter::Fusermount { mountpoint, .. } => fusermount_unmount(mountpoint),
         }
     }
 
-    /// Waits for the serving thread to finish.
+    /// Waits for the serving thread to finish, then lets an `auto_unmount` fusermount3 go.
     pub fn join(self) {
         let _ = self.thread.join();
+        if let Unmounter::Fusermount {
+            watchdog: Some(Watchdog { socket, mut child }),
+            ..
+        } = self.unmounter
+        {
+            drop(socket);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Opens `/dev/fuse` and mounts it on `mountpoint` with `mount(2)` as `fuse.<subtype>`.
+/// `Ok(None)` when we may not (no access to `/dev/fuse`, `EPERM`/`EACCES` from `mount(2)`) or
+/// an option needs fusermount3.
+fn mount_directly(
+    fs: &VolumeFs,
+    mountpoint: &Path,
+    spec: &MountSpec,
+    cfg: &Config,
+) -> io::Result<Option<OwnedFd>> {
+    let dev = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        Ok(dev) => dev,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some((flags, data)) = direct_mount_args(cfg, dev.as_raw_fd(), fs.uid, fs.gid) else {
+        return Ok(None);
+    };
+    let fstype = format!("fuse.{}", spec.subtype);
+    match crate::sys::mount(&spec.fsname, mountpoint, &fstype, flags, &data) {
+        Ok(()) => Ok(Some(dev.into())),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fusermount_options_escape_the_fsname_and_carry_user_options() {
+        let spec = MountSpec {
+            fsname: r"/a,b\c".into(),
+            subtype: "luksfuse".into(),
+            readonly: true,
+            options: vec!["allow_root".into(), "noatime".into(), "dev".into()],
+        };
+        assert_eq!(
+            fusermount_options(&spec.config()),
+            r"fsname=/a\,b\\c,subtype=luksfuse,default_permissions,nosuid,ro,noatime,dev,allow_root"
+        );
     }
 }

@@ -4,9 +4,12 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Whether `fd` refers to a terminal.
@@ -232,6 +235,83 @@ pub fn umount(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+// ---- Mounting through fusermount3 (used by `fuse`). ----
+
+/// Makes `fd` survive into the program `cmd` executes: its close-on-exec flag is cleared in the
+/// child only, between fork and exec, so children spawned meanwhile by other threads do not
+/// inherit it. The caller keeps `fd` open until `cmd` has been spawned.
+pub fn keep_fd_across_exec(cmd: &mut Command, fd: RawFd) {
+    let clear_cloexec = move || {
+        // SAFETY: fcntl on a descriptor number only reads or sets its flags; it is
+        // async-signal-safe, as required between fork and exec.
+        let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+        // SAFETY: as above.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) })?;
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child before exec; it only calls fcntl (see
+    // above) and builds an `io::Error` from errno, which neither allocates nor takes locks.
+    unsafe { cmd.pre_exec(clear_cloexec) };
+}
+
+/// Receives one descriptor sent with `SCM_RIGHTS` over `sock` (with at least one byte of
+/// data, as fusermount3 sends it), close-on-exec. `Ok(None)` when the peer closed the socket
+/// without sending one. Any further descriptors in the same message are closed.
+pub fn recv_fd(sock: &UnixStream) -> io::Result<Option<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: byte.len(),
+    };
+    // Control buffer: u64s for the alignment `cmsghdr` needs, room for several descriptors.
+    let mut control = [0u64; 8];
+    // SAFETY: `msghdr` is a plain C struct for which all-zero bytes are a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let n = loop {
+        // SAFETY: `msg` points at `iov` (one valid, writable byte) and at `control` (a valid,
+        // writable buffer of `msg_controllen` bytes); all of them outlive the call.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut fds = Vec::new();
+    // SAFETY: `msg` was filled by a successful recvmsg; CMSG_FIRSTHDR only reads its fields.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: a non-null header from CMSG_FIRSTHDR/CMSG_NXTHDR lies within `control`,
+        // which the kernel filled; CMSG_DATA points at the `cmsg_len - CMSG_LEN(0)` bytes of
+        // its payload, which for SCM_RIGHTS are descriptors now open in this process and owned
+        // by nobody else. They are read unaligned, as the payload's alignment is not promised.
+        unsafe {
+            let hdr = &*cmsg;
+            if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
+                let len = hdr.cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..len / std::mem::size_of::<libc::c_int>() {
+                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::other("descriptor message truncated"));
+    }
+    if n == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    Ok(fds.into_iter().next())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +330,59 @@ mod tests {
         assert!(!ofd_write_lock_conflicts(b.as_fd(), 102).unwrap());
         drop(a);
         assert!(!ofd_write_lock_conflicts(b.as_fd(), 101).unwrap());
+    }
+
+    /// Sends `fd` with one byte of data, as fusermount3 does.
+    fn send_fd(sock: &UnixStream, fd: RawFd) {
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut control = [0u64; 4];
+        // SAFETY: zeroed msghdr is valid; it points at `iov` and `control`, which outlive the
+        // sendmsg call, and CMSG_FIRSTHDR of a buffer of 32 bytes has room for one int.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(4) as _;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(4) as _;
+            libc::CMSG_DATA(c).cast::<libc::c_int>().write_unaligned(fd);
+            assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), 1);
+        }
+    }
+
+    #[test]
+    fn a_descriptor_passed_over_a_socket_arrives_and_eof_is_none() {
+        use std::io::{Read, Write};
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        send_fd(&theirs, a.as_raw_fd());
+        drop(a);
+        drop(theirs);
+        let mut got = UnixStream::from(recv_fd(&ours).unwrap().expect("a descriptor"));
+        assert!(recv_fd(&ours).unwrap().is_none());
+        got.write_all(b"hi").unwrap();
+        let mut buf = [0u8; 2];
+        b.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+    }
+
+    #[test]
+    fn a_kept_descriptor_is_open_in_the_child_only() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let probe = format!("test -e /proc/self/fd/{}", a.as_raw_fd());
+        let mut plain = Command::new("sh");
+        plain.args(["-c", &probe]);
+        assert!(!plain.status().unwrap().success());
+        let mut kept = Command::new("sh");
+        kept.args(["-c", &probe]);
+        keep_fd_across_exec(&mut kept, a.as_raw_fd());
+        assert!(kept.status().unwrap().success());
     }
 }

@@ -1,0 +1,330 @@
+//! `luksfuse mount` by an ordinary user (uid 65534), through the setuid `fusermount3`.
+//!
+//! fusermount3 opens `/dev/fuse` with the *user's* file system uid, so a user needs access to
+//! it (mode 0666 on ordinary systems). Where `/dev/fuse` is root-only, as in some containers,
+//! the tests give the user access the ordinary way inside a private mount namespace: a 0666
+//! node for the same device bound over `/dev/fuse`. Commands then run in that namespace with
+//! `nsenter`. The host's `/dev/fuse` is never changed.
+//!
+//! Needs root (to become uid 65534 and to set up the namespace); skipped otherwise.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const NOBODY: u32 = 65534;
+
+/// A private mount namespace in which uid 65534 may open `/dev/fuse`, kept alive by a
+/// `sleep`; mounts made in it are lazily unmounted, and the namespace ended, on drop.
+struct UserNs {
+    holder: std::process::Child,
+    mountpoints: Vec<PathBuf>,
+}
+
+impl UserNs {
+    fn new(dir: &Path) -> UserNs {
+        let node = dir.join("fuse");
+        run_ok(Command::new("mknod").arg(&node).args(["c", "10", "229"]));
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let mut holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$0\" /dev/fuse && echo ready && exec sleep 600")
+            .arg(&node)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare");
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready\n", "cannot set up the mount namespace");
+        UserNs {
+            holder,
+            mountpoints: Vec::new(),
+        }
+    }
+
+    /// `program` run in the namespace as uid/gid 65534 without supplementary groups.
+    fn as_nobody(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount=/proc/{}/ns/mnt", self.holder.id()))
+            .arg("setpriv")
+            .arg(format!("--reuid={NOBODY}"))
+            .arg(format!("--regid={NOBODY}"))
+            .arg("--clear-groups")
+            .arg(program);
+        c
+    }
+
+    /// The namespace's mount table line for `mp`.
+    fn mount_line(&self, mp: &Path) -> Option<String> {
+        mount_line(&format!("/proc/{}/mounts", self.holder.id()), mp)
+    }
+}
+
+impl Drop for UserNs {
+    fn drop(&mut self) {
+        for mp in &self.mountpoints {
+            if self.mount_line(mp).is_some() {
+                let _ = Command::new("nsenter")
+                    .arg(format!("--mount=/proc/{}/ns/mnt", self.holder.id()))
+                    .args(["fusermount3", "-uz"])
+                    .arg(mp)
+                    .status();
+            }
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// Lazily unmounts (as root, in our namespace) on drop if still mounted.
+struct MountGuard(PathBuf);
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if mount_line("/proc/self/mounts", &self.0).is_some() {
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.0).status();
+        }
+    }
+}
+
+fn mount_line(table: &str, mp: &Path) -> Option<String> {
+    let mp = mp.to_str()?;
+    std::fs::read_to_string(table)
+        .ok()?
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(mp))
+        .map(str::to_string)
+}
+
+fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Pids of processes whose command line contains every one of `args`.
+fn pids_with_args(args: &[&str]) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let words: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args.iter().all(|a| words.contains(&a.as_bytes())) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Gone, or a zombie nobody reaps (PID 1 of a container may not).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// A LUKS2 fixture owned by uid 65534 in a directory everyone may traverse, with a copy of the
+/// binary (the target directory may not be traversable) and an empty mountpoint `m`.
+struct UserFixture {
+    f: Fixture,
+    dir: PathBuf,
+    exe: PathBuf,
+    mp: PathBuf,
+}
+
+fn user_fixture() -> UserFixture {
+    let mut args = vec!["--type", "luks2"];
+    args.extend(fast_kdf("pbkdf2"));
+    let f = luks_format(&args);
+    let dir = f.dir.path().canonicalize().unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.join("lf");
+    std::fs::copy(env!("CARGO_BIN_EXE_luksfuse"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mp = dir.join("m");
+    std::fs::create_dir(&mp).unwrap();
+    for p in [&f.header, &f.payload, &f.keyfile, &mp] {
+        std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    UserFixture { f, dir, exe, mp }
+}
+
+impl UserFixture {
+    /// `luksfuse mount -d KEY HEADER PAYLOAD m` with `extra` options, on `cmd`.
+    fn mount<'a>(&self, cmd: &'a mut Command, extra: &[&str]) -> &'a mut Command {
+        cmd.arg("mount")
+            .args(extra)
+            .arg("-d")
+            .arg(&self.f.keyfile)
+            .arg(&self.f.header)
+            .arg(&self.f.payload)
+            .arg(&self.mp)
+    }
+
+    /// The pid of the daemon serving `m`.
+    fn daemon(&self) -> u32 {
+        let pids = pids_with_args(&[
+            self.exe.to_str().unwrap(),
+            "mount",
+            self.mp.to_str().unwrap(),
+        ]);
+        let live: Vec<u32> = pids.into_iter().filter(|&p| !exited(p)).collect();
+        assert_eq!(live.len(), 1, "daemon pids: {live:?}");
+        live[0]
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn unprivileged_user_mounts_through_fusermount3_reads_writes_and_unmounts() {
+    if not_root() {
+        eprintln!("skipped: needs root to run as uid {NOBODY}");
+        return;
+    }
+    let u = user_fixture();
+    let mut ns = UserNs::new(&u.dir);
+    ns.mountpoints.push(u.mp.clone());
+    run_ok(u.mount(&mut ns.as_nobody(u.exe.to_str().unwrap()), &[]));
+    let line = ns.mount_line(&u.mp).expect("mounted");
+    assert!(line.contains(" fuse.luksfuse "), "{line}");
+    let header = u.f.header.canonicalize().unwrap();
+    assert!(
+        line.starts_with(&format!("{} ", header.display())),
+        "{line}"
+    );
+    assert!(line.contains(&format!("user_id={NOBODY}")), "{line}");
+
+    // Without allow_other only the owner may look inside, so look as the owner.
+    let file = u.mp.join("p");
+    let stat = run_ok(ns.as_nobody("stat").args(["-c", "%u %a %s"]).arg(&file));
+    assert_eq!(
+        String::from_utf8_lossy(&stat.stdout).trim(),
+        format!("{NOBODY} 600 {}", 16 << 20)
+    );
+
+    let data = b"written by nobody";
+    let n = data.len().to_string();
+    run_with_stdin(
+        ns.as_nobody("dd")
+            .arg(format!("of={}", file.display()))
+            .arg(format!("bs={n}"))
+            .args(["count=1", "seek=1001", "oflag=seek_bytes", "conv=notrunc"])
+            .args(["iflag=fullblock", "status=none"]),
+        data,
+    );
+    let back = run_ok(
+        ns.as_nobody("dd")
+            .arg(format!("if={}", file.display()))
+            .arg(format!("bs={n}"))
+            .args(["count=1", "skip=1001", "iflag=skip_bytes", "status=none"]),
+    );
+    assert_eq!(back.stdout, data);
+
+    // The user unmounts; the daemon then exits.
+    let daemon = u.daemon();
+    run_ok(ns.as_nobody("fusermount3").arg("-u").arg(&u.mp));
+    assert!(ns.mount_line(&u.mp).is_none());
+    wait_until("daemon exit after unmount", Duration::from_secs(1), || {
+        exited(daemon)
+    });
+
+    // Mounted again by root (our own mount(2)), the bytes are there.
+    let _guard = MountGuard(u.mp.clone());
+    run_ok(u.mount(&mut Command::new(&u.exe), &["-r"]));
+    let plain = std::fs::read(u.mp.join("p")).unwrap();
+    assert_eq!(&plain[1001..1001 + data.len()], data);
+    run_ok(Command::new("fusermount3").arg("-u").arg(&u.mp));
+}
+
+/// fuser refuses `auto_unmount` without `allow_other`/`allow_root`; fusermount3 does not.
+#[test]
+fn unprivileged_mount_with_auto_unmount_and_without_allow_other() {
+    if not_root() {
+        eprintln!("skipped: needs root to run as uid {NOBODY}");
+        return;
+    }
+    let u = user_fixture();
+    let mut ns = UserNs::new(&u.dir);
+    ns.mountpoints.push(u.mp.clone());
+    run_ok(u.mount(
+        &mut ns.as_nobody(u.exe.to_str().unwrap()),
+        &["-o", "auto_unmount"],
+    ));
+    let line = ns.mount_line(&u.mp).expect("mounted");
+    assert!(line.contains(" fuse.luksfuse "), "{line}");
+    let daemon = u.daemon();
+    // Our unmount path: SIGTERM makes the daemon unmount through fusermount3 and exit.
+    run_ok(Command::new("kill").args(["-TERM", &daemon.to_string()]));
+    wait_until(
+        "unmount and exit on SIGTERM",
+        Duration::from_secs(2),
+        || ns.mount_line(&u.mp).is_none() && exited(daemon),
+    );
+}
+
+#[test]
+fn unprivileged_mount_without_access_to_dev_fuse_says_so() {
+    let dev_fuse_mode = std::fs::metadata("/dev/fuse").map(|m| m.permissions().mode());
+    if not_root() || !dev_fuse_mode.is_ok_and(|m| m & 0o006 == 0) {
+        eprintln!("skipped: needs root, and /dev/fuse closed to others");
+        return;
+    }
+    let u = user_fixture();
+    let _guard = MountGuard(u.mp.clone());
+    let out = u
+        .mount(
+            Command::new("setpriv")
+                .arg(format!("--reuid={NOBODY}"))
+                .arg(format!("--regid={NOBODY}"))
+                .arg("--clear-groups")
+                .arg(&u.exe),
+            &[],
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("fusermount3") && stderr.contains("/dev/fuse"),
+        "{stderr}"
+    );
+}
+
+fn not_root() -> bool {
+    !std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
