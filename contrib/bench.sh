@@ -46,6 +46,7 @@ mnt="$work/mnt"; mkdir -p "$mnt"
 qsd_pid=""
 cleanup_mounts() {
   fusermount3 -u "$mnt" 2>/dev/null || true
+  fusermount3 -u "$shm/export" 2>/dev/null || true
   [ -n "$qsd_pid" ] && kill "$qsd_pid" 2>/dev/null && wait "$qsd_pid" 2>/dev/null
   rm -rf "$shm"
 }
@@ -61,34 +62,44 @@ fio_run() {
       --output-format=json 2>/dev/null |
     python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; k="read" if j["read"]["io_bytes"] else "write"; print("%.0f %.0f" % (j[k]["bw_bytes"]/1e6, j[k]["iops"]))'
 }
-run_suite() { # FILE -> "seqread seqwrite randread_iops"
+run_suite() { # FILE -> "seqread seqwrite randread_iops" (write first: qcow2 reads allocated data)
   local r w q
-  r=$(fio_run "$1" read 1M 4 | cut -d' ' -f1)
   w=$(fio_run "$1" write 1M 4 | cut -d' ' -f1)
+  r=$(fio_run "$1" read 1M 4 | cut -d' ' -f1)
   q=$(fio_run "$1" randread 4k 16 | cut -d' ' -f2)
   echo "$r $w $q"
 }
 
-"$LUKSFUSE" mount -d pass "$shm/h1.img" "$shm/payload.raw" "$mnt"
-ours=$(run_suite "$mnt/payload")
-fusermount3 -u "$mnt"
+# compare LABEL PAYLOAD DRIVER: one fio suite through luksfuse, one through QEMU's FUSE export
+compare() {
+  local label=$1 payload=$2 driver=$3 name ours theirs
+  name=$(basename "${payload%.*}")
+  "$LUKSFUSE" mount -d pass "$shm/h1.img" "$payload" "$mnt"
+  ours=$(run_suite "$mnt/$name")
+  fuse_unmount "$mnt"
+  touch "$shm/export"
+  qemu-storage-daemon --object secret,id=s,file=pass \
+    --blockdev "{\"driver\":\"luks\",\"node-name\":\"l0\",\"key-secret\":\"s\",\"file\":{\"driver\":\"$driver\",\"file\":{\"driver\":\"file\",\"filename\":\"$payload\"}},\"header\":{\"driver\":\"raw\",\"file\":{\"driver\":\"file\",\"filename\":\"$shm/h1.img\"}}}" \
+    --export type=fuse,id=e0,node-name=l0,mountpoint="$shm/export",writable=on &
+  qsd_pid=$!
+  for _ in $(seq 50); do grep -q " $shm/export " /proc/mounts && break; sleep 0.1; done
+  theirs=$(run_suite "$shm/export")
+  kill "$qsd_pid"; wait "$qsd_pid" 2>/dev/null || true; qsd_pid=""
+  echo "$label $ours $theirs" >> "$work/results"
+}
+fuse_unmount() { for _ in $(seq 50); do fusermount3 -u "$1" 2>/dev/null && return 0; sleep 0.1; done; fusermount3 -u "$1"; }
 
-touch "$shm/export"
-qemu-storage-daemon --object secret,id=s,file=pass \
-  --blockdev "{\"driver\":\"luks\",\"node-name\":\"l0\",\"key-secret\":\"s\",\"file\":{\"driver\":\"raw\",\"file\":{\"driver\":\"file\",\"filename\":\"$shm/payload.raw\"}},\"header\":{\"driver\":\"raw\",\"file\":{\"driver\":\"file\",\"filename\":\"$shm/h1.img\"}}}" \
-  --export type=fuse,id=e0,node-name=l0,mountpoint="$shm/export",writable=on &
-qsd_pid=$!
-for _ in $(seq 50); do grep -q " $shm/export " /proc/mounts && break; sleep 0.1; done
-theirs=$(run_suite "$shm/export")
-kill "$qsd_pid"; wait "$qsd_pid" 2>/dev/null || true; qsd_pid=""
+compare raw "$shm/payload.raw" raw
+qemu-img create -q -f qcow2 -o preallocation=metadata "$shm/payload.qcow2" "${SIZE_MB}M"
+compare qcow2 "$shm/payload.qcow2" qcow2
 
 echo
-echo "== throughput through FUSE, LUKS1 aes-xts-plain64, raw payload in tmpfs (${SIZE_MB} MiB, fio, direct I/O) =="
-printf '%-28s %12s %12s %8s\n' test luksfuse "qemu-sd" ratio
-set -- $ours; o_r=$1 o_w=$2 o_q=$3
-set -- $theirs; t_r=$1 t_w=$2 t_q=$3
+echo "== throughput through FUSE, LUKS1 aes-xts-plain64 512-bit, payload in tmpfs (${SIZE_MB} MiB, fio, direct I/O, ${RUNTIME:-8} s each) =="
+printf '%-8s %-22s %12s %12s %8s\n' payload test luksfuse "qemu-sd" ratio
 ratio() { awk "BEGIN{ if ($2 > 0) printf \"%.1fx\", $1/$2; else print \"-\" }"; }
-printf '%-28s %9s MB/s %9s MB/s %8s\n' "seq read 1 MiB qd4" "$o_r" "$t_r" "$(ratio "$o_r" "$t_r")"
-printf '%-28s %9s MB/s %9s MB/s %8s\n' "seq write 1 MiB qd4" "$o_w" "$t_w" "$(ratio "$o_w" "$t_w")"
-printf '%-28s %9s IOPS %9s IOPS %8s\n' "rand read 4 KiB qd16" "$o_q" "$t_q" "$(ratio "$o_q" "$t_q")"
-echo "(ratio = luksfuse / qemu-storage-daemon; goal >= 6x for sequential read and write)"
+while read -r label o_r o_w o_q t_r t_w t_q; do
+  printf '%-8s %-22s %9s MB/s %7s MB/s %8s\n' "$label" "seq read 1 MiB qd4" "$o_r" "$t_r" "$(ratio "$o_r" "$t_r")"
+  printf '%-8s %-22s %9s MB/s %7s MB/s %8s\n' "$label" "seq write 1 MiB qd4" "$o_w" "$t_w" "$(ratio "$o_w" "$t_w")"
+  printf '%-8s %-22s %9s IOPS %7s IOPS %8s\n' "$label" "rand read 4 KiB qd16" "$o_q" "$t_q" "$(ratio "$o_q" "$t_q")"
+done < "$work/results"
+echo "(ratio = luksfuse / qemu-storage-daemon, same run; goals: raw >= 6x, qcow2 >= 4x for sequential read and write)"
