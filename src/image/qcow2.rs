@@ -49,8 +49,9 @@
 //!   `fdatasync` takes milliseconds; a power loss, which drops unsynced writes out of order,
 //!   is what makes it likely in practice.
 //!
-//! * **Locking**: [`open_file`] takes an already opened [`std::fs::File`], so the caller can
-//!   take QEMU-compatible OFD locks on it first (TODO: `crate::sys` lock hook, see [`open`]).
+//! * **Locking**: [`open_file`] takes an already opened [`std::fs::File`]; `image::open` opens
+//!   and locks it with the same QEMU-compatible OFD locks as a raw payload first. ([`open`]
+//!   itself takes no locks; it serves tests and tools.)
 
 pub mod guard;
 
