@@ -13,6 +13,10 @@ use std::io::Write;
 use std::path::Path;
 
 fn main() {
+    // Nobody but root may read our memory (keys) or get a core dump of it.
+    if let Err(e) = luksfuse::sys::set_non_dumpable() {
+        eprintln!("luksfuse: warning: cannot make the process non-dumpable: {e}");
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

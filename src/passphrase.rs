@@ -27,11 +27,12 @@ impl KeySource {
     /// Reads the passphrase. `what` names the header in the terminal prompt.
     pub fn read(&self, what: &str) -> Result<Passphrase> {
         match &self.key_file {
-            Some(p) if p.as_os_str() == "-" => {
-                let stdin = io::stdin();
-                let mut lock = stdin.lock();
-                read_key(&mut lock, Path::new("(stdin)"), self.offset, self.size)
-            }
+            Some(p) if p.as_os_str() == "-" => read_key(
+                &mut raw_stdin()?,
+                Path::new("(stdin)"),
+                self.offset,
+                self.size,
+            ),
             Some(p) => {
                 let mut f = File::open(p).map_err(|e| {
                     Error::io(p, "cannot open key file", &e).with_kind_usage_if_missing(&e)
@@ -39,15 +40,25 @@ impl KeySource {
                 read_key(&mut f, p, self.offset, self.size)
             }
             None => {
-                let stdin = io::stdin();
-                if crate::sys::is_terminal(&stdin) {
+                if crate::sys::is_terminal(&io::stdin()) {
                     read_terminal(what)
                 } else {
-                    read_line(&mut stdin.lock())
+                    read_line(&mut raw_stdin()?)
                 }
             }
         }
     }
+}
+
+/// Standard input without std's buffer: `io::stdin()` reads ahead into a process-wide buffer
+/// that would keep a copy of the passphrase for the life of the process (and the daemon).
+fn raw_stdin() -> Result<File> {
+    use std::os::fd::AsFd;
+    io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(File::from)
+        .map_err(|e| Error::usage(format!("cannot read standard input: {e}")))
 }
 
 trait UsageIfMissing {

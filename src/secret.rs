@@ -1,22 +1,32 @@
 //! Secret bytes: passphrases, derived keys, volume keys.
 //!
-//! They zeroize on drop, print as `[redacted]`, have no `Clone`, and compare in constant time.
+//! They live in RAM locked against swapping (best effort, see [`crate::sys::mlock`]), zeroize
+//! on drop, print as `[redacted]`, have no `Clone`, and compare in constant time.
 
 use std::fmt;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::Zeroize;
 
-/// A heap buffer of secret bytes, wiped when dropped.
-pub struct Secret(Zeroizing<Vec<u8>>);
+/// Secrets up to this size are locked in RAM; larger buffers (a key file read in whole, up
+/// to 8 MiB) would exhaust an ordinary user's RLIMIT_MEMLOCK and are only wiped.
+const MLOCK_MAX: usize = 64 * 1024;
+
+/// A heap buffer of secret bytes, locked in RAM and wiped when dropped. Its length never
+/// changes, so the heap block never moves.
+pub struct Secret(Vec<u8>);
 
 impl Secret {
     /// Takes ownership of `bytes`; they are wiped when the secret is dropped.
-    pub fn new(bytes: Vec<u8>) -> Self {
-        Secret(Zeroizing::new(bytes))
+    pub fn new(mut bytes: Vec<u8>) -> Self {
+        bytes.shrink_to_fit();
+        if bytes.len() <= MLOCK_MAX {
+            let _ = crate::sys::mlock(&bytes);
+        }
+        Secret(bytes)
     }
     /// A zero-filled secret of `len` bytes, to be filled in place (avoids copies).
     pub fn zeroed(len: usize) -> Self {
-        Secret(Zeroizing::new(vec![0u8; len]))
+        Self::new(vec![0u8; len])
     }
     pub fn from_slice(bytes: &[u8]) -> Self {
         Self::new(bytes.to_vec())
@@ -36,6 +46,15 @@ impl Secret {
     /// Constant-time equality of contents (lengths are not secret).
     pub fn ct_eq(&self, other: &[u8]) -> bool {
         self.0.len() == other.len() && bool::from(self.0.as_slice().ct_eq(other))
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.as_mut_slice().zeroize();
+        if self.0.len() <= MLOCK_MAX {
+            crate::sys::munlock(&self.0);
+        }
     }
 }
 

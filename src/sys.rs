@@ -312,6 +312,33 @@ pub fn recv_fd(sock: &UnixStream) -> io::Result<Option<OwnedFd>> {
     Ok(fds.into_iter().next())
 }
 
+/// Makes this process non-dumpable: no core dumps, and other processes of the same user cannot
+/// ptrace it or read its memory through /proc/PID/mem (root still can).
+pub fn set_non_dumpable() -> io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes one integer argument; no memory is passed.
+    cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(|_| ())
+}
+
+/// Locks the pages holding `buf` in RAM so they are never swapped out. Best effort: the
+/// caller may ignore the error (RLIMIT_MEMLOCK can be small for ordinary users).
+pub fn mlock(buf: &[u8]) -> io::Result<()> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: the range is a live, readable allocation of `buf.len()` bytes; mlock only
+    // changes paging of the pages that contain it.
+    cvt(unsafe { libc::mlock(buf.as_ptr().cast(), buf.len()) }).map(|_| ())
+}
+
+/// Undoes [`mlock`] for `buf` (its contents must be wiped first).
+pub fn munlock(buf: &[u8]) {
+    if buf.is_empty() {
+        return;
+    }
+    // SAFETY: as for mlock; munlock on a range that was not locked is harmless.
+    unsafe { libc::munlock(buf.as_ptr().cast(), buf.len()) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
