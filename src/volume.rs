@@ -251,7 +251,10 @@ impl Volume {
     fn read_sectors(&self, buf: &mut [u8], sec: u64) -> io::Result<()> {
         let at = self.offset + sec * self.sector as u64;
         self.image.read_at(buf, at).map_err(|e| {
-            log::warn!("payload read of {} bytes at {at} failed: {e}", buf.len());
+            log::warn!(
+                "payload read of {} bytes at byte {at} (sector {sec}) failed: {e}",
+                buf.len()
+            );
             e
         })?;
         let (iv, step) = self.iv(sec);
@@ -265,7 +268,10 @@ impl Volume {
         self.cipher.encrypt_sectors(buf, self.sector, iv, step);
         let at = self.offset + sec * self.sector as u64;
         self.image.write_at(buf, at).map_err(|e| {
-            log::warn!("payload write of {} bytes at {at} failed: {e}", buf.len());
+            log::warn!(
+                "payload write of {} bytes at byte {at} (sector {sec}) failed: {e}",
+                buf.len()
+            );
             e
         })
     }
