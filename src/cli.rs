@@ -80,11 +80,13 @@ pub enum Command {
         /// The LUKS header file.
         header: PathBuf,
     },
-    /// Unlock HEADER and serve the decrypted PAYLOAD as one file in MOUNTPOINT.
+    /// Unlock HEADER and serve each decrypted PAYLOAD as a file in MOUNTPOINT.
     #[command(
         after_help = "Examples:\n  luksfuse mount header.img payload.raw /mnt/x\n  \
         losetup -f --show /mnt/x/payload\n  fusermount3 -u /mnt/x\n  \
-        luksfuse mount -r -d keyfile header.img disk.qcow2 /mnt/x"
+        luksfuse mount -r -d keyfile header.img disk.qcow2 /mnt/x\n  \
+        luksfuse mount header.img vm1.qcow2 vm2.qcow2 /mnt/x   # one header, two payloads",
+        override_usage = "luksfuse mount [OPTIONS] <HEADER> <PAYLOAD>... <MOUNTPOINT>"
     )]
     Mount {
         #[command(flatten)]
@@ -110,9 +112,10 @@ pub enum Command {
         allow_backing: bool,
         /// The LUKS header file.
         header: PathBuf,
-        /// The encrypted payload: a raw file or block device, or a qcow2 image.
-        payload: PathBuf,
-        /// An existing empty directory.
-        mountpoint: PathBuf,
+        /// PAYLOAD... MOUNTPOINT: one or more encrypted payloads (raw files or block devices,
+        /// or qcow2 images) sharing the header's volume key, each served as its own file,
+        /// then an existing empty directory.
+        #[arg(value_name = "PAYLOAD|MOUNTPOINT", num_args = 2.., required = true)]
+        paths: Vec<PathBuf>,
     },
 }

@@ -1,4 +1,5 @@
-//! The FUSE adapter: one directory holding one regular file, the decrypted [`Volume`].
+//! The FUSE adapter: one directory holding regular files, each a decrypted [`Volume`] (one
+//! per payload; several payloads can share one detached header).
 //!
 //! Only this module imports `fuser`. Every callback is a thin mapping: call the volume, reply
 //! with the data or an errno. Nothing here panics; I/O errors are logged by the volume and
@@ -30,14 +31,14 @@ thread_local! {
 pub const MAX_REQUEST: u32 = 1 << 20;
 const TTL: Duration = Duration::from_secs(1);
 const ROOT: INodeNo = INodeNo::ROOT;
-const FILE: INodeNo = INodeNo(2);
+/// Inode of the first file; file `i` is `FIRST_FILE + i`.
+const FIRST_FILE: u64 = 2;
 /// The setuid helper that mounts and unmounts for ordinary users.
 const FUSERMOUNT: &str = "fusermount3";
 
-/// The file system: a root directory with the volume as its only file.
+/// The file system: a root directory with one file per volume.
 pub struct VolumeFs {
-    volume: Arc<Volume>,
-    name: OsString,
+    files: Vec<(OsString, Arc<Volume>)>,
     readonly: bool,
     uid: u32,
     gid: u32,
@@ -46,24 +47,46 @@ pub struct VolumeFs {
 }
 
 impl VolumeFs {
-    /// `name` is the file name inside the mountpoint; `uid`/`gid` own it.
+    /// One volume as file `name` inside the mountpoint; `uid`/`gid` own it.
     pub fn new(volume: Arc<Volume>, name: &OsStr, readonly: bool, uid: u32, gid: u32) -> Self {
+        Self::with_files(vec![(name.to_owned(), volume)], readonly, uid, gid)
+    }
+
+    /// Several volumes, each as a file with its (distinct) name.
+    pub fn with_files(
+        files: Vec<(OsString, Arc<Volume>)>,
+        readonly: bool,
+        uid: u32,
+        gid: u32,
+    ) -> Self {
         VolumeFs {
-            readonly: readonly || !volume.writable(),
-            volume,
-            name: name.to_owned(),
+            readonly: readonly || files.iter().any(|(_, v)| !v.writable()),
+            files,
             uid,
             gid,
             time: SystemTime::now(),
         }
     }
 
+    /// The volume served as inode `ino`, if it is a file.
+    fn volume(&self, ino: INodeNo) -> Option<&Arc<Volume>> {
+        let i = ino.0.checked_sub(FIRST_FILE)?;
+        self.files.get(usize::try_from(i).ok()?).map(|(_, v)| v)
+    }
+
     fn attr(&self, ino: INodeNo) -> FileAttr {
-        let (kind, perm, size, nlink) = if ino == ROOT {
-            (FileType::Directory, 0o755, 0, 2)
-        } else {
-            let perm = if self.readonly { 0o400 } else { 0o600 };
-            (FileType::RegularFile, perm, self.volume.size(), 1)
+        let (kind, perm, size, nlink, blksize) = match self.volume(ino) {
+            Some(v) => {
+                let perm = if self.readonly { 0o400 } else { 0o600 };
+                (
+                    FileType::RegularFile,
+                    perm,
+                    v.size(),
+                    1,
+                    v.sector_size() as u32,
+                )
+            }
+            None => (FileType::Directory, 0o755, 0, 2, 4096),
         };
         FileAttr {
             ino,
@@ -79,7 +102,7 @@ impl VolumeFs {
             uid: self.uid,
             gid: self.gid,
             rdev: 0,
-            blksize: self.volume.sector_size() as u32,
+            blksize,
             flags: 0,
         }
     }
@@ -111,15 +134,20 @@ impl Filesystem for VolumeFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        if parent == ROOT && name == self.name {
-            reply.entry(&TTL, &self.attr(FILE), Generation(0));
+        let found = self.files.iter().position(|(n, _)| n == name);
+        if let (true, Some(i)) = (parent == ROOT, found) {
+            reply.entry(
+                &TTL,
+                &self.attr(INodeNo(FIRST_FILE + i as u64)),
+                Generation(0),
+            );
         } else {
             reply.error(Errno::ENOENT);
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        if ino == ROOT || ino == FILE {
+        if ino == ROOT || self.volume(ino).is_some() {
             reply.attr(&TTL, &self.attr(ino));
         } else {
             reply.error(Errno::ENOENT);
@@ -144,13 +172,15 @@ impl Filesystem for VolumeFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        if ino != FILE && ino != ROOT {
+        if ino != ROOT && self.volume(ino).is_none() {
             return reply.error(Errno::ENOENT);
         }
         // The size is the payload's: it can neither grow nor shrink. Ownership and mode are
         // fixed too. Time updates (touch) are accepted and ignored.
         match size {
-            Some(s) if s != self.volume.size() || ino == ROOT => return reply.error(Errno::EPERM),
+            Some(s) if self.volume(ino).is_none_or(|v| s != v.size()) => {
+                return reply.error(Errno::EPERM)
+            }
             _ => {}
         }
         if mode.is_some() || uid.is_some() || gid.is_some() {
@@ -163,7 +193,7 @@ impl Filesystem for VolumeFs {
         if ino == ROOT {
             return reply.error(Errno::EISDIR);
         }
-        if ino != FILE {
+        if self.volume(ino).is_none() {
             return reply.error(Errno::ENOENT);
         }
         if self.readonly && flags.acc_mode() != OpenAccMode::O_RDONLY {
@@ -188,11 +218,10 @@ impl Filesystem for VolumeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        if ino != FILE {
+        let Some(volume) = self.volume(ino) else {
             return reply.error(Errno::EISDIR);
-        }
-        let want =
-            (size.min(MAX_REQUEST * 16) as u64).min(self.volume.size().saturating_sub(offset));
+        };
+        let want = (size.min(MAX_REQUEST * 16) as u64).min(volume.size().saturating_sub(offset));
         // One buffer per worker thread, reused: a fresh 1 MiB allocation per request costs an
         // mmap, 256 page faults and a munmap each time.
         READ_BUF.with(|b| {
@@ -201,7 +230,7 @@ impl Filesystem for VolumeFs {
                 b.resize(want as usize, 0);
             }
             let buf = &mut b[..want as usize];
-            match self.volume.read_at(buf, offset) {
+            match volume.read_at(buf, offset) {
                 Ok(n) => reply.data(&buf[..n]),
                 Err(e) => reply.error(errno(&e)),
             }
@@ -220,16 +249,16 @@ impl Filesystem for VolumeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        if ino != FILE {
+        let Some(volume) = self.volume(ino) else {
             return reply.error(Errno::EISDIR);
-        }
+        };
         if self.readonly {
             return reply.error(Errno::EROFS);
         }
-        if offset >= self.volume.size() && !data.is_empty() {
+        if offset >= volume.size() && !data.is_empty() {
             return reply.error(Errno::EFBIG);
         }
-        match self.volume.write_at(data, offset) {
+        match volume.write_at(data, offset) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(&e)),
         }
@@ -238,14 +267,14 @@ impl Filesystem for VolumeFs {
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         // close(2): make what was written durable, as fsync does (a qcow2 payload also has
         // metadata cached until its flush).
-        match self.volume.flush() {
+        match self.volume(ino).map_or(Ok(()), |v| v.flush()) {
             Ok(()) => reply.ok(),
             Err(e) => {
                 log::error!("flush of the payload failed: {e}");
@@ -257,12 +286,12 @@ impl Filesystem for VolumeFs {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.volume.flush() {
+        match self.volume(ino).map_or(Ok(()), |v| v.flush()) {
             Ok(()) => reply.ok(),
             Err(e) => {
                 log::error!("fdatasync of the payload failed: {e}");
@@ -295,11 +324,13 @@ impl Filesystem for VolumeFs {
         if ino != ROOT {
             return reply.error(Errno::ENOTDIR);
         }
-        let entries: [(INodeNo, FileType, &OsStr); 3] = [
+        let mut entries: Vec<(INodeNo, FileType, &OsStr)> = vec![
             (ROOT, FileType::Directory, OsStr::new(".")),
             (ROOT, FileType::Directory, OsStr::new("..")),
-            (FILE, FileType::RegularFile, &self.name),
         ];
+        for (i, (name, _)) in self.files.iter().enumerate() {
+            entries.push((INodeNo(FIRST_FILE + i as u64), FileType::RegularFile, name));
+        }
         for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(*ino, i as u64 + 1, *kind, name) {
                 break;
@@ -309,8 +340,11 @@ impl Filesystem for VolumeFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let bsize = self.volume.sector_size() as u32;
-        let blocks = self.volume.size() / bsize as u64;
+        let bsize = self
+            .files
+            .first()
+            .map_or(4096, |(_, v)| v.sector_size() as u32);
+        let blocks = self.files.iter().map(|(_, v)| v.size()).sum::<u64>() / bsize as u64;
         reply.statfs(blocks, 0, 0, 2, 0, bsize, 255, bsize);
     }
 }

@@ -108,9 +108,10 @@ fn run(cmd: Command) -> Result<()> {
             payload_format,
             allow_backing,
             header: path,
-            payload,
-            mountpoint,
+            mut paths,
         } => {
+            let mountpoint = paths.pop().expect("clap requires two paths or more");
+            let payloads = paths;
             let mut fuse_options: Vec<String> = options
                 .iter()
                 .flat_map(|o| o.split(','))
@@ -124,7 +125,7 @@ fn run(cmd: Command) -> Result<()> {
             let unlocked = unlock(&path, &file, &header, &key)?;
             let cfg = MountConfig {
                 header: path,
-                payload,
+                payloads,
                 mountpoint,
                 name,
                 readonly,

@@ -23,10 +23,12 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MountConfig {
     pub header: PathBuf,
-    pub payload: PathBuf,
+    /// One or more payloads encrypted with the header's volume key, each served as a file.
+    pub payloads: Vec<PathBuf>,
     /// An existing directory that is not a mountpoint yet.
     pub mountpoint: PathBuf,
-    /// File name inside the mountpoint; default: the payload's name without its extension.
+    /// File name inside the mountpoint (one payload only); default: each payload's name
+    /// without its extension.
     pub name: Option<String>,
     pub readonly: bool,
     /// Serve in this process until unmounted instead of daemonizing.
@@ -62,32 +64,35 @@ pub fn run(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<()> {
     daemonize(prepared)
 }
 
-/// A payload opened, locked and checked, ready to be mounted.
+/// Payloads opened, locked and checked, ready to be mounted.
 pub struct Prepared {
-    volume: Arc<Volume>,
+    /// (file name, volume), in the order the payloads were given.
+    files: Vec<(OsString, Arc<Volume>)>,
     mountpoint: PathBuf,
-    name: OsString,
     spec: MountSpec,
 }
 
 /// Everything before mounting: name, mountpoint, payload locks, segment bounds, cipher.
 pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<Prepared> {
-    let name = file_name(cfg)?;
+    let names = file_names(cfg)?;
     let mountpoint = check_mountpoint(&cfg.mountpoint)?;
     let access = if cfg.readonly {
         Access::ReadOnly
     } else {
         Access::ReadWrite
     };
-    let (image, format) = image::open(&cfg.payload, access, cfg.payload_format, cfg.allow_backing)?;
-    log::info!("payload {} is {}", cfg.payload.display(), format.name());
-    let volume = Volume::new(image, segment, &key).map_err(|e| e.in_file(&cfg.payload))?;
+    let mut files = Vec::with_capacity(names.len());
+    for (name, payload) in names.into_iter().zip(&cfg.payloads) {
+        let (image, format) = image::open(payload, access, cfg.payload_format, cfg.allow_backing)?;
+        log::info!("payload {} is {}", payload.display(), format.name());
+        let volume = Volume::new(image, segment, &key).map_err(|e| e.in_file(payload))?;
+        files.push((name, Arc::new(volume)));
+    }
     drop(key);
     let header = cfg.header.canonicalize().unwrap_or(cfg.header.clone());
     Ok(Prepared {
-        volume: Arc::new(volume),
+        files,
         mountpoint,
-        name,
         spec: MountSpec {
             fsname: header.display().to_string(),
             subtype: "luksfuse".into(),
@@ -97,21 +102,37 @@ pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<P
     })
 }
 
-/// The file name: as given, or the payload's file name without its extension.
-fn file_name(cfg: &MountConfig) -> Result<OsString> {
-    let name: OsString = match &cfg.name {
-        Some(n) => n.into(),
-        None => cfg
-            .payload
-            .file_stem()
-            .map(|s| s.to_owned())
-            .unwrap_or_else(|| "volume".into()),
-    };
-    let s = name.to_string_lossy();
-    if s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\0') {
-        return Err(Error::usage(format!("invalid file name '{s}'")));
+/// The file names: `--name` for a single payload, else each payload's file name without its
+/// extension. Names must be distinct.
+fn file_names(cfg: &MountConfig) -> Result<Vec<OsString>> {
+    if cfg.payloads.is_empty() {
+        return Err(Error::usage("no payload given"));
     }
-    Ok(name)
+    if cfg.name.is_some() && cfg.payloads.len() > 1 {
+        return Err(Error::usage("--name works with one payload only"));
+    }
+    let mut names: Vec<OsString> = Vec::with_capacity(cfg.payloads.len());
+    for payload in &cfg.payloads {
+        let name: OsString = match &cfg.name {
+            Some(n) => n.into(),
+            None => payload
+                .file_stem()
+                .map(|s| s.to_owned())
+                .unwrap_or_else(|| "volume".into()),
+        };
+        let s = name.to_string_lossy();
+        if s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\0') {
+            return Err(Error::usage(format!("invalid file name '{s}'")));
+        }
+        if names.contains(&name) {
+            return Err(Error::usage(format!(
+                "two payloads would both be served as '{s}'; rename one"
+            ))
+            .in_file(payload));
+        }
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// The mountpoint must exist, be a directory and not be a mountpoint already.
@@ -176,27 +197,21 @@ enum Event {
 }
 
 impl Prepared {
-    /// The decrypted volume (for callers that want to inspect it).
+    /// The (first) decrypted volume (for callers that want to inspect it).
     pub fn volume(&self) -> &Arc<Volume> {
-        &self.volume
+        &self.files[0].1
     }
 
-    /// Path of the served file once mounted.
+    /// Path of the (first) served file once mounted.
     pub fn file_path(&self) -> PathBuf {
-        self.mountpoint.join(&self.name)
+        self.mountpoint.join(&self.files[0].0)
     }
 
     /// Mounts, calls `ready` once the file is visible, serves until unmounted (or, with
     /// `signals`, until a termination signal unmounts it), then flushes and syncs the payload.
     pub fn serve(self, signals: Option<std::fs::File>, ready: impl FnOnce(&Path)) -> Result<()> {
         let (uid, gid) = sys::uid_gid();
-        let fs = VolumeFs::new(
-            self.volume.clone(),
-            &self.name,
-            self.spec.readonly,
-            uid,
-            gid,
-        );
+        let fs = VolumeFs::with_files(self.files.clone(), self.spec.readonly, uid, gid);
         let (tx, rx) = mpsc::channel();
         let ended = tx.clone();
         let mut mounted = Mounted::start(fs, &self.mountpoint, &self.spec, move |r| {
@@ -210,17 +225,20 @@ impl Prepared {
             };
             Error::new(kind, format!("cannot mount: {e}")).in_file(&self.mountpoint)
         })?;
-        let file = self.file_path();
-        match std::fs::metadata(&file) {
-            Ok(m) if m.is_file() && m.len() == self.volume.size() => {}
-            Ok(_) => log::warn!("{}: unexpected attributes after mounting", file.display()),
-            Err(e) => {
-                let _ = mounted.unmount();
-                mounted.join();
-                return Err(Error::io(&file, "mounted file is not visible", &e));
+        for (name, volume) in &self.files {
+            let file = self.mountpoint.join(name);
+            match std::fs::metadata(&file) {
+                Ok(m) if m.is_file() && m.len() == volume.size() => {}
+                Ok(_) => log::warn!("{}: unexpected attributes after mounting", file.display()),
+                Err(e) => {
+                    let _ = mounted.unmount();
+                    mounted.join();
+                    return Err(Error::io(&file, "mounted file is not visible", &e));
+                }
             }
+            log::info!("serving {} ({} bytes)", file.display(), volume.size());
         }
-        log::info!("serving {} ({} bytes)", file.display(), self.volume.size());
+        let file = self.file_path();
         ready(&file);
         if let Some(mut pipe) = signals {
             std::thread::Builder::new()
@@ -251,7 +269,7 @@ impl Prepared {
             }
         };
         mounted.join();
-        let flushed = self.volume.flush();
+        let flushed = self.files.iter().try_for_each(|(_, v)| v.flush());
         result.map_err(|e| Error::new(Kind::Device, format!("serving failed: {e}")))?;
         flushed.map_err(|e| Error::new(Kind::Device, format!("cannot sync payload: {e}")))?;
         log::info!("unmounted {}", self.mountpoint.display());
@@ -342,7 +360,7 @@ mod tests {
     fn cfg(payload: &str, name: Option<&str>) -> MountConfig {
         MountConfig {
             header: "h.img".into(),
-            payload: payload.into(),
+            payloads: vec![payload.into()],
             mountpoint: "/mnt".into(),
             name: name.map(|s| s.to_string()),
             readonly: false,
@@ -351,17 +369,35 @@ mod tests {
         }
     }
 
+    fn first_name(cfg: &MountConfig) -> Result<OsString> {
+        file_names(cfg).map(|mut n| n.remove(0))
+    }
+
+    #[test]
+    fn several_payloads_need_distinct_names() {
+        let mut c = cfg("/x/a.raw", None);
+        c.payloads.push("/y/b.qcow2".into());
+        assert_eq!(file_names(&c).unwrap(), ["a", "b"]);
+        c.payloads.push("/z/a.qcow2".into());
+        let e = file_names(&c).unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.to_string().contains("'a'"), "{e}");
+        let mut c = cfg("/x/a.raw", Some("vol"));
+        c.payloads.push("/y/b.raw".into());
+        assert_eq!(file_names(&c).unwrap_err().exit_code(), 1);
+    }
+
     #[test]
     fn the_file_name_defaults_to_the_payload_stem() {
         assert_eq!(
-            file_name(&cfg("/x/payload.qcow2", None)).unwrap(),
+            first_name(&cfg("/x/payload.qcow2", None)).unwrap(),
             "payload"
         );
-        assert_eq!(file_name(&cfg("/x/disk", None)).unwrap(), "disk");
-        assert_eq!(file_name(&cfg("/x/a.b.raw", None)).unwrap(), "a.b");
-        assert_eq!(file_name(&cfg("/x/p.raw", Some("vol"))).unwrap(), "vol");
+        assert_eq!(first_name(&cfg("/x/disk", None)).unwrap(), "disk");
+        assert_eq!(first_name(&cfg("/x/a.b.raw", None)).unwrap(), "a.b");
+        assert_eq!(first_name(&cfg("/x/p.raw", Some("vol"))).unwrap(), "vol");
         for bad in ["", ".", "..", "a/b"] {
-            assert!(file_name(&cfg("/x/p.raw", Some(bad))).is_err(), "{bad}");
+            assert!(first_name(&cfg("/x/p.raw", Some(bad))).is_err(), "{bad}");
         }
     }
 

@@ -48,7 +48,7 @@ fn mounted_file_carries_ext4_on_a_loop_device_and_unmount_ends_serving() {
     std::fs::create_dir(&mp).unwrap();
     let cfg = MountConfig {
         header: f.header.clone(),
-        payload: f.payload.clone(),
+        payloads: vec![f.payload.clone()],
         mountpoint: mp.clone(),
         name: None,
         readonly: false,
