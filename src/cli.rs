@@ -71,6 +71,18 @@ pub enum Command {
         /// The LUKS header file (detached header, or a whole LUKS image).
         header: PathBuf,
     },
+    /// List luksfuse mounts (header, payloads, format, cipher, sector size, mode, daemon pid),
+    /// or show one; needs no key.
+    #[command(
+        after_help = "Examples:\n  luksfuse status\n  luksfuse status /mnt/x\n  luksfuse status --json"
+    )]
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Show only this mount (exit 4 if it is not a luksfuse mount).
+        mountpoint: Option<PathBuf>,
+    },
     /// Check that a passphrase or key file opens a keyslot (exit 0), like
     /// `cryptsetup open --test-passphrase`.
     #[command(name = "test-key", alias = "test-passphrase")]

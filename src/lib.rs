@@ -13,6 +13,7 @@ pub mod luks;
 pub mod mount;
 pub mod passphrase;
 pub mod secret;
+pub mod status;
 pub mod sys;
 pub mod syslog;
 pub mod volume;

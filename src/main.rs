@@ -95,6 +95,7 @@ fn run(cmd: Command) -> Result<()> {
             let _ = out.write_all(text.as_bytes());
             Ok(())
         }
+        Command::Status { json, mountpoint } => status_cmd(json, mountpoint.as_deref()),
         Command::TestKey { key, header: path } => {
             let (file, header) = open_header(&path)?;
             unlock(&path, &file, &header, &key).map(|_| ())
@@ -175,6 +176,52 @@ fn dump_volume_key_cmd(
         u.key.len() * 8,
         hex_lines(u.key.as_bytes(), "\t\t"),
     );
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+fn status_cmd(json: bool, only: Option<&Path>) -> Result<()> {
+    let mut mounts = luksfuse::status::list(&luksfuse::status::dir());
+    if let Some(m) = only {
+        let want = m.canonicalize().unwrap_or(m.to_path_buf());
+        mounts.retain(|s| s.mountpoint == want);
+        if mounts.is_empty() {
+            return Err(Error::format("not a luksfuse mount").in_file(m));
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let text = if json {
+        serde_json::to_string_pretty(&mounts).expect("JSON") + "\n"
+    } else {
+        let mut t = String::new();
+        for s in &mounts {
+            t += &format!("{}\n", s.mountpoint.display());
+            t += &format!("  header:   {}\n", s.header.display());
+            for p in &s.payloads {
+                t += &format!(
+                    "  payload:  {} ({}) -> {} ({} bytes)\n",
+                    p.path.display(),
+                    p.format,
+                    p.file,
+                    p.size
+                );
+            }
+            t += &format!("  cipher:   {}, {}-byte sectors\n", s.cipher, s.sector_size);
+            t += &format!(
+                "  mode:     {}\n",
+                if s.readonly {
+                    "read-only"
+                } else {
+                    "read-write"
+                }
+            );
+            t += &format!("  pid:      {}\n", s.pid);
+        }
+        if mounts.is_empty() {
+            t += "no luksfuse mounts\n";
+        }
+        t
+    };
     let _ = out.write_all(text.as_bytes());
     Ok(())
 }

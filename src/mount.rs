@@ -9,6 +9,7 @@ use crate::fuse::{MountSpec, Mounted, VolumeFs};
 use crate::image::{self, Access, Format};
 use crate::luks::Segment;
 use crate::secret::VolumeKey;
+use crate::status::{MountStatus, PayloadStatus};
 use crate::sys;
 use crate::volume::Volume;
 use std::ffi::OsString;
@@ -70,6 +71,8 @@ pub struct Prepared {
     files: Vec<(OsString, Arc<Volume>)>,
     mountpoint: PathBuf,
     spec: MountSpec,
+    /// What `luksfuse status` will show (the pid is filled in by the serving process).
+    status: MountStatus,
 }
 
 /// Everything before mounting: name, mountpoint, payload locks, segment bounds, cipher.
@@ -82,16 +85,33 @@ pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<P
         Access::ReadWrite
     };
     let mut files = Vec::with_capacity(names.len());
+    let mut payloads = Vec::with_capacity(names.len());
     for (name, payload) in names.into_iter().zip(&cfg.payloads) {
         let (image, format) = image::open(payload, access, cfg.payload_format, cfg.allow_backing)?;
         log::info!("payload {} is {}", payload.display(), format.name());
         let volume = Volume::new(image, segment, &key).map_err(|e| e.in_file(payload))?;
+        payloads.push(PayloadStatus {
+            path: payload.canonicalize().unwrap_or(payload.clone()),
+            file: name.to_string_lossy().into_owned(),
+            format: format.name().into(),
+            size: volume.size(),
+        });
         files.push((name, Arc::new(volume)));
     }
     drop(key);
     let header = cfg.header.canonicalize().unwrap_or(cfg.header.clone());
+    let status = MountStatus {
+        pid: 0,
+        mountpoint: mountpoint.clone(),
+        header: header.clone(),
+        cipher: segment.cipher.clone(),
+        sector_size: segment.sector_size,
+        readonly: cfg.readonly,
+        payloads,
+    };
     Ok(Prepared {
         files,
+        status,
         mountpoint,
         spec: MountSpec {
             fsname: header.display().to_string(),
@@ -239,6 +259,12 @@ impl Prepared {
             log::info!("serving {} ({} bytes)", file.display(), volume.size());
         }
         let file = self.file_path();
+        let status_dir = crate::status::dir();
+        let mut status = self.status.clone();
+        status.pid = std::process::id();
+        if let Err(e) = status.publish(&status_dir) {
+            log::warn!("{e} (luksfuse status will not list this mount)");
+        }
         ready(&file);
         if let Some(mut pipe) = signals {
             std::thread::Builder::new()
@@ -269,6 +295,7 @@ impl Prepared {
             }
         };
         mounted.join();
+        crate::status::withdraw(&status_dir, status.pid);
         let flushed = self.files.iter().try_for_each(|(_, v)| v.flush());
         result.map_err(|e| Error::new(Kind::Device, format!("serving failed: {e}")))?;
         flushed.map_err(|e| Error::new(Kind::Device, format!("cannot sync payload: {e}")))?;

@@ -1,0 +1,173 @@
+//! What `luksfuse status` shows: each serving process leaves a small JSON record of its mount
+//! (no secrets) in a runtime directory, and removes it when it stops. Records whose process is
+//! gone or whose mount is no longer in the mount table are ignored (and cleaned up).
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One served payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadStatus {
+    pub path: PathBuf,
+    /// The file name in the mountpoint.
+    pub file: String,
+    /// "raw" or "qcow2".
+    pub format: String,
+    /// Decrypted size in bytes.
+    pub size: u64,
+}
+
+/// One luksfuse mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountStatus {
+    pub pid: u32,
+    pub mountpoint: PathBuf,
+    pub header: PathBuf,
+    pub cipher: String,
+    pub sector_size: u32,
+    pub readonly: bool,
+    pub payloads: Vec<PayloadStatus>,
+}
+
+/// Where records live: `/run/luksfuse` for root, `$XDG_RUNTIME_DIR/luksfuse` for others
+/// (falling back to `/tmp/luksfuse-UID`).
+pub fn dir() -> PathBuf {
+    let (uid, _) = crate::sys::uid_gid();
+    if uid == 0 {
+        return PathBuf::from("/run/luksfuse");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("luksfuse"),
+        _ => PathBuf::from(format!("/tmp/luksfuse-{uid}")),
+    }
+}
+
+fn record_path(dir: &Path, pid: u32) -> PathBuf {
+    dir.join(format!("{pid}.json"))
+}
+
+impl MountStatus {
+    /// Writes this record (atomically: temporary file, then rename) into `dir`.
+    pub fn publish(&self, dir: &Path) -> Result<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, "cannot create status directory", &e))?;
+        let path = record_path(dir, self.pid);
+        let tmp = path.with_extension("tmp");
+        let text = serde_json::to_vec_pretty(self).expect("status serializes");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| Error::io(&path, "cannot write status", &e))?;
+        Ok(path)
+    }
+}
+
+/// Removes the record of process `pid` from `dir`, if any.
+pub fn withdraw(dir: &Path, pid: u32) {
+    let _ = std::fs::remove_file(record_path(dir, pid));
+}
+
+/// The mountpoints of `fuse.luksfuse` mounts in this mount namespace.
+fn luksfuse_mountpoints() -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
+    text.lines()
+        .filter_map(|l| {
+            // Fields after " - " are: fstype source options.
+            let (pre, post) = l.split_once(" - ")?;
+            (post.split(' ').next()? == "fuse.luksfuse")
+                .then(|| pre.split(' ').nth(4).map(|m| PathBuf::from(unescape(m))))?
+        })
+        .collect()
+}
+
+/// Undoes the kernel's octal escapes (`\040` for a space, …) in mountinfo fields.
+pub fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The live mounts recorded in `dir`, sorted by mountpoint; stale records are removed.
+pub fn list(dir: &Path) -> Vec<MountStatus> {
+    let mounted = luksfuse_mountpoints();
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Some(st) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<MountStatus>(&b).ok())
+        else {
+            continue;
+        };
+        let alive = Path::new(&format!("/proc/{}", st.pid)).exists();
+        if alive && mounted.contains(&st.mountpoint) {
+            out.push(st);
+        } else if !alive {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    out.sort_by(|a, b| a.mountpoint.cmp(&b.mountpoint));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape(r"/mnt/a\040b\011c\134d"), "/mnt/a b\tc\\d");
+        assert_eq!(unescape(r"/plain"), "/plain");
+        assert_eq!(unescape(r"/trailing\04"), r"/trailing\04");
+    }
+
+    #[test]
+    fn records_round_trip_and_stale_ones_are_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let st = MountStatus {
+            pid: u32::MAX - 7, // no such process
+            mountpoint: "/nowhere".into(),
+            header: "/h.img".into(),
+            cipher: "aes-xts-plain64".into(),
+            sector_size: 4096,
+            readonly: false,
+            payloads: vec![PayloadStatus {
+                path: "/p.qcow2".into(),
+                file: "p".into(),
+                format: "qcow2".into(),
+                size: 1 << 20,
+            }],
+        };
+        let path = st.publish(d.path()).unwrap();
+        let back: MountStatus = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back, st);
+        assert!(list(d.path()).is_empty());
+        assert!(!path.exists(), "the stale record was removed");
+    }
+}
