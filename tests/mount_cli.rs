@@ -221,20 +221,6 @@ fn sigterm_in_foreground_flushes_and_exits_0_promptly() {
     m.unmount();
 }
 
-/// A small deterministic generator (xorshift64*), so failures can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[test]
 fn random_multithreaded_workload_matches_a_model() {
     let mut args = vec!["--type", "luks2", "--sector-size", "4096"];
@@ -317,11 +303,6 @@ fn random_multithreaded_workload_matches_a_model() {
         "remount differs from model"
     );
     m.unmount();
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = Rng(seed | 1);
-    (0..len).map(|_| rng.next() as u8).collect()
 }
 
 /// Writes at unaligned offsets through the mounted file and into the model alike.

@@ -9,24 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut r = Rng(seed | 1);
-    (0..len).map(|_| r.next() as u8).collect()
-}
-
 /// A LUKS1 detached header plus a qcow2 payload (named `p.qcow2`) with `qemu-img create` args.
 fn luks1_qcow2(create: &[&str]) -> Fixture {
     let mut f = luks_format(&["--type", "luks1", "--pbkdf-force-iterations", "1000"]);

@@ -8,18 +8,6 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn secret(f: &Fixture) -> String {
     format!("secret,id=s,file={}", s(&f.keyfile))
 }

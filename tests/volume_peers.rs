@@ -14,19 +14,6 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-/// Deterministic pseudo-random bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// The data segment as `cryptsetup luksDump` describes it (LUKS1 text, LUKS2 JSON).
 fn segment_from_cryptsetup(header: &Path) -> Segment {
     let text =
