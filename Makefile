@@ -10,7 +10,23 @@ NEEDS := cryptsetup:cryptsetup-bin qemu-img:qemu-utils qemu-io:qemu-utils \
          qemu-storage-daemon:qemu-utils fusermount3:fuse3 mkfs.ext4:e2fsprogs \
          e2fsck:e2fsprogs losetup:mount
 
-.PHONY: all build deps test check demo bench clean
+# Installation directories (make install PREFIX=/usr DESTDIR=/tmp/pkg).
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+# mount(8) looks for mount helpers only in /sbin (and /sbin/fs.d, /sbin/fs).
+SBINDIR ?= /sbin
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/luksfuse
+# The binary to install (make install builds it first).
+BIN ?= target/release/luksfuse
+ASSETS := target/assets
+
+.PHONY: all build deps test check demo bench clean install install-files uninstall
 
 all: build
 
@@ -44,6 +60,34 @@ bench: deps
 	@command -v fio >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq fio; }
 	$(CARGO) build --release
 	bash contrib/bench.sh target/release/luksfuse
+
+install: build install-files
+
+# Installs $(BIN) and what is generated from it (man pages, completions), the mount helper
+# links and the systemd unit, without building.
+install-files:
+	rm -rf $(ASSETS) && $(BIN) generate-assets $(ASSETS)
+	install -Dm755 $(BIN) $(DESTDIR)$(BINDIR)/luksfuse
+	install -d $(DESTDIR)$(SBINDIR)
+	ln -sf $(BINDIR)/luksfuse $(DESTDIR)$(SBINDIR)/mount.fuse.luksfuse
+	ln -sf $(BINDIR)/luksfuse $(DESTDIR)$(SBINDIR)/mount.luksfuse
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m644 $(ASSETS)/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -Dm644 $(ASSETS)/completions/luksfuse.bash $(DESTDIR)$(BASHCOMPDIR)/luksfuse
+	install -Dm644 $(ASSETS)/completions/_luksfuse $(DESTDIR)$(ZSHCOMPDIR)/_luksfuse
+	install -Dm644 $(ASSETS)/completions/luksfuse.fish $(DESTDIR)$(FISHCOMPDIR)/luksfuse.fish
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|@BINDIR@|$(BINDIR)|g' contrib/luksfuse@.service > $(DESTDIR)$(UNITDIR)/luksfuse@.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/luksfuse@.service
+	install -Dm644 contrib/example.conf $(DESTDIR)$(DOCDIR)/example.conf
+	install -Dm644 README.md $(DESTDIR)$(DOCDIR)/README.md
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/luksfuse $(DESTDIR)$(SBINDIR)/mount.fuse.luksfuse \
+	  $(DESTDIR)$(SBINDIR)/mount.luksfuse $(DESTDIR)$(MANDIR)/man1/luksfuse*.1 \
+	  $(DESTDIR)$(BASHCOMPDIR)/luksfuse $(DESTDIR)$(ZSHCOMPDIR)/_luksfuse \
+	  $(DESTDIR)$(FISHCOMPDIR)/luksfuse.fish $(DESTDIR)$(UNITDIR)/luksfuse@.service
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	$(CARGO) clean

@@ -130,4 +130,10 @@ pub enum Command {
         #[arg(value_name = "PAYLOAD|MOUNTPOINT", num_args = 2.., required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Write the man pages and shell completions into DIR (used by `make install`).
+    #[command(name = "generate-assets", hide = true)]
+    GenerateAssets {
+        /// Output directory; `man/` and `completions/` are created in it.
+        dir: PathBuf,
+    },
 }

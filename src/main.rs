@@ -1,6 +1,7 @@
 //! `luksfuse`: parse the command line, set up logging, run, exit with the error's exit code.
 
 mod cli;
+mod helper;
 
 use clap::Parser;
 use cli::{Cli, Command, KeyOpts};
@@ -17,7 +18,20 @@ fn main() {
     if let Err(e) = luksfuse::sys::set_non_dumpable() {
         eprintln!("luksfuse: warning: cannot make the process non-dumpable: {e}");
     }
-    let cli = match Cli::try_parse() {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.first().is_some_and(|a| helper::called_as_helper(a)) || called_by_mount_fuse(&args) {
+        match helper::translate(&args[1..]) {
+            Ok(mut rest) => {
+                rest.insert(0, "luksfuse".into());
+                args = rest;
+            }
+            Err(e) => {
+                eprintln!("mount.fuse.luksfuse: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             // clap exits 2 on usage errors, which means "wrong passphrase" here: use 1.
@@ -45,6 +59,24 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `mount -t fuse.luksfuse` (through fuse3's mount.fuse) runs `luksfuse SOURCE MOUNTPOINT -o
+/// OPTIONS`, as for sshfs: a first argument that is no command, followed by `-o`.
+fn called_by_mount_fuse(args: &[std::ffi::OsString]) -> bool {
+    use clap::CommandFactory;
+    let Some(first) = args.get(1).and_then(|a| a.to_str()) else {
+        return false;
+    };
+    let is_command = Cli::command()
+        .get_subcommands()
+        .any(|c| c.get_name() == first || c.get_all_aliases().any(|a| a == first));
+    !first.starts_with('-')
+        && !is_command
+        && first != "help"
+        && args[2..]
+            .iter()
+            .any(|a| a.to_str().is_some_and(|a| a.starts_with("-o")))
 }
 
 fn key_source(k: &KeyOpts) -> KeySource {
@@ -96,6 +128,7 @@ fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Status { json, mountpoint } => status_cmd(json, mountpoint.as_deref()),
+        Command::GenerateAssets { dir } => generate_assets(&dir),
         Command::TestKey { key, header: path } => {
             let (file, header) = open_header(&path)?;
             unlock(&path, &file, &header, &key).map(|_| ())
@@ -223,5 +256,27 @@ fn status_cmd(json: bool, only: Option<&Path>) -> Result<()> {
         t
     };
     let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+/// Man pages (one per command, from the clap definitions) and shell completions.
+fn generate_assets(dir: &Path) -> Result<()> {
+    use clap::CommandFactory;
+    let io = |p: &Path, e: std::io::Error| Error::io(p, "cannot write", &e);
+    let man = dir.join("man");
+    let comp = dir.join("completions");
+    for d in [&man, &comp] {
+        std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
+    }
+    let cmd = Cli::command();
+    clap_mangen::generate_to(cmd.clone(), &man).map_err(|e| io(&man, e))?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "luksfuse", &comp)
+            .map_err(|e| io(&comp, e))?;
+    }
     Ok(())
 }
