@@ -100,6 +100,9 @@ fn we_are_busy_while_qemu_has_the_payload_open_for_writing() {
         assert_eq!(e.kind(), Kind::Busy, "{e}");
         assert_eq!(e.exit_code(), 5);
         assert!(e.to_string().contains("payload.raw"), "{e}");
+        // The hint names the process that holds the payload.
+        let hint = e.hint().unwrap_or_default();
+        assert!(hint.contains("qemu-io (pid "), "{hint}");
     }
     drop(q);
     RawImage::open(&p, Access::ReadWrite).unwrap();

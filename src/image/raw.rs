@@ -148,9 +148,13 @@ fn lock(file: &File, path: &Path, access: Access) -> Result<()> {
         sys::ofd_lock_shared(fd, LOCK_SHARED_BASE + *p as u64).map_err(lock_err)?;
     }
     let busy = |what: String| {
-        Error::busy(what)
-            .in_file(path)
-            .with_hint("is QEMU or another luksfuse using this payload?")
+        let holders = holders(path);
+        let hint = if holders.is_empty() {
+            "is QEMU or another luksfuse using this payload?".to_string()
+        } else {
+            format!("held open by {}; stop it first", holders.join(", "))
+        };
+        Error::busy(what).in_file(path).with_hint(hint)
     };
     for p in held {
         if sys::ofd_write_lock_conflicts(fd, LOCK_SHARED_BASE + *p as u64).map_err(lock_err)? {
@@ -169,6 +173,38 @@ fn lock(file: &File, path: &Path, access: Access) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The other processes that have `path` open, as "NAME (pid N)" (those we may inspect: all for
+/// root, our own user's otherwise). OFD locks carry no pid, so /proc is the way to name them.
+fn holders(path: &Path) -> Vec<String> {
+    let Ok(target) = path.canonicalize() else {
+        return vec![];
+    };
+    let me = std::process::id();
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target))
+        {
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            out.push(format!("{} (pid {pid})", comm.trim()));
+        }
+    }
+    out
 }
 
 impl Image for RawImage {
