@@ -85,7 +85,12 @@ pub enum Command {
     },
     /// Check that a passphrase or key file opens a keyslot (exit 0), like
     /// `cryptsetup open --test-passphrase`.
-    #[command(name = "test-key", alias = "test-passphrase")]
+    #[command(
+        name = "test-key",
+        alias = "test-passphrase",
+        after_help = "Examples:\n  luksfuse test-key header.img            # asks for the passphrase\n  \
+        luksfuse test-key -d keyfile -S 1 header.img && echo 'slot 1 opens'"
+    )]
     TestKey {
         #[command(flatten)]
         key: KeyOpts,
@@ -97,7 +102,10 @@ pub enum Command {
         after_help = "Examples:\n  luksfuse mount header.img payload.raw /mnt/x\n  \
         losetup -f --show /mnt/x/payload\n  fusermount3 -u /mnt/x\n  \
         luksfuse mount -r -d keyfile header.img disk.qcow2 /mnt/x\n  \
-        luksfuse mount header.img vm1.qcow2 vm2.qcow2 /mnt/x   # one header, two payloads",
+        luksfuse mount header.img vm1.qcow2 vm2.qcow2 /mnt/x   # one header, two payloads\n\n\
+        In /etc/fstab (options: header=, key-file=, keyfile-offset=, keyfile-size=, key-slot=,\n\
+        name=, payload-format=, allow-backing, ro; others go to FUSE):\n  \
+        /srv/vm/disk.qcow2 /mnt/x fuse.luksfuse header=/keys/h.img,key-file=/keys/k,ro,nofail 0 0",
         override_usage = "luksfuse mount [OPTIONS] <HEADER> <PAYLOAD>... <MOUNTPOINT>"
     )]
     Mount {
