@@ -21,6 +21,12 @@ impl Secret {
     pub fn from_slice(bytes: &[u8]) -> Self {
         Self::new(bytes.to_vec())
     }
+    /// `len` bytes from the operating system's CSPRNG (volume keys, salts, AF stripes).
+    pub fn random(len: usize) -> crate::error::Result<Self> {
+        let mut s = Self::zeroed(len);
+        fill_random(s.as_mut_bytes())?;
+        Ok(s)
+    }
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -37,6 +43,16 @@ impl Secret {
     pub fn ct_eq(&self, other: &[u8]) -> bool {
         self.0.len() == other.len() && bool::from(self.0.as_slice().ct_eq(other))
     }
+}
+
+/// Fills `buf` from the operating system's CSPRNG (`getrandom(2)`).
+pub fn fill_random(buf: &mut [u8]) -> crate::error::Result<()> {
+    getrandom::fill(buf).map_err(|e| {
+        crate::error::Error::new(
+            crate::error::Kind::Device,
+            format!("cannot get random bytes from the system: {e}"),
+        )
+    })
 }
 
 impl fmt::Debug for Secret {
