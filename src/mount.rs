@@ -68,12 +68,16 @@ pub struct Prepared {
     mountpoint: PathBuf,
     name: OsString,
     spec: MountSpec,
+    /// The header file, with a shared `flock` held for the life of the mount so that header
+    /// updates (`luksfuse add-key` …) refuse while it is mounted. Inherited by the daemon.
+    _header_lock: std::fs::File,
 }
 
 /// Everything before mounting: name, mountpoint, payload locks, segment bounds, cipher.
 pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<Prepared> {
     let name = file_name(cfg)?;
     let mountpoint = check_mountpoint(&cfg.mountpoint)?;
+    let header_lock = crate::luks::update::lock_shared(&cfg.header)?;
     let access = if cfg.readonly {
         Access::ReadOnly
     } else {
@@ -94,6 +98,7 @@ pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<P
             readonly: cfg.readonly,
             options: cfg.fuse_options.clone(),
         },
+        _header_lock: header_lock,
     })
 }
 

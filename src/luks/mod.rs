@@ -56,6 +56,16 @@ impl ReadAt for Vec<u8> {
     }
 }
 
+/// A borrowed slice, for callers holding `&[u8]` (a `&dyn ReadAt` needs a sized type).
+impl ReadAt for &[u8] {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
+        (**self).read_exact_at(buf, off)
+    }
+}
+
 fn truncated(off: u64, len: usize, size: u64) -> Error {
     Error::format(format!(
         "file truncated: needs bytes {off}..{} but has {size}",

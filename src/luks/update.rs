@@ -119,7 +119,8 @@ impl Locked {
         })
     }
 
-    pub fn image(&self) -> &[u8] {
+    /// The whole file as read (a `Vec` so that it can serve as a [`super::ReadAt`]).
+    pub fn image(&self) -> &Vec<u8> {
         &self.image
     }
 
