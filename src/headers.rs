@@ -132,10 +132,12 @@ fn commit_checked(
     if let Some((pass, slot, vk)) = check {
         match h.unlock_slot(&image, slot, pass) {
             Ok(Some(k)) if k.0.ct_eq(vk.as_bytes()) => {}
-            _ => return Err(Error::format(format!(
+            _ => {
+                return Err(Error::format(format!(
                 "updated header does not open with the new key in keyslot {slot}; nothing written"
             ))
-            .in_file(&path)),
+                .in_file(&path))
+            }
         }
     }
     locked.commit(image, wipe)
