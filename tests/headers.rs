@@ -590,3 +590,53 @@ fn add_key_while_mounted_is_refused_as_busy() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(cryptsetup_opens(&f.header, &k2));
 }
+
+#[test]
+fn changing_a_header_open_in_qemu_is_refused_as_busy() {
+    let dir = tmpdir();
+    let keyfile = key(dir.path(), "key", PASS);
+    let header = dir.path().join("h.img");
+    let payload = dir.path().join("p.raw");
+    std::fs::File::create(&payload)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let mut args = vec!["--type", "luks1"];
+    args.extend(fast("pbkdf2"));
+    format(&header, &keyfile, &args);
+    let before = sha(&header);
+    let mut qemu = Command::new("qemu-io")
+        .arg("--object")
+        .arg(format!("secret,id=s,file={}", s(&keyfile)))
+        .arg("--image-opts")
+        .arg(format!(
+            "driver=luks,key-secret=s,file.filename={},header.filename={}",
+            s(&payload),
+            s(&header)
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until QEMU holds its byte-range locks on the header.
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&header).unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("OFDLCK") && l.contains(&format!(":{ino} ")))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "qemu-io took no locks"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = luksfuse(&["kill-slot", "0", "--force", s(&header)], b"");
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("QEMU"), "{}", r.stderr);
+    assert_eq!(sha(&header), before);
+}
