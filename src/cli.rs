@@ -1,7 +1,7 @@
 //! The command line: clap definitions only (also the source of `--help`, and later of the man
 //! page and completions). Option names follow cryptsetup's where it has one.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 pub const EXIT_CODES_HELP: &str = "\
@@ -18,9 +18,14 @@ Exit codes (as cryptsetup):
     name = "luksfuse",
     version,
     about = "Use a LUKS1/LUKS2 volume with a detached header as a plaintext file, without root",
-    after_help = EXIT_CODES_HELP
+    after_help = EXIT_CODES_HELP,
+    // `-h` is cryptsetup's --hash; help is `--help` only.
+    disable_help_flag = true
 )]
 pub struct Cli {
+    /// Print help.
+    #[arg(long, global = true, action = ArgAction::Help)]
+    pub help: Option<bool>,
     /// Show more detail about what is done.
     #[arg(short, long, global = true)]
     pub verbose: bool,
@@ -31,9 +36,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// How to get the passphrase: cryptsetup's key options.
+/// How to get the passphrase: cryptsetup's key file options.
 #[derive(Args, Debug, Clone, Default)]
-pub struct KeyOpts {
+pub struct KeyFileOpts {
     /// Read the key from FILE (the whole file, binary allowed); `-` reads all of stdin.
     /// Without it: prompt on a terminal, else read one line from stdin.
     #[arg(short = 'd', long = "key-file", value_name = "FILE")]
@@ -44,9 +49,56 @@ pub struct KeyOpts {
     /// Read exactly N bytes of the key file.
     #[arg(short = 'l', long = "keyfile-size", value_name = "N")]
     pub keyfile_size: Option<u64>,
+}
+
+/// Key file options and the keyslot to try.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KeyOpts {
+    #[command(flatten)]
+    pub file: KeyFileOpts,
     /// Try only keyslot N.
     #[arg(short = 'S', long = "key-slot", value_name = "N")]
     pub key_slot: Option<u32>,
+}
+
+/// Where a new key comes from (`add-key`, `change-key`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct NewKeyOpts {
+    /// Read the new key from FILE (the whole file); without it: prompt twice on a terminal,
+    /// else read one line from stdin.
+    #[arg(long = "new-key-file", value_name = "FILE")]
+    pub new_key_file: Option<PathBuf>,
+    /// Skip N bytes of the new key file.
+    #[arg(long = "new-keyfile-offset", value_name = "N", default_value_t = 0)]
+    pub new_keyfile_offset: u64,
+    /// Read exactly N bytes of the new key file.
+    #[arg(long = "new-keyfile-size", value_name = "N")]
+    pub new_keyfile_size: Option<u64>,
+}
+
+/// The KDF of a new keyslot (cryptsetup's options; default: argon2id for 2 s, 1 GiB at most,
+/// min(4, CPUs) threads; LUKS1: pbkdf2 with the header's hash).
+#[derive(Args, Debug, Clone, Default)]
+pub struct KdfOpts {
+    /// PBKDF: argon2id, argon2i or pbkdf2.
+    #[arg(long = "pbkdf", value_name = "argon2id|argon2i|pbkdf2",
+          value_parser = ["argon2id", "argon2i", "pbkdf2"])]
+    pub pbkdf: Option<String>,
+    /// Hash of PBKDF2 (and, for format, of the header and the AF splitter). Default sha256.
+    #[arg(short = 'h', long = "hash", value_name = "HASH")]
+    pub hash: Option<String>,
+    /// Time to spend on the key derivation, in milliseconds (default 2000).
+    #[arg(short = 'i', long = "iter-time", value_name = "MS")]
+    pub iter_time: Option<u32>,
+    /// Argon2 memory cost in KiB (default 1048576, at most half the RAM).
+    #[arg(long = "pbkdf-memory", value_name = "KiB")]
+    pub pbkdf_memory: Option<u32>,
+    /// Argon2 threads (default min(4, CPUs)).
+    #[arg(long = "pbkdf-parallel", value_name = "N")]
+    pub pbkdf_parallel: Option<u32>,
+    /// Skip the benchmark: PBKDF2 iterations (>= 1000) or Argon2 time cost (>= 4).
+    #[arg(long = "pbkdf-force-iterations", value_name = "N")]
+    pub pbkdf_force_iterations: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,5 +195,120 @@ pub enum Command {
     GenerateAssets {
         /// Output directory; `man/` and `completions/` are created in it.
         dir: PathBuf,
+    },
+    /// Create a new detached header file, like `cryptsetup luksFormat --header`.
+    #[command(after_help = "Examples:\n  luksfuse format header.img\n  \
+        luksfuse format --type luks1 -d keyfile header.img\n  \
+        luksfuse format --pbkdf pbkdf2 -i 1000 --sector-size 4096 header.img")]
+    Format {
+        /// LUKS version: luks2 (default) or luks1 (the one QEMU reads).
+        #[arg(long = "type", value_name = "luks2|luks1", default_value = "luks2",
+              value_parser = ["luks2", "luks1"])]
+        kind: String,
+        /// Cipher of the payload.
+        #[arg(short = 'c', long, default_value = "aes-xts-plain64")]
+        cipher: String,
+        /// Volume key size in bits (default 512 for XTS, else 256).
+        #[arg(short = 's', long = "key-size", value_name = "BITS")]
+        key_size: Option<u32>,
+        #[command(flatten)]
+        kdf: KdfOpts,
+        /// Encryption sector size in bytes: 512, 1024, 2048 or 4096 (LUKS1: 512 only).
+        #[arg(long = "sector-size", value_name = "N", default_value_t = 512)]
+        sector_size: u32,
+        /// Start of the encrypted data in the payload, in 512-byte sectors.
+        #[arg(long, value_name = "SECTORS", default_value_t = 0)]
+        offset: u64,
+        /// UUID of the new header (default: random).
+        #[arg(long)]
+        uuid: Option<String>,
+        /// Label (LUKS2 only).
+        #[arg(long)]
+        label: Option<String>,
+        /// Use the volume key in FILE instead of a random one (recovery).
+        #[arg(
+            long = "volume-key-file",
+            alias = "master-key-file",
+            value_name = "FILE"
+        )]
+        volume_key_file: Option<PathBuf>,
+        /// Do not ask for confirmation.
+        #[arg(short = 'q', long = "batch-mode")]
+        batch_mode: bool,
+        /// Overwrite an existing header without asking.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        key: KeyFileOpts,
+        /// The header file to create.
+        header: PathBuf,
+    },
+    /// Add a key to a free keyslot, like `cryptsetup luksAddKey`.
+    #[command(
+        name = "add-key",
+        after_help = "Examples:\n  luksfuse add-key header.img\n  \
+        luksfuse add-key -d old.key --new-key-file new.key header.img"
+    )]
+    AddKey {
+        #[command(flatten)]
+        key: KeyFileOpts,
+        /// The keyslot for the new key (default: the first free one).
+        #[arg(short = 'S', long = "key-slot", value_name = "N")]
+        key_slot: Option<u32>,
+        #[command(flatten)]
+        new_key: NewKeyOpts,
+        #[command(flatten)]
+        kdf: KdfOpts,
+        /// Prove access with the volume key in FILE instead of an existing key.
+        #[arg(
+            long = "volume-key-file",
+            alias = "master-key-file",
+            value_name = "FILE"
+        )]
+        volume_key_file: Option<PathBuf>,
+        /// The LUKS header file.
+        header: PathBuf,
+    },
+    /// Remove the keyslot the given key opens, like `cryptsetup luksRemoveKey`.
+    #[command(name = "remove-key")]
+    RemoveKey {
+        #[command(flatten)]
+        key: KeyOpts,
+        /// Do not ask for confirmation (the last keyslot still needs --force).
+        #[arg(short = 'q', long = "batch-mode")]
+        batch_mode: bool,
+        /// Allow removing the last keyslot.
+        #[arg(long)]
+        force: bool,
+        /// The LUKS header file.
+        header: PathBuf,
+    },
+    /// Replace a key by a new one in the same keyslot, like `cryptsetup luksChangeKey`.
+    #[command(name = "change-key")]
+    ChangeKey {
+        #[command(flatten)]
+        key: KeyOpts,
+        #[command(flatten)]
+        new_key: NewKeyOpts,
+        #[command(flatten)]
+        kdf: KdfOpts,
+        /// The LUKS header file.
+        header: PathBuf,
+    },
+    /// Remove keyslot N, like `cryptsetup luksKillSlot`; needs a key of another keyslot or -q.
+    #[command(name = "kill-slot")]
+    KillSlot {
+        #[command(flatten)]
+        key: KeyFileOpts,
+        /// Do not ask for a key of another keyslot (the last keyslot still needs --force).
+        #[arg(short = 'q', long = "batch-mode")]
+        batch_mode: bool,
+        /// Allow removing the last keyslot.
+        #[arg(long)]
+        force: bool,
+        /// The keyslot to remove.
+        slot: u32,
+        /// The LUKS header file.
+        header: PathBuf,
     },
 }

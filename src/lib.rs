@@ -8,6 +8,7 @@
 pub mod crypto;
 pub mod error;
 pub mod fuse;
+pub mod headers;
 pub mod image;
 pub mod luks;
 pub mod mount;

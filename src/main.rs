@@ -4,9 +4,11 @@ mod cli;
 mod helper;
 
 use clap::Parser;
-use cli::{Cli, Command, KeyOpts};
+use cli::{Cli, Command, KdfOpts, KeyFileOpts, KeyOpts, NewKeyOpts};
 use luksfuse::error::{Error, Result};
+use luksfuse::headers;
 use luksfuse::image::Format;
+use luksfuse::luks::format::{FormatOptions, KdfOptions};
 use luksfuse::luks::{hex_lines, Header, HeaderFile, Unlocked};
 use luksfuse::mount::{self, MountConfig};
 use luksfuse::passphrase::KeySource;
@@ -80,10 +82,33 @@ fn called_by_mount_fuse(args: &[std::ffi::OsString]) -> bool {
 }
 
 fn key_source(k: &KeyOpts) -> KeySource {
+    key_file_source(&k.file)
+}
+
+fn key_file_source(k: &KeyFileOpts) -> KeySource {
     KeySource {
         key_file: k.key_file.clone(),
         offset: k.keyfile_offset,
         size: k.keyfile_size,
+    }
+}
+
+fn new_key_source(k: &NewKeyOpts) -> KeySource {
+    KeySource {
+        key_file: k.new_key_file.clone(),
+        offset: k.new_keyfile_offset,
+        size: k.new_keyfile_size,
+    }
+}
+
+fn kdf_options(k: KdfOpts) -> KdfOptions {
+    KdfOptions {
+        pbkdf: k.pbkdf,
+        hash: k.hash,
+        iter_time: k.iter_time,
+        memory: k.pbkdf_memory,
+        parallel: k.pbkdf_parallel,
+        force_iterations: k.pbkdf_force_iterations,
     }
 }
 
@@ -173,6 +198,88 @@ fn run(cmd: Command) -> Result<()> {
             };
             mount::run(&cfg, unlocked.key, header.segment())
         }
+        Command::Format {
+            kind,
+            cipher,
+            key_size,
+            kdf,
+            sector_size,
+            offset,
+            uuid,
+            label,
+            volume_key_file,
+            batch_mode,
+            force,
+            key,
+            header,
+        } => headers::format(&headers::Format {
+            header,
+            options: FormatOptions {
+                version: if kind == "luks1" { 1 } else { 2 },
+                cipher,
+                key_bits: key_size,
+                kdf: kdf_options(kdf),
+                sector_size,
+                offset_sectors: offset,
+                uuid,
+                label,
+            },
+            key: key_file_source(&key),
+            volume_key_file,
+            batch_mode,
+            force,
+        }),
+        Command::AddKey {
+            key,
+            key_slot,
+            new_key,
+            kdf,
+            volume_key_file,
+            header,
+        } => headers::add_key(&headers::AddKey {
+            header,
+            key: key_file_source(&key),
+            new_key: new_key_source(&new_key),
+            slot: key_slot,
+            kdf: kdf_options(kdf),
+            volume_key_file,
+        }),
+        Command::RemoveKey {
+            key,
+            batch_mode: _,
+            force,
+            header,
+        } => headers::remove_key(&headers::RemoveKey {
+            header,
+            key: key_source(&key),
+            slot: key.key_slot,
+            force,
+        }),
+        Command::ChangeKey {
+            key,
+            new_key,
+            kdf,
+            header,
+        } => headers::change_key(&headers::ChangeKey {
+            header,
+            key: key_source(&key),
+            new_key: new_key_source(&new_key),
+            slot: key.key_slot,
+            kdf: kdf_options(kdf),
+        }),
+        Command::KillSlot {
+            key,
+            batch_mode,
+            force,
+            slot,
+            header,
+        } => headers::kill_slot(&headers::KillSlot {
+            header,
+            slot,
+            key: key_file_source(&key),
+            batch_mode,
+            force,
+        }),
     }
 }
 

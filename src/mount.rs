@@ -73,12 +73,16 @@ pub struct Prepared {
     spec: MountSpec,
     /// What `luksfuse status` will show (the pid is filled in by the serving process).
     status: MountStatus,
+    /// The header file, with a shared `flock` held for the life of the mount so that header
+    /// updates (`luksfuse add-key` …) refuse while it is mounted. Inherited by the daemon.
+    _header_lock: std::fs::File,
 }
 
 /// Everything before mounting: name, mountpoint, payload locks, segment bounds, cipher.
 pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<Prepared> {
     let names = file_names(cfg)?;
     let mountpoint = check_mountpoint(&cfg.mountpoint)?;
+    let header_lock = crate::luks::update::lock_shared(&cfg.header)?;
     let access = if cfg.readonly {
         Access::ReadOnly
     } else {
@@ -119,6 +123,7 @@ pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<P
             readonly: cfg.readonly,
             options: cfg.fuse_options.clone(),
         },
+        _header_lock: header_lock,
     })
 }
 

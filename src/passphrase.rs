@@ -26,6 +26,17 @@ pub struct KeySource {
 impl KeySource {
     /// Reads the passphrase. `what` names the header in the terminal prompt.
     pub fn read(&self, what: &str) -> Result<Passphrase> {
+        self.read_prompt(&format!("Enter passphrase for {what}: "), false)
+    }
+
+    /// Whether the key comes from a key file (`-d`), not a prompt or a stdin line.
+    pub fn is_file(&self) -> bool {
+        self.key_file.is_some()
+    }
+
+    /// Reads a passphrase, prompting with `prompt` on a terminal; a new passphrase (`verify`)
+    /// is asked for twice there and must match (cryptsetup's "Verify passphrase:").
+    pub fn read_prompt(&self, prompt: &str, verify: bool) -> Result<Passphrase> {
         match &self.key_file {
             Some(p) if p.as_os_str() == "-" => read_key(
                 &mut raw_stdin()?,
@@ -40,8 +51,16 @@ impl KeySource {
                 read_key(&mut f, p, self.offset, self.size)
             }
             None => {
-                if crate::sys::is_terminal(&io::stdin()) {
-                    read_terminal(what)
+                let stdin = io::stdin();
+                if crate::sys::is_terminal(&stdin) {
+                    let p = read_terminal(prompt)?;
+                    if verify {
+                        let again = read_terminal("Verify passphrase: ")?;
+                        if !again.0.ct_eq(p.as_bytes()) {
+                            return Err(Error::usage("Passphrases do not match."));
+                        }
+                    }
+                    Ok(p)
                 } else {
                     read_line(&mut raw_stdin()?)
                 }
@@ -159,15 +178,28 @@ pub fn read_line(r: &mut dyn Read) -> Result<Passphrase> {
     Ok(Passphrase(Secret::from_slice(&buf[..n])))
 }
 
+/// Asks a yes/no question on a terminal (stdin) as cryptsetup does: only `YES` is yes.
+/// Without a terminal the answer is no.
+pub fn confirm(question: &str) -> bool {
+    if !crate::sys::is_terminal(&io::stdin()) {
+        return false;
+    }
+    eprint!("{question}");
+    let _ = io::stderr().flush();
+    let mut answer = String::new();
+    let _ = io::stdin().read_line(&mut answer);
+    answer.trim_end() == "YES"
+}
+
 /// Prompts on the controlling terminal and reads a passphrase with echo off.
-fn read_terminal(what: &str) -> Result<Passphrase> {
+fn read_terminal(prompt: &str) -> Result<Passphrase> {
     let tty = File::options()
         .read(true)
         .write(true)
         .open("/dev/tty")
         .map_err(|e| Error::usage(format!("cannot open the terminal: {e}")))?;
     let mut out = &tty;
-    let _ = write!(out, "Enter passphrase for {what}: ");
+    let _ = write!(out, "{prompt}");
     let _ = out.flush();
     let guard = crate::sys::NoEcho::new(&tty).ok();
     let p = read_line(&mut (&tty).take(MAX_PASSPHRASE as u64 + 1));

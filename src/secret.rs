@@ -31,6 +31,12 @@ impl Secret {
     pub fn from_slice(bytes: &[u8]) -> Self {
         Self::new(bytes.to_vec())
     }
+    /// `len` bytes from the operating system's CSPRNG (volume keys, salts, AF stripes).
+    pub fn random(len: usize) -> crate::error::Result<Self> {
+        let mut s = Self::zeroed(len);
+        fill_random(s.as_mut_bytes())?;
+        Ok(s)
+    }
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -56,6 +62,16 @@ impl Drop for Secret {
             crate::sys::munlock(&self.0);
         }
     }
+}
+
+/// Fills `buf` from the operating system's CSPRNG (`getrandom(2)`).
+pub fn fill_random(buf: &mut [u8]) -> crate::error::Result<()> {
+    getrandom::fill(buf).map_err(|e| {
+        crate::error::Error::new(
+            crate::error::Kind::Device,
+            format!("cannot get random bytes from the system: {e}"),
+        )
+    })
 }
 
 impl fmt::Debug for Secret {

@@ -94,6 +94,27 @@ pub fn ofd_write_lock_conflicts(fd: BorrowedFd<'_>, byte: u64) -> io::Result<boo
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
+/// Whole-file `flock(2)` lock kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlockKind {
+    Shared,
+    Exclusive,
+}
+
+/// Takes a `flock(2)` lock on the whole file without waiting. Fails with `EWOULDBLOCK` when
+/// another open file description holds a conflicting lock. The lock belongs to the open file
+/// description: it survives `fork` (the child's inherited descriptor keeps it) and goes away
+/// when the last descriptor of it is closed.
+pub fn flock_try(fd: BorrowedFd<'_>, kind: FlockKind) -> io::Result<()> {
+    let op = match kind {
+        FlockKind::Shared => libc::LOCK_SH,
+        FlockKind::Exclusive => libc::LOCK_EX,
+    };
+    // SAFETY: flock only takes a descriptor number and flags; `fd` is open for the borrow.
+    cvt(unsafe { libc::flock(fd.as_raw_fd(), op | libc::LOCK_NB) })?;
+    Ok(())
+}
+
 /// The result of [`fork`].
 pub enum Forked {
     Parent { child: libc::pid_t },
@@ -357,6 +378,23 @@ mod tests {
         assert!(!ofd_write_lock_conflicts(b.as_fd(), 102).unwrap());
         drop(a);
         assert!(!ofd_write_lock_conflicts(b.as_fd(), 101).unwrap());
+    }
+
+    #[test]
+    fn flock_exclusive_conflicts_with_shared_of_another_description() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        let a = File::open(&p).unwrap();
+        let b = File::open(&p).unwrap();
+        flock_try(a.as_fd(), FlockKind::Shared).unwrap();
+        flock_try(b.as_fd(), FlockKind::Shared).unwrap();
+        drop(b);
+        let c = File::open(&p).unwrap();
+        let e = flock_try(c.as_fd(), FlockKind::Exclusive).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        drop(a);
+        flock_try(c.as_fd(), FlockKind::Exclusive).unwrap();
     }
 
     /// Sends `fd` with one byte of data, as fusermount3 does.

@@ -446,6 +446,179 @@ impl Luks1 {
     }
 }
 
+// ---- Writing: new headers and keyslot updates (as cryptsetup lays them out) ----
+
+/// Key material areas start 4096-byte aligned, as cryptsetup aligns them
+/// (`LUKS_ALIGN_KEYSLOTS`); the first one right after the (aligned) 592-byte header.
+pub const AREA_ALIGN: u64 = 4096;
+
+/// Sectors of one keyslot's key material area for a key of `key_bytes`, 4096-byte aligned.
+fn area_sectors(key_bytes: u32) -> u64 {
+    (u64::from(key_bytes) * u64::from(STRIPES)).div_ceil(AREA_ALIGN) * AREA_ALIGN / SECTOR
+}
+
+/// cryptsetup's layout of a LUKS1 header for a key of `key_bytes`: the key material offset of
+/// each keyslot (in sectors) and the size of the whole header in bytes (where the payload would
+/// start in a non-detached volume).
+pub fn layout(key_bytes: u32) -> ([u32; KEYSLOTS], u64) {
+    let first = AREA_ALIGN / SECTOR;
+    let step = area_sectors(key_bytes);
+    let mut offsets = [0u32; KEYSLOTS];
+    for (i, o) in offsets.iter_mut().enumerate() {
+        *o = (first + i as u64 * step) as u32; // at most 8 + 8 × 1000 sectors
+    }
+    (offsets, (first + KEYSLOTS as u64 * step) * SECTOR)
+}
+
+/// Copies `s` into a NUL-padded fixed-size field (the caller keeps it short enough).
+fn put_str<const N: usize>(s: &str) -> [u8; N] {
+    let mut f = [0u8; N];
+    f[..s.len()].copy_from_slice(s.as_bytes());
+    f
+}
+
+/// A new LUKS1 header image without any active keyslot: the 592-byte header (zeros up to the
+/// first key material area) followed by 8 key material areas filled with random bytes.
+/// The volume key digest gets `digest_iterations` PBKDF2 iterations of `hash`.
+pub fn new_image(
+    cipher: &str,
+    hash: HashAlg,
+    volume_key: &[u8],
+    payload_offset: u32,
+    uuid: &str,
+    digest_iterations: u32,
+) -> Result<Vec<u8>> {
+    let spec = CipherSpec::parse(cipher)?;
+    spec.check_key_size(volume_key.len())?;
+    let (name, mode) = cipher
+        .split_once('-')
+        .ok_or_else(|| Error::usage(format!("invalid cipher '{cipher}'")))?;
+    if name.len() >= 32 || mode.len() >= 32 || uuid.len() >= 40 {
+        return Err(Error::usage("cipher or UUID too long for LUKS1"));
+    }
+    let key_bytes = volume_key.len() as u32;
+    let (offsets, size) = layout(key_bytes);
+    let mut image = vec![0u8; size as usize];
+    crate::secret::fill_random(&mut image[AREA_ALIGN as usize..])?;
+    let mut mk_digest_salt = [0u8; 32];
+    crate::secret::fill_random(&mut mk_digest_salt)?;
+    let mut mk_digest = [0u8; 20];
+    hash.pbkdf2(
+        volume_key,
+        &mk_digest_salt,
+        digest_iterations,
+        &mut mk_digest,
+    );
+    let mut slots = [RawSlot::default(); KEYSLOTS];
+    for (s, off) in slots.iter_mut().zip(offsets) {
+        *s = RawSlot {
+            active: SLOT_DISABLED,
+            iterations: 0,
+            salt: [0; 32],
+            key_material_offset: off,
+            stripes: STRIPES,
+        };
+    }
+    let raw = RawHeader {
+        version: 1,
+        cipher_name: put_str(name),
+        cipher_mode: put_str(mode),
+        hash_spec: put_str(hash.name()),
+        payload_offset,
+        key_bytes,
+        mk_digest,
+        mk_digest_salt,
+        mk_digest_iter: digest_iterations,
+        uuid: put_str(uuid),
+        slots,
+    };
+    image[..HEADER_SIZE].copy_from_slice(&raw.encode());
+    Ok(image)
+}
+
+impl Luks1 {
+    /// Byte range of keyslot `slot`'s key material (whole sectors).
+    pub fn material_range(&self, slot: u32) -> Result<std::ops::Range<u64>> {
+        let s = self
+            .slots
+            .get(slot as usize)
+            .ok_or_else(|| Error::usage(format!("keyslot {slot} out of range 0..=7")))?;
+        let len = round_up_sector(self.segment.key_size as u64 * u64::from(s.stripes));
+        Ok(s.material_offset..s.material_offset + len)
+    }
+
+    /// Stores `volume_key` in keyslot `slot` of `image` (the whole header file) under the key
+    /// `kdf` derives from `passphrase`; `kdf` must be PBKDF2 with the header's hash. Whatever
+    /// the slot held before is overwritten.
+    pub fn store_slot(
+        &self,
+        image: &mut [u8],
+        slot: u32,
+        volume_key: &[u8],
+        passphrase: &[u8],
+        kdf: &Kdf,
+    ) -> Result<()> {
+        let (iterations, salt) = match kdf {
+            Kdf::Pbkdf2 {
+                hash,
+                iterations,
+                salt,
+            } if *hash == self.hash && salt.len() == 32 => (*iterations, salt),
+            _ => {
+                return Err(Error::usage(format!(
+                    "LUKS1 keyslots use PBKDF2 with the header's hash ({})",
+                    self.hash.name()
+                )))
+            }
+        };
+        if !self.check_key(volume_key) {
+            return Err(Error::usage("not this volume's key"));
+        }
+        let range = self.material_range(slot)?;
+        if range.end > image.len() as u64 {
+            return Err(Error::format(format!(
+                "keyslot {slot}: key material area ends past the end of the header file"
+            )));
+        }
+        let derived = kdf.derive(passphrase, volume_key.len())?;
+        let material = super::seal_key_material(
+            &self.segment.cipher,
+            derived.as_bytes(),
+            volume_key,
+            STRIPES,
+            self.hash,
+        )?;
+        drop(derived);
+        image[range.start as usize..range.end as usize].copy_from_slice(material.as_bytes());
+        let mut raw = self.raw.clone();
+        let s = &mut raw.slots[slot as usize];
+        s.active = SLOT_ENABLED;
+        s.iterations = iterations;
+        s.salt.copy_from_slice(salt);
+        s.stripes = STRIPES;
+        image[..HEADER_SIZE].copy_from_slice(&raw.encode());
+        Ok(())
+    }
+
+    /// Disables keyslot `slot` in `image` as cryptsetup does (state 0x0000DEAD, iterations and
+    /// salt zeroed) and overwrites its key material with random bytes. Returns the byte range
+    /// of the material, for wiping other copies of the file.
+    pub fn wipe_slot(&self, image: &mut [u8], slot: u32) -> Result<std::ops::Range<u64>> {
+        let range = self.material_range(slot)?;
+        let end = range.end.min(image.len() as u64);
+        if range.start < end {
+            crate::secret::fill_random(&mut image[range.start as usize..end as usize])?;
+        }
+        let mut raw = self.raw.clone();
+        let s = &mut raw.slots[slot as usize];
+        s.active = SLOT_DISABLED;
+        s.iterations = 0;
+        s.salt = [0; 32];
+        image[..HEADER_SIZE].copy_from_slice(&raw.encode());
+        Ok(range)
+    }
+}
+
 fn round_up_sector(n: u64) -> u64 {
     n.div_ceil(SECTOR) * SECTOR
 }

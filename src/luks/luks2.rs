@@ -401,3 +401,306 @@ impl Luks2 {
         })
     }
 }
+
+// ---- Writing: new headers and keyslot updates ----
+
+/// Header size (binary + JSON) of new headers, cryptsetup's default (16 KiB).
+pub const NEW_HDR_SIZE: u64 = 16 << 10;
+/// Total size of new detached headers, cryptsetup's default (16 MiB): both header copies and
+/// the keyslots area.
+pub const NEW_FILE_SIZE: u64 = 16 << 20;
+/// Keyslot areas are 4096-byte aligned, as cryptsetup allocates them.
+pub const AREA_ALIGN: u64 = 4096;
+/// The AF stripes every LUKS2 keyslot gets.
+pub const STRIPES: u32 = 4000;
+
+fn put_field(area: &mut [u8], off: usize, len: usize, s: &str) -> Result<()> {
+    if s.len() >= len {
+        return Err(Error::usage(format!(
+            "'{s}' is too long for the LUKS2 header (at most {} bytes)",
+            len - 1
+        )));
+    }
+    area[off..off + s.len()].copy_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// The identity fields of the binary header.
+pub struct Identity<'a> {
+    pub uuid: &'a str,
+    pub label: &'a str,
+    pub subsystem: &'a str,
+}
+
+/// Writes both header copies (binary header, JSON padded with zeros, sha256 checksum) of
+/// `hdr_size` bytes each into the start of `image`, with sequence id `seqid`.
+pub fn write_copies(
+    image: &mut [u8],
+    hdr_size: u64,
+    seqid: u64,
+    id: &Identity<'_>,
+    json: &Value,
+) -> Result<()> {
+    let text = serde_json::to_vec(json).expect("JSON value");
+    let json_size = hdr_size as usize - binary::BIN_LEN;
+    if text.len() >= json_size {
+        return Err(Error::usage(format!(
+            "LUKS2 metadata of {} bytes does not fit in its {json_size}-byte area",
+            text.len()
+        )));
+    }
+    if image.len() < 2 * hdr_size as usize {
+        return Err(Error::format("header file too small for two header copies"));
+    }
+    for (offset, magic) in [
+        (0u64, binary::MAGIC_PRIMARY),
+        (hdr_size, binary::MAGIC_SECONDARY),
+    ] {
+        let mut area = vec![0u8; hdr_size as usize];
+        area[..6].copy_from_slice(magic);
+        area[6..8].copy_from_slice(&2u16.to_be_bytes());
+        area[8..16].copy_from_slice(&hdr_size.to_be_bytes());
+        area[16..24].copy_from_slice(&seqid.to_be_bytes());
+        put_field(&mut area, 24, 48, id.label)?;
+        put_field(&mut area, 72, 32, "sha256")?;
+        crate::secret::fill_random(&mut area[104..168])?;
+        put_field(&mut area, 168, 40, id.uuid)?;
+        put_field(&mut area, 208, 48, id.subsystem)?;
+        area[256..264].copy_from_slice(&offset.to_be_bytes());
+        area[binary::BIN_LEN..binary::BIN_LEN + text.len()].copy_from_slice(&text);
+        let csum = binary::checksum(crate::luks::hash::HashAlg::Sha256, &area);
+        area[binary::CSUM_OFFSET..binary::CSUM_OFFSET + csum.len()].copy_from_slice(&csum);
+        image[offset as usize..(offset + hdr_size) as usize].copy_from_slice(&area);
+    }
+    Ok(())
+}
+
+fn b64(b: &[u8]) -> String {
+    use base64ct::Encoding;
+    base64ct::Base64::encode_string(b)
+}
+
+/// The JSON of a KDF, as cryptsetup writes it.
+fn kdf_json(kdf: &Kdf) -> Value {
+    match kdf {
+        Kdf::Pbkdf2 {
+            hash,
+            iterations,
+            salt,
+        } => json!({"type": "pbkdf2", "hash": hash.name(), "iterations": iterations,
+                    "salt": b64(salt)}),
+        Kdf::Argon2 {
+            time,
+            memory_kib,
+            lanes,
+            salt,
+            ..
+        } => json!({"type": kdf.name(), "time": time, "memory": memory_kib, "cpus": lanes,
+                    "salt": b64(salt)}),
+    }
+}
+
+/// A new LUKS2 header image without keyslots: both header copies (seqid 1) and a keyslots
+/// area of random bytes, `file_size` bytes in all. The one data segment is `cipher` with
+/// `sector_size`, starting at byte `offset` of the payload; the volume key's digest is PBKDF2
+/// of `digest_hash` with `digest_iterations`.
+#[allow(clippy::too_many_arguments)]
+pub fn new_image(
+    file_size: u64,
+    id: &Identity<'_>,
+    cipher: &str,
+    sector_size: u32,
+    offset: u64,
+    volume_key: &[u8],
+    digest_hash: crate::luks::hash::HashAlg,
+    digest_iterations: u32,
+) -> Result<Vec<u8>> {
+    let hdr_size = NEW_HDR_SIZE;
+    let keyslots_size = file_size - 2 * hdr_size;
+    let mut salt = vec![0u8; crate::luks::kdf::SALT_LEN];
+    crate::secret::fill_random(&mut salt)?;
+    let mut digest = vec![0u8; digest_hash.len()];
+    digest_hash.pbkdf2(volume_key, &salt, digest_iterations, &mut digest);
+    let meta = json!({
+        "keyslots": {},
+        "tokens": {},
+        "segments": {"0": {
+            "type": "crypt", "offset": offset.to_string(), "size": "dynamic",
+            "iv_tweak": "0", "encryption": cipher, "sector_size": sector_size,
+        }},
+        "digests": {"0": {
+            "type": "pbkdf2", "keyslots": [], "segments": ["0"], "hash": digest_hash.name(),
+            "iterations": digest_iterations, "salt": b64(&salt), "digest": b64(&digest),
+        }},
+        "config": {
+            "json_size": (hdr_size - binary::BIN_LEN as u64).to_string(),
+            "keyslots_size": keyslots_size.to_string(),
+        },
+    });
+    let mut image = vec![0u8; file_size as usize];
+    crate::secret::fill_random(&mut image[2 * hdr_size as usize..])?;
+    write_copies(&mut image, hdr_size, 1, id, &meta)?;
+    Ok(image)
+}
+
+impl Luks2 {
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            uuid: &self.bin.uuid,
+            label: &self.bin.label,
+            subsystem: &self.bin.subsystem,
+        }
+    }
+
+    /// Whether `key` is the volume key (checked against the segment's digest).
+    pub fn check_key(&self, key: &[u8]) -> Result<bool> {
+        let d = self
+            .meta
+            .segment_digest
+            .and_then(|d| self.meta.digests.get(&d))
+            .ok_or_else(|| Error::format("no digest is assigned to the data segment"))?;
+        let check = d.kdf.derive(key, d.digest.len())?;
+        Ok(check.ct_eq(&d.digest))
+    }
+
+    /// A free, 4096-aligned place for `len` bytes of key material in the keyslots area,
+    /// ignoring the area of keyslot `except` (first fit, as cryptsetup allocates).
+    fn free_area(&self, len: u64, except: u32) -> Result<u64> {
+        let start = 2 * self.bin.hdr_size;
+        let end = start + self.meta.config.keyslots_size;
+        let mut used: Vec<(u64, u64)> = self
+            .meta
+            .keyslots
+            .iter()
+            .filter(|(n, _)| **n != except)
+            .map(|(_, k)| (k.area.offset, k.area.offset + k.area.size))
+            .collect();
+        used.sort_unstable();
+        let mut at = start;
+        for (a, b) in used {
+            if at + len <= a {
+                break;
+            }
+            at = at.max(b.div_ceil(AREA_ALIGN) * AREA_ALIGN);
+        }
+        if at + len > end {
+            return Err(Error::usage("no room left in the keyslots area"));
+        }
+        Ok(at)
+    }
+
+    /// Stores `volume_key` in keyslot `slot` of `image` (the whole header file) under the key
+    /// `kdf` derives from `passphrase`, assigns the keyslot to the segment's digest, bumps the
+    /// sequence id and rewrites both header copies. A keyslot already there is replaced (its
+    /// area reused, its priority kept).
+    pub fn store_keyslot(
+        &self,
+        image: &mut [u8],
+        slot: u32,
+        volume_key: &[u8],
+        passphrase: &[u8],
+        kdf: &Kdf,
+    ) -> Result<()> {
+        if slot > metadata::MAX_ID {
+            return Err(Error::usage(format!(
+                "keyslot {slot} out of range 0..={}",
+                metadata::MAX_ID
+            )));
+        }
+        let digest_id = self
+            .meta
+            .segment_digest
+            .ok_or_else(|| Error::format("no digest is assigned to the data segment"))?;
+        if !self.check_key(volume_key)? {
+            return Err(Error::usage("not this volume's key"));
+        }
+        let key_size = volume_key.len();
+        let cipher = &self.meta.segment.encryption;
+        let af_hash = match &self.meta.digests[&digest_id].kdf {
+            Kdf::Pbkdf2 { hash, .. } => *hash,
+            Kdf::Argon2 { .. } => crate::luks::hash::HashAlg::Sha256,
+        };
+        let len = (key_size as u64 * u64::from(STRIPES)).div_ceil(AREA_ALIGN) * AREA_ALIGN;
+        let offset = match self.meta.keyslots.get(&slot) {
+            Some(k) if k.area.size >= len => k.area.offset,
+            _ => self.free_area(len, slot)?,
+        };
+        if offset + len > image.len() as u64 {
+            return Err(Error::format("keyslots area lies past the end of the file"));
+        }
+        let derived = kdf.derive(passphrase, key_size)?;
+        let material =
+            super::seal_key_material(cipher, derived.as_bytes(), volume_key, STRIPES, af_hash)?;
+        drop(derived);
+        let area = &mut image[offset as usize..(offset + len) as usize];
+        crate::secret::fill_random(area)?;
+        area[..material.len()].copy_from_slice(material.as_bytes());
+        drop(material);
+
+        let mut meta = self.json.clone();
+        let mut ks = json!({
+            "type": "luks2",
+            "key_size": key_size,
+            "af": {"type": "luks1", "stripes": STRIPES, "hash": af_hash.name()},
+            "area": {"type": "raw", "offset": offset.to_string(), "size": len.to_string(),
+                     "encryption": cipher, "key_size": key_size},
+            "kdf": kdf_json(kdf),
+        });
+        if let Some(p) = meta["keyslots"][slot.to_string()].get("priority") {
+            ks["priority"] = p.clone();
+        }
+        meta["keyslots"][slot.to_string()] = ks;
+        let list = &mut meta["digests"][digest_id.to_string()]["keyslots"];
+        let id = Value::String(slot.to_string());
+        match list.as_array_mut() {
+            Some(a) if !a.contains(&id) => a.push(id),
+            Some(_) => {}
+            None => *list = json!([id]),
+        }
+        write_copies(
+            image,
+            self.bin.hdr_size,
+            self.bin.seqid + 1,
+            &self.identity(),
+            &meta,
+        )
+    }
+
+    /// Removes keyslot `slot` from `image`: overwrites its area with random bytes, drops it
+    /// from the keyslots, the digests and the tokens, bumps the sequence id and rewrites both
+    /// copies. Returns the area's byte range, for wiping other copies of the file.
+    pub fn wipe_keyslot(&self, image: &mut [u8], slot: u32) -> Result<std::ops::Range<u64>> {
+        let k = self
+            .meta
+            .keyslots
+            .get(&slot)
+            .ok_or_else(|| Error::usage(format!("keyslot {slot} is not active")))?;
+        let range = k.area.offset..k.area.offset + k.area.size;
+        let end = range.end.min(image.len() as u64);
+        if range.start < end {
+            crate::secret::fill_random(&mut image[range.start as usize..end as usize])?;
+        }
+        let id = Value::String(slot.to_string());
+        let mut meta = self.json.clone();
+        if let Some(m) = meta["keyslots"].as_object_mut() {
+            m.remove(&slot.to_string());
+        }
+        for section in ["digests", "tokens"] {
+            if let Some(items) = meta[section].as_object_mut() {
+                for item in items.values_mut() {
+                    if let Some(a) = item["keyslots"].as_array_mut() {
+                        a.retain(|x| *x != id);
+                    }
+                }
+            }
+        }
+        write_copies(
+            image,
+            self.bin.hdr_size,
+            self.bin.seqid + 1,
+            &self.identity(),
+            &meta,
+        )?;
+        Ok(range)
+    }
+}

@@ -4,10 +4,13 @@
 //! KDF costs before any derivation, and nothing here knows of FUSE, argv or the terminal.
 
 pub mod af;
+pub mod format;
 pub mod hash;
 pub mod kdf;
+pub mod keys;
 pub mod luks1;
 pub mod luks2;
+pub mod update;
 
 use crate::error::{Error, Result};
 use crate::secret::VolumeKey;
@@ -50,6 +53,16 @@ impl ReadAt for Vec<u8> {
     }
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
         self.as_slice().read_exact_at(buf, off)
+    }
+}
+
+/// A borrowed slice, for callers holding `&[u8]` (a `&dyn ReadAt` needs a sized type).
+impl ReadAt for &[u8] {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
+        (**self).read_exact_at(buf, off)
     }
 }
 
@@ -285,4 +298,56 @@ pub(crate) fn decrypt_keyslot_area(
     }
     c.decrypt_sectors(material, 512, 0, 1);
     Ok(())
+}
+
+/// Makes the key material of a keyslot: splits `volume_key` into `stripes` with the AF
+/// splitter (random stripes from the OS CSPRNG), pads it with random bytes to whole 512-byte
+/// sectors, and encrypts it with `cipher` under `derived_key` (IVs counted from 0, as
+/// [`decrypt_keyslot_area`] expects).
+pub(crate) fn seal_key_material(
+    cipher: &str,
+    derived_key: &[u8],
+    volume_key: &[u8],
+    stripes: u32,
+    af_hash: hash::HashAlg,
+) -> Result<crate::secret::Secret> {
+    let af_len = af::split_len(volume_key.len(), stripes)
+        .ok_or_else(|| Error::usage("key material too large"))?;
+    let random = crate::secret::Secret::random(af_len - volume_key.len())?;
+    let split = af::split(volume_key, stripes, af_hash, random.as_bytes())?;
+    drop(random);
+    let mut material = crate::secret::Secret::random(af_len.div_ceil(512) * 512)?;
+    material.as_mut_bytes()[..af_len].copy_from_slice(split.as_bytes());
+    drop(split);
+    let spec = crate::crypto::CipherSpec::parse(cipher)?;
+    let c = crate::crypto::SectorCipher::new(&spec, derived_key)?;
+    c.encrypt_sectors(material.as_mut_bytes(), 512, 0, 1);
+    Ok(material)
+}
+
+/// A new random UUID (version 4), formatted as cryptsetup writes them.
+pub fn new_uuid() -> Result<String> {
+    let mut b = [0u8; 16];
+    crate::secret::fill_random(&mut b)?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
+}
+
+/// Whether `s` is a UUID in the 8-4-4-4-12 hex form.
+pub fn is_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|c| c.is_ascii_hexdigit()))
 }

@@ -1,0 +1,242 @@
+//! Crash-safe header updates: lock the header file, build the complete new file in memory,
+//! write it to a temporary file beside the old one, `fsync`, rename it over the old one and
+//! `fsync` the directory. After a crash the path holds either the old or the new header, never
+//! a mix. Permissions and owner of the old file are kept.
+//!
+//! Locking: an update holds an exclusive `flock(2)` on the header file and refuses (exit 5)
+//! when another process holds any `flock` on it (`luksfuse mount` holds a shared one for the
+//! life of the mount) or when QEMU has it open (QEMU's byte-range "consistent read" lock).
+//! Key material that an update removes is also overwritten in the old file once it has been
+//! replaced (on file systems that overwrite in place this erases it from the disk).
+
+use crate::error::{Error, Result};
+use crate::sys::{self, FlockKind};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Largest header file we rewrite (LUKS2 allows 2 × 4 MiB of metadata plus the keyslots
+/// area; cryptsetup's default file is 16 MiB). A bigger file is probably a whole volume.
+pub const MAX_HEADER_FILE: u64 = 128 << 20;
+
+/// QEMU's "consistent read" permission lock byte (block/file-posix.c, `RAW_LOCK_PERM_BASE`).
+const QEMU_LOCK_CONSISTENT_READ: u64 = 100;
+
+fn busy(path: &Path, by: &str) -> Error {
+    Error::busy(format!("header is in use ({by}); refusing to change it"))
+        .in_file(path)
+        .with_hint("unmount it (fusermount3 -u MOUNTPOINT) or stop the VM first")
+}
+
+/// Takes a lock on an open header file, refusing (exit 5) if another process holds one.
+pub fn lock(file: &File, path: &Path, kind: FlockKind) -> Result<()> {
+    match sys::flock_try(file.as_fd(), kind) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(busy(
+            path,
+            match kind {
+                FlockKind::Shared => "being changed by another process",
+                FlockKind::Exclusive => "locked by another process, e.g. a luksfuse mount",
+            },
+        )),
+        Err(e) => Err(Error::io(path, "cannot lock header", &e)),
+    }
+}
+
+/// Opens `path` for a `luksfuse mount` and takes a shared lock on it, to be held for the life
+/// of the mount (keep the returned file open; the lock survives `fork`).
+pub fn lock_shared(path: &Path) -> Result<File> {
+    let file = File::open(path).map_err(|e| Error::io(path, "cannot open header", &e))?;
+    lock(&file, path, FlockKind::Shared)?;
+    Ok(file)
+}
+
+/// A header file locked for an update, with its whole content read.
+pub struct Locked {
+    path: PathBuf,
+    file: File,
+    meta: std::fs::Metadata,
+    image: Vec<u8>,
+}
+
+impl Locked {
+    /// Opens `path`, locks it exclusively and reads it.
+    pub fn open(path: &Path) -> Result<Self> {
+        // Read-write so that removed key material can be wiped in place after the rename.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .or_else(|e| match e.kind() {
+                io::ErrorKind::PermissionDenied => File::open(path),
+                _ => Err(e),
+            })
+            .map_err(|e| {
+                let err = Error::io(path, "cannot open header", &e);
+                if e.kind() == io::ErrorKind::NotFound {
+                    Error::usage(err.to_string())
+                } else {
+                    err
+                }
+            })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io(path, "cannot stat header", &e))?;
+        if !meta.is_file() {
+            return Err(Error::usage(
+                "not a regular file: luksfuse changes detached header files only",
+            )
+            .in_file(path));
+        }
+        if meta.len() > MAX_HEADER_FILE {
+            return Err(Error::usage(format!(
+                "file of {} bytes is too large for a detached header (at most {MAX_HEADER_FILE})",
+                meta.len()
+            ))
+            .in_file(path));
+        }
+        lock(&file, path, FlockKind::Exclusive)?;
+        if sys::ofd_write_lock_conflicts(file.as_fd(), QEMU_LOCK_CONSISTENT_READ).unwrap_or(false) {
+            return Err(busy(path, "open in QEMU"));
+        }
+        // Another update may have replaced the file between our open and our lock.
+        let now = std::fs::metadata(path).map_err(|e| Error::io(path, "cannot stat", &e))?;
+        if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
+            return Err(busy(path, "replaced by another process just now"));
+        }
+        let mut image = Vec::with_capacity(meta.len() as usize);
+        (&file)
+            .read_to_end(&mut image)
+            .map_err(|e| Error::io(path, "cannot read header", &e))?;
+        Ok(Locked {
+            path: path.to_owned(),
+            file,
+            meta,
+            image,
+        })
+    }
+
+    /// The whole file as read (a `Vec` so that it can serve as a [`super::ReadAt`]).
+    pub fn image(&self) -> &Vec<u8> {
+        &self.image
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the file with `new` (crash-safely), then overwrites the byte ranges `wipe` of
+    /// the old file with random bytes. The lock is released when this returns.
+    pub fn commit(self, new: &[u8], wipe: &[Range<u64>]) -> Result<()> {
+        replace(&self.path, new, Some(&self.meta))?;
+        if !wipe.is_empty() {
+            if let Err(e) = wipe_ranges(&self.file, wipe) {
+                log::warn!(
+                    "{}: cannot overwrite the removed key material in the old file: {e}",
+                    self.path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn wipe_ranges(file: &File, ranges: &[Range<u64>]) -> io::Result<()> {
+    let size = file.metadata()?.len();
+    for r in ranges {
+        let end = r.end.min(size);
+        if r.start >= end {
+            continue;
+        }
+        let mut buf = vec![0u8; (end - r.start) as usize];
+        crate::secret::fill_random(&mut buf).map_err(|e| io::Error::other(e.to_string()))?;
+        file.write_all_at(&buf, r.start)?;
+    }
+    file.sync_data()
+}
+
+/// Writes `data` to `path` crash-safely: a temporary file in the same directory (mode 0600,
+/// or the old file's mode and owner), `fsync`, rename over `path`, `fsync` of the directory.
+pub fn replace(path: &Path, data: &[u8], old: Option<&std::fs::Metadata>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::usage("not a file name").in_file(path))?;
+    let mut suffix = [0u8; 6];
+    crate::secret::fill_random(&mut suffix)?;
+    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = dir.join(format!(".{}.luksfuse-{suffix}.tmp", name.to_string_lossy()));
+    let result = write_synced(&tmp, data, old).and_then(|()| {
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, "cannot replace header", &e))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return result;
+    }
+    // The rename is durable once the directory is synced.
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(&dir, "cannot sync directory", &e))
+}
+
+fn write_synced(tmp: &Path, data: &[u8], old: Option<&std::fs::Metadata>) -> Result<()> {
+    let err = |what: &str, e: &io::Error| Error::io(tmp, what, e);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)
+        .map_err(|e| err("cannot create temporary file", &e))?;
+    if let Some(m) = old {
+        let mine = f.metadata().map_err(|e| err("cannot stat", &e))?;
+        if (mine.uid(), mine.gid()) != (m.uid(), m.gid()) {
+            if let Err(e) = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid())) {
+                log::warn!("{}: cannot keep the owner: {e}", tmp.display());
+            }
+        }
+        f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))
+            .map_err(|e| err("cannot set permissions", &e))?;
+    }
+    f.write_all(data).map_err(|e| err("cannot write", &e))?;
+    f.sync_all().map_err(|e| err("cannot sync", &e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_keeps_mode_and_leaves_no_temporary_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("h.img");
+        std::fs::write(&p, b"old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let l = Locked::open(&p).unwrap();
+        assert_eq!(l.image(), b"old");
+        l.commit(b"new!", &[0..2, 3..4]).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new!");
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o640);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_shared_lock_makes_updates_busy() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("h.img");
+        std::fs::write(&p, b"x").unwrap();
+        let held = lock_shared(&p).unwrap();
+        assert_eq!(Locked::open(&p).err().unwrap().exit_code(), 5);
+        drop(held);
+        let l = Locked::open(&p).unwrap();
+        assert_eq!(lock_shared(&p).unwrap_err().exit_code(), 5);
+        drop(l);
+    }
+}

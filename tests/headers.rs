@@ -1,0 +1,642 @@
+//! Headers made and changed by luksfuse, checked against the real peers: cryptsetup opens and
+//! dumps them with the same volume key, QEMU reads LUKS1 ones, keys move both ways, a change
+//! killed at any moment leaves a header that opens, and refusals change no byte.
+
+mod common;
+
+use common::*;
+use sha2::Digest as _;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Fast KDF arguments for luksfuse (same names as cryptsetup's).
+fn fast(kdf: &str) -> Vec<&'static str> {
+    fast_kdf(kdf)
+}
+
+fn key(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    write_file(&p, content);
+    p
+}
+
+fn sha(path: &Path) -> Vec<u8> {
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}
+
+/// `cryptsetup open --test-passphrase` on the header file itself.
+fn cryptsetup_opens(header: &Path, keyfile: &Path) -> bool {
+    Command::new("cryptsetup")
+        .args(["open", "--test-passphrase", "--key-file"])
+        .arg(keyfile)
+        .arg(header)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn luksfuse_opens(header: &Path, keyfile: &Path) -> bool {
+    let r = luksfuse(
+        &[
+            OsStr::new("test-key"),
+            "-d".as_ref(),
+            keyfile.as_os_str(),
+            header.as_os_str(),
+        ],
+        b"",
+    );
+    assert!(
+        r.code == 0 || r.code == 2,
+        "test-key: {} {}",
+        r.code,
+        r.stderr
+    );
+    r.code == 0
+}
+
+fn lf_key(header: &Path, keyfile: &Path) -> Vec<u8> {
+    luksfuse_volume_key(
+        &[
+            OsStr::new("dump"),
+            "-q".as_ref(),
+            "--dump-volume-key".as_ref(),
+            "-d".as_ref(),
+            keyfile.as_os_str(),
+            header.as_os_str(),
+        ],
+        b"",
+    )
+}
+
+fn cs_key(header: &Path, keyfile: &Path) -> Vec<u8> {
+    cryptsetup_volume_key(header, &[OsStr::new("--key-file"), keyfile.as_os_str()])
+}
+
+/// `luksfuse format -q` with `args`, key file `keyfile`; asserts success.
+fn format(header: &Path, keyfile: &Path, args: &[&str]) {
+    let mut all: Vec<&OsStr> = vec!["format".as_ref(), "-q".as_ref(), "-d".as_ref()];
+    all.push(keyfile.as_os_str());
+    all.extend(args.iter().map(OsStr::new));
+    all.push(header.as_os_str());
+    let r = luksfuse(&all, b"");
+    assert_eq!(r.code, 0, "format {args:?}: {}", r.stderr);
+}
+
+fn lf(args: &[&OsStr]) -> Run {
+    luksfuse(args, b"")
+}
+
+#[test]
+fn formatted_headers_open_in_cryptsetup_with_the_same_volume_key() {
+    let dir = tmpdir();
+    let k = key(dir.path(), "k", PASS);
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        // type, kdf, hash, key bits, sector size
+        ("luks1", "pbkdf2", "sha256", "512", "512"),
+        ("luks1", "pbkdf2", "sha512", "256", "512"),
+        ("luks2", "pbkdf2", "sha256", "256", "512"),
+        ("luks2", "pbkdf2", "sha512", "512", "4096"),
+        ("luks2", "argon2i", "sha256", "256", "4096"),
+        ("luks2", "argon2id", "sha256", "512", "512"),
+        ("luks2", "argon2id", "sha512", "256", "4096"),
+    ];
+    for (i, (kind, kdf, hash, bits, sector)) in cases.iter().enumerate() {
+        let h = dir.path().join(format!("h{i}.img"));
+        let mut args = vec![
+            "--type",
+            kind,
+            "-h",
+            hash,
+            "-s",
+            bits,
+            "--sector-size",
+            sector,
+        ];
+        args.extend(fast(kdf));
+        format(&h, &k, &args);
+        let what = format!("{kind} {kdf} {hash} {bits} {sector}");
+        assert!(cryptsetup_opens(&h, &k), "cryptsetup cannot open {what}");
+        let dump = run_ok(Command::new("cryptsetup").arg("luksDump").arg(&h));
+        let text = String::from_utf8_lossy(&dump.stdout);
+        if *kind == "luks2" {
+            assert!(
+                text.contains(&format!("sector: {sector} [bytes]")),
+                "{what}: {text}"
+            );
+            assert!(
+                text.contains(&format!("PBKDF:      {kdf}")),
+                "{what}: {text}"
+            );
+            assert_eq!(std::fs::metadata(&h).unwrap().len(), 16 << 20);
+        } else {
+            assert!(
+                text.contains(&format!("Hash spec:     \t{hash}")),
+                "{what}: {text}"
+            );
+            assert!(text.contains("Payload offset:\t0"), "{what}: {text}");
+        }
+        let vk = cs_key(&h, &k);
+        assert_eq!(vk.len() * 8, bits.parse::<usize>().unwrap(), "{what}");
+        assert_eq!(vk, lf_key(&h, &k), "{what}: volume keys differ");
+        // A wrong key opens nothing.
+        let wrong = key(dir.path(), "wrong", b"wrong");
+        assert!(!cryptsetup_opens(&h, &wrong));
+        assert!(!luksfuse_opens(&h, &wrong));
+    }
+}
+
+#[test]
+fn luks1_header_works_in_qemu_and_its_data_reads_back_through_the_mount() {
+    let dir = tmpdir();
+    let keyfile = key(dir.path(), "key", PASS);
+    let header = dir.path().join("h.img");
+    let payload = dir.path().join("p.raw");
+    std::fs::File::create(&payload)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+    let mut args = vec!["--type", "luks1"];
+    args.extend(fast("pbkdf2"));
+    format(&header, &keyfile, &args);
+    let secret = format!("secret,id=s,file={}", s(&keyfile));
+    let opts = format!(
+        "driver=luks,key-secret=s,file.filename={},header.filename={}",
+        s(&payload),
+        s(&header)
+    );
+    run_ok(Command::new("qemu-img").args(["info", "--object", &secret, "--image-opts", &opts]));
+    run_ok(Command::new("qemu-io").args([
+        "--object",
+        &secret,
+        "--image-opts",
+        &opts,
+        "-c",
+        "write -P 0xa5 0 512",
+        "-c",
+        "write -P 0x3c 1M 64k",
+        "-c",
+        "read -P 0xa5 0 512",
+    ]));
+    let f = Fixture {
+        dir,
+        header,
+        payload,
+        keyfile,
+    };
+    let m = Mounted::new(&f, &[], "p");
+    let data = std::fs::read(m.mnt.join("p")).unwrap();
+    assert_eq!(data.len(), 4 << 20);
+    assert!(data[..512].iter().all(|&b| b == 0xa5));
+    assert!(data[1 << 20..(1 << 20) + (64 << 10)]
+        .iter()
+        .all(|&b| b == 0x3c));
+    m.unmount();
+}
+
+#[test]
+fn keys_move_between_luksfuse_and_cryptsetup_and_the_volume_key_stays() {
+    for kind in ["luks1", "luks2"] {
+        let dir = tmpdir();
+        let h = dir.path().join("h.img");
+        let k1 = key(dir.path(), "k1", b"first key");
+        let k2 = key(dir.path(), "k2", b"second key");
+        let k3 = key(dir.path(), "k3", b"third key");
+        let k4 = key(dir.path(), "k4", b"fourth key");
+        let mut args = vec!["--type", kind];
+        args.extend(fast("pbkdf2"));
+        format(&h, &k1, &args);
+        let vk = cs_key(&h, &k1);
+
+        // luksfuse adds, cryptsetup opens.
+        let mut add: Vec<&OsStr> = vec!["add-key".as_ref(), "-d".as_ref(), k1.as_os_str()];
+        add.extend(["--new-key-file".as_ref(), k2.as_os_str()]);
+        add.extend(
+            fast("argon2id")
+                .into_iter()
+                .map(OsStr::new)
+                .filter(|_| kind == "luks2"),
+        );
+        add.extend(
+            fast("pbkdf2")
+                .into_iter()
+                .map(OsStr::new)
+                .filter(|_| kind == "luks1"),
+        );
+        add.push(h.as_os_str());
+        let r = lf(&add);
+        assert_eq!(r.code, 0, "{kind} add-key: {}", r.stderr);
+        assert!(cryptsetup_opens(&h, &k2), "{kind}");
+        assert_eq!(cs_key(&h, &k2), vk);
+
+        // cryptsetup adds, luksfuse opens.
+        run_ok(
+            Command::new("cryptsetup")
+                .args(["luksAddKey", "-q", "--pbkdf-force-iterations", "1000"])
+                .args(if kind == "luks2" {
+                    &["--pbkdf", "pbkdf2"][..]
+                } else {
+                    &[]
+                })
+                .arg("--key-file")
+                .arg(&k1)
+                .arg(&h)
+                .arg(&k3),
+        );
+        assert!(luksfuse_opens(&h, &k3), "{kind}");
+        assert_eq!(lf_key(&h, &k3), vk);
+
+        // Removed keys open nowhere; the others still do.
+        let r = lf(&[
+            "remove-key".as_ref(),
+            "-d".as_ref(),
+            k2.as_os_str(),
+            h.as_os_str(),
+        ]);
+        assert_eq!(r.code, 0, "{kind} remove-key: {}", r.stderr);
+        assert!(
+            !cryptsetup_opens(&h, &k2) && !luksfuse_opens(&h, &k2),
+            "{kind}"
+        );
+        let r = lf(&[
+            "kill-slot".as_ref(),
+            "2".as_ref(),
+            "-d".as_ref(),
+            k1.as_os_str(),
+            h.as_os_str(),
+        ]);
+        assert_eq!(r.code, 0, "{kind} kill-slot: {}", r.stderr);
+        assert!(
+            !cryptsetup_opens(&h, &k3) && !luksfuse_opens(&h, &k3),
+            "{kind}"
+        );
+
+        // change-key: the new key in the same slot, the old one gone.
+        let mut change: Vec<&OsStr> = vec!["change-key".as_ref(), "-d".as_ref(), k1.as_os_str()];
+        change.extend(["--new-key-file".as_ref(), k4.as_os_str()]);
+        change.extend(fast("pbkdf2").into_iter().map(OsStr::new));
+        change.push(h.as_os_str());
+        let r = lf(&change);
+        assert_eq!(r.code, 0, "{kind} change-key: {}", r.stderr);
+        assert!(
+            !cryptsetup_opens(&h, &k1) && !luksfuse_opens(&h, &k1),
+            "{kind}"
+        );
+        assert!(cryptsetup_opens(&h, &k4), "{kind}");
+        assert_eq!(cs_key(&h, &k4), vk);
+        assert_eq!(lf_key(&h, &k4), vk);
+        let dump = run_ok(Command::new("cryptsetup").arg("luksDump").arg(&h));
+        let text = String::from_utf8_lossy(&dump.stdout);
+        let active = if kind == "luks1" {
+            text.matches(": ENABLED").count()
+        } else {
+            text.matches(": luks2").count()
+        };
+        assert_eq!(active, 1, "{kind}: {text}");
+        // No temporary file is left behind.
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("luksfuse-"))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
+}
+
+/// A small deterministic generator for the kill delays (no extra dependency).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn change_key_killed_at_any_moment_leaves_the_old_or_the_new_key() {
+    for kind in ["luks2", "luks1"] {
+        let dir = tmpdir();
+        let h = dir.path().join("h.img");
+        let keys = [
+            key(dir.path(), "a", b"passphrase A"),
+            key(dir.path(), "b", b"passphrase B"),
+        ];
+        let mut args = vec!["--type", kind];
+        args.extend(fast("pbkdf2"));
+        format(&h, &keys[0], &args);
+        let vk = lf_key(&h, &keys[0]);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let mut rng = Lcg(seed);
+        // How long one uncontended change takes here (it syncs a 16 MiB file): half of the
+        // runs are killed within 0–30 ms, the other half anywhere in twice that time, so that
+        // both sides of the rename are hit.
+        let change = |from: &Path, to: &Path| {
+            Command::new(env!("CARGO_BIN_EXE_luksfuse"))
+                .args([
+                    "change-key",
+                    "--pbkdf",
+                    "pbkdf2",
+                    "--pbkdf-force-iterations",
+                    "1000",
+                ])
+                .arg("-d")
+                .arg(from)
+                .arg("--new-key-file")
+                .arg(to)
+                .arg(&h)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let start = std::time::Instant::now();
+        assert!(change(&keys[0], &keys[1]).wait().unwrap().success());
+        let full = start.elapsed().as_micros() as u64;
+        let (mut cur, mut old_won, mut new_won) = (1usize, 0, 0);
+        for i in 0..50 {
+            let next = 1 - cur;
+            let mut child = change(&keys[cur], &keys[next]);
+            let limit = if i % 2 == 0 { 30_000 } else { 2 * full };
+            std::thread::sleep(Duration::from_micros(rng.next(limit.max(1))));
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+            let opens_old = luksfuse_opens(&h, &keys[cur]);
+            let opens_new = luksfuse_opens(&h, &keys[next]);
+            assert!(
+                opens_old ^ opens_new,
+                "{kind} run {i} (seed {seed}): old opens {opens_old}, new opens {opens_new}"
+            );
+            if i % 5 == 0 {
+                let k = if opens_new { &keys[next] } else { &keys[cur] };
+                assert!(
+                    cryptsetup_opens(&h, k),
+                    "{kind} run {i}: cryptsetup disagrees"
+                );
+            }
+            if opens_new {
+                new_won += 1;
+                cur = next;
+            } else {
+                old_won += 1;
+            }
+        }
+        assert_eq!(lf_key(&h, &keys[cur]), vk, "{kind}");
+        assert_eq!(cs_key(&h, &keys[cur]), vk, "{kind}");
+        eprintln!(
+            "{kind}: one change takes {full} µs; {old_won} runs killed before the rename, {new_won} after"
+        );
+        assert!(
+            new_won > 0,
+            "{kind}: no run got as far as the rename; the test hit one side only"
+        );
+    }
+}
+
+#[test]
+fn refusals_change_no_byte_of_the_header() {
+    let dir = tmpdir();
+    let k = key(dir.path(), "k", PASS);
+    let h = dir.path().join("h.img");
+    let mut args = vec!["--type", "luks2"];
+    args.extend(fast("pbkdf2"));
+    format(&h, &k, &args);
+    let before = sha(&h);
+    let ks = s(&k);
+    let hs = s(&h);
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        // Overwriting without consent (stdin is not a terminal).
+        (
+            vec![
+                "format",
+                "-d",
+                ks,
+                "--pbkdf-force-iterations",
+                "1000",
+                "--pbkdf",
+                "pbkdf2",
+                hs,
+            ],
+            1,
+            "refusing to overwrite",
+        ),
+        (
+            vec!["format", "-q", "-d", ks, "-c", "serpent-xts-plain64", hs],
+            1,
+            "not supported",
+        ),
+        (
+            vec!["format", "-q", "-d", ks, "-c", "aes-cbc-foo", hs],
+            1,
+            "not supported",
+        ),
+        (
+            vec!["format", "-q", "-d", ks, "-s", "128", hs],
+            1,
+            "not valid",
+        ),
+        (
+            vec![
+                "format",
+                "-q",
+                "-d",
+                ks,
+                "-c",
+                "aes-cbc-essiv:sha256",
+                "-s",
+                "512",
+                hs,
+            ],
+            1,
+            "not valid",
+        ),
+        (
+            vec!["format", "-q", "-d", ks, "--sector-size", "1000", hs],
+            1,
+            "power of two",
+        ),
+        (
+            vec!["format", "-q", "-d", ks, "--sector-size", "8192", hs],
+            1,
+            "power of two",
+        ),
+        (
+            vec!["format", "-q", "-d", ks, "--sector-size", "256", hs],
+            1,
+            "power of two",
+        ),
+        (
+            vec![
+                "format",
+                "-q",
+                "-d",
+                ks,
+                "--type",
+                "luks1",
+                "--sector-size",
+                "4096",
+                hs,
+            ],
+            1,
+            "512",
+        ),
+        // The last keyslot needs --force (or YES on a terminal), even with -q.
+        (vec!["remove-key", "-d", ks, hs], 1, "last"),
+        (vec!["remove-key", "-q", "-d", ks, hs], 1, "last"),
+        (vec!["kill-slot", "0", "-q", hs], 1, "last"),
+        (vec!["kill-slot", "3", "-q", hs], 1, "not active"),
+        (
+            vec!["add-key", "-S", "0", "-d", ks, "--new-key-file", ks, hs],
+            1,
+            "full",
+        ),
+        (
+            vec!["change-key", "-d", "/nonexistent", "--new-key-file", ks, hs],
+            1,
+            "key file",
+        ),
+    ];
+    for (args, code, msg) in cases {
+        let r = luksfuse(&args, b"");
+        assert_eq!(r.code, code, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(msg), "{args:?}: {}", r.stderr);
+        assert_eq!(
+            r.stderr
+                .trim_end()
+                .lines()
+                .filter(|l| !l.starts_with("hint:"))
+                .count(),
+            1,
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(sha(&h), before, "{args:?} changed the header");
+    }
+    // A wrong key: exit 2, nothing changed.
+    let wrong = key(dir.path(), "wrong", b"wrong");
+    for args in [
+        vec!["add-key", "-d", s(&wrong), "--new-key-file", ks, hs],
+        vec!["remove-key", "-d", s(&wrong), hs],
+        vec!["change-key", "-d", s(&wrong), "--new-key-file", ks, hs],
+    ] {
+        let r = luksfuse(&args, b"");
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert_eq!(sha(&h), before, "{args:?} changed the header");
+    }
+    // With --force the last keyslot goes; the header then opens with nothing.
+    let r = luksfuse(&["kill-slot", "0", "--force", hs], b"");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!cryptsetup_opens(&h, &k));
+}
+
+#[test]
+fn add_key_while_mounted_is_refused_as_busy() {
+    let dir = tmpdir();
+    let keyfile = key(dir.path(), "key", PASS);
+    let k2 = key(dir.path(), "k2", b"another");
+    let header = dir.path().join("h.img");
+    let payload = dir.path().join("p.raw");
+    std::fs::File::create(&payload)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let mut args = vec!["--type", "luks2"];
+    args.extend(fast("pbkdf2"));
+    format(&header, &keyfile, &args);
+    let before = sha(&header);
+    let f = Fixture {
+        dir,
+        header,
+        payload,
+        keyfile,
+    };
+    let add = [
+        "add-key",
+        "--pbkdf",
+        "pbkdf2",
+        "--pbkdf-force-iterations",
+        "1000",
+        "-d",
+        s(&f.keyfile),
+        "--new-key-file",
+        s(&k2),
+        s(&f.header),
+    ];
+    {
+        let m = Mounted::new(&f, &[], "p");
+        let r = luksfuse(&add, b"");
+        assert_eq!(r.code, 5, "{}", r.stderr);
+        assert!(r.stderr.contains("in use"), "{}", r.stderr);
+        assert!(r.stderr.contains(s(&f.header)), "{}", r.stderr);
+        assert_eq!(sha(&f.header), before);
+        // Formatting over it is refused the same way.
+        let r = luksfuse(
+            &["format", "--force", "-d", s(&f.keyfile), s(&f.header)],
+            b"",
+        );
+        assert_eq!(r.code, 5, "{}", r.stderr);
+        assert_eq!(sha(&f.header), before);
+        m.unmount();
+    }
+    let r = luksfuse(&add, b"");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(cryptsetup_opens(&f.header, &k2));
+}
+
+#[test]
+fn changing_a_header_open_in_qemu_is_refused_as_busy() {
+    let dir = tmpdir();
+    let keyfile = key(dir.path(), "key", PASS);
+    let header = dir.path().join("h.img");
+    let payload = dir.path().join("p.raw");
+    std::fs::File::create(&payload)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let mut args = vec!["--type", "luks1"];
+    args.extend(fast("pbkdf2"));
+    format(&header, &keyfile, &args);
+    let before = sha(&header);
+    let mut qemu = Command::new("qemu-io")
+        .arg("--object")
+        .arg(format!("secret,id=s,file={}", s(&keyfile)))
+        .arg("--image-opts")
+        .arg(format!(
+            "driver=luks,key-secret=s,file.filename={},header.filename={}",
+            s(&payload),
+            s(&header)
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until QEMU holds its byte-range locks on the header.
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&header).unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("OFDLCK") && l.contains(&format!(":{ino} ")))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "qemu-io took no locks"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = luksfuse(&["kill-slot", "0", "--force", s(&header)], b"");
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("QEMU"), "{}", r.stderr);
+    assert_eq!(sha(&header), before);
+}
