@@ -68,8 +68,10 @@ pub fn format(c: &Format) -> Result<()> {
     let pass = c
         .key
         .read_prompt(&format!("Enter passphrase for {}: ", path.display()), true)?;
-    let (image, _vk) =
-        crate::luks::format::build(&plan, vk, pass.as_bytes()).map_err(|e| e.in_file(path))?;
+    let (image, _vk) = progress("Benchmarking the KDF and writing the header", || {
+        crate::luks::format::build(&plan, vk, pass.as_bytes())
+    })
+    .map_err(|e| e.in_file(path))?;
     drop(pass);
     match locked {
         Some(l) => {
@@ -192,7 +194,9 @@ pub fn add_key(c: &AddKey) -> Result<()> {
     let new = c
         .new_key
         .read_prompt("Enter new passphrase for key slot: ", true)?;
-    let kdf = choice.make(vk.len())?;
+    let kdf = progress("Benchmarking the KDF for the new keyslot", || {
+        choice.make(vk.len())
+    })?;
     let mut image = locked.image().to_vec();
     keys::store(
         &mut image,
@@ -243,7 +247,9 @@ pub fn change_key(c: &ChangeKey) -> Result<()> {
     let u = unlock(path, &locked, &header, &old, c.slot)?;
     drop(old);
     let new = c.new_key.read_prompt("Enter new passphrase: ", true)?;
-    let kdf = choice.make(u.key.len())?;
+    let kdf = progress("Benchmarking the KDF for the new keyslot", || {
+        choice.make(u.key.len())
+    })?;
     let old_area = keys::material_range(&header, u.slot).map_err(|e| e.in_file(path))?;
     let mut image = locked.image().to_vec();
     keys::store(
@@ -356,4 +362,19 @@ pub fn kill_slot(c: &KillSlot) -> Result<()> {
         }
     }
     remove_slot(locked, &header, c.slot, c.force)
+}
+
+/// Runs a long step (KDF calibration takes about `--iter-time`), saying so on a terminal:
+/// "WHAT ... done (1.9 s)". Quiet when stderr is not a terminal.
+fn progress<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let tty = crate::sys::is_terminal(&std::io::stderr());
+    if tty {
+        eprint!("{what} ... ");
+    }
+    let start = std::time::Instant::now();
+    let r = f();
+    if tty {
+        eprintln!("done ({:.1} s)", start.elapsed().as_secs_f64());
+    }
+    r
 }
