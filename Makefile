@@ -56,10 +56,19 @@ demo: deps
 	$(CARGO) build --release
 	bash contrib/demo.sh target/release/luksfuse
 
+# fio for the I/O tests, bc for the unlock ratios, matplotlib (for the system python3, which
+# bench.sh prefers when another python3 on PATH lacks it) for the chart.
 bench: deps
-	@command -v fio >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq fio; }
-	$(CARGO) build --release
-	bash contrib/bench.sh target/release/luksfuse
+	@missing=""; command -v fio >/dev/null || missing="$$missing fio"; \
+	command -v bc >/dev/null || missing="$$missing bc"; \
+	/usr/bin/python3 -c 'import matplotlib' 2>/dev/null || missing="$$missing python3-matplotlib"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(CARGO) build --release --bin luksfuse --example plainfuse
+	bash contrib/bench.sh target/release/luksfuse target/release/examples/plainfuse
 
 install: build install-files
 

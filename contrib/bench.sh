@@ -1,15 +1,45 @@
 #!/usr/bin/env bash
 # make bench: luksfuse against its peers, side by side in one run, as ratios.
-# Usage: contrib/bench.sh path/to/luksfuse
+# Usage: contrib/bench.sh [path/to/luksfuse [path/to/plainfuse]]
+# Environment: RUNS (unlock repetitions, 5), RUNTIME (seconds per fio test, 5), SIZE_MB
+# (payload size, 1024), BENCH_CSV (target/bench/bench.csv), BENCH_PNG (target/bench/bench.png).
+#
+# Measures, all in this one run: unlock time against cryptsetup; fio through the luksfuse
+# mount against qemu-storage-daemon's FUSE export of the same header and payload and against
+# a plaintext FUSE file served by the same adapter (examples/plainfuse.rs); dd through a loop
+# device on the luksfuse file; qcow2 against raw; the daemon's resident memory. Prints one
+# table, writes it as CSV and draws a bar chart (python3 + matplotlib).
 set -euo pipefail
 LUKSFUSE=$(realpath "${1:-target/release/luksfuse}")
+PLAINFUSE=$(realpath "${2:-target/release/examples/plainfuse}")
 RUNS=${RUNS:-5}
+RUNTIME=${RUNTIME:-5}
+SIZE_MB=${SIZE_MB:-1024}
+BENCH_CSV=$(realpath -m "${BENCH_CSV:-target/bench/bench.csv}")
+BENCH_PNG=$(realpath -m "${BENCH_PNG:-target/bench/bench.png}")
+CHART=$(realpath "$(dirname "$0")/bench_chart.py")
+export LC_ALL=C
 work=$(mktemp -d /tmp/luksfuse-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+shm=$(mktemp -d /dev/shm/luksfuse-bench.XXXXXX)
+mounts=() bg_pids=() loopdev=""
+cleanup() {
+  set +e
+  [ -n "$loopdev" ] && losetup -d "$loopdev" 2>/dev/null
+  for m in "${mounts[@]}"; do
+    for _ in $(seq 50); do fusermount3 -u "$m" 2>/dev/null && break; sleep 0.1; done
+  done
+  for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+  rm -rf "$shm" "$work"
+}
+trap cleanup EXIT
 cd "$work"
 printf 'bench passphrase' > pass
-truncate -s 16M payload.raw
+results="$work/results" # section|test|unit|luksfuse|vs|other|goal, one comparison a line
+: > "$results"
+row() { echo "$1|$2|$3|$4|$5|$6|$7" >> "$results"; }
+note() { echo "-- $*" >&2; }
 
+# ---- 1. Unlock: luksfuse test-key vs cryptsetup open --test-passphrase ----
 now_ns() { date +%s%N; }
 # time_runs CMD...: average wall time in ms over $RUNS runs (after one warm-up run)
 time_runs() {
@@ -20,86 +50,159 @@ time_runs() {
   end=$(now_ns)
   echo $(( (end - start) / RUNS / 1000000 ))
 }
-
-echo "== unlock: luksfuse test-key vs cryptsetup open --test-passphrase ($RUNS runs each) =="
-printf '%-34s %10s %10s %8s\n' header "luksfuse" "cryptsetup" "ratio"
+truncate -s 16M payload.raw
 bench_unlock() { # name, luksFormat args...
   local name=$1; shift
+  note "unlock: $name"
   cryptsetup luksFormat -q --header "h-$name.img" --key-file pass "$@" payload.raw
   local ours theirs
   ours=$(time_runs "$LUKSFUSE" test-key -d pass "h-$name.img")
   theirs=$(time_runs cryptsetup open --test-passphrase --key-file pass "h-$name.img")
-  printf '%-34s %8s ms %8s ms %7.2fx\n' "$name" "$ours" "$theirs" \
-    "$(echo "scale=4; $ours / $theirs" | bc -l 2>/dev/null || awk "BEGIN{print $ours/$theirs}")"
+  row unlock "$name" ms "$ours" cryptsetup "$theirs" "<=1.0"
 }
-bench_unlock "luks1 pbkdf2-sha256 (1 s)" --type luks1 --hash sha256 --iter-time 1000
+bench_unlock "luks1 pbkdf2-sha256 1 s" --type luks1 --hash sha256 --iter-time 1000
 bench_unlock "luks2 argon2id 4 lanes 256 MiB" --type luks2 --pbkdf argon2id \
   --pbkdf-force-iterations 4 --pbkdf-memory 262144 --pbkdf-parallel 4
-echo "(ratio = luksfuse time / cryptsetup time; goal <= 1.0)"
 
-# ---- Throughput through the mount: luksfuse vs qemu-storage-daemon's FUSE export ----
-if ! "$LUKSFUSE" mount --help >/dev/null 2>&1; then exit 0; fi
+# ---- 2.-5. Through the mount, payload in tmpfs ----
+# All five files are mounted at once (luksfuse and QEMU, raw and qcow2, and the plaintext
+# FUSE file) and each fio test runs on them one after the other, so that every ratio compares
+# measurements taken within a minute of each other on this shared machine.
 command -v fio >/dev/null || { echo "fio missing: run 'make bench' (installs it)"; exit 1; }
-SIZE_MB=${SIZE_MB:-1024}
-shm=$(mktemp -d /dev/shm/luksfuse-bench.XXXXXX)
-mnt="$work/mnt"; mkdir -p "$mnt"
-qsd_pid=""
-cleanup_mounts() {
-  fusermount3 -u "$mnt" 2>/dev/null || true
-  fusermount3 -u "$shm/export" 2>/dev/null || true
-  [ -n "$qsd_pid" ] && kill "$qsd_pid" 2>/dev/null && wait "$qsd_pid" 2>/dev/null
-  rm -rf "$shm"
-}
-trap 'cleanup_mounts; rm -rf "$work"' EXIT
-truncate -s "${SIZE_MB}M" "$shm/payload.raw"
+# Every payload is allocated in full before measuring (fallocate, qcow2 preallocation=full):
+# the first touch of fresh memory is slow on a virtual machine, and the bench measures
+# steady state, not tmpfs allocation. QEMU gets its own copies of header and payloads (both
+# servers lock what they serve); the plaintext file is a separate one too.
+mkdir "$shm/q"
+for dir in "$shm" "$shm/q"; do
+  fallocate -l "${SIZE_MB}M" "$dir/payload.raw"
+  qemu-img create -q -f qcow2 -o preallocation=full "$dir/payload.qcow2" "${SIZE_MB}M"
+done
+fallocate -l "${SIZE_MB}M" "$shm/plain.img"
 cryptsetup luksFormat -q --type luks1 --header "$shm/h1.img" --key-file pass \
   --pbkdf-force-iterations 1000 "$shm/payload.raw"
+cp "$shm/h1.img" "$shm/q/h1.img"
+
+wait_mounted() { for _ in $(seq 100); do grep -q " $1 " /proc/mounts && return 0; sleep 0.1; done; return 1; }
+# rss_mib PID: resident set of PID in MiB (VmRSS)
+rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+# dd_mbps DD-ARGS...: MB/s from dd's summary line
+dd_mbps() {
+  dd "$@" 2>&1 | awk '/copied/ { for (i = 1; i <= NF; i++) if ($(i + 1) ~ /^s,?$/) s = $i; printf "%.0f", $1 / s / 1e6 }'
+}
+# mount_luksfuse NAME PAYLOAD: mounts on $shm/NAME, records the daemon's pid in pid_NAME
+# (with _ for -)
+mount_luksfuse() {
+  mkdir -p "$shm/$1"; mounts+=("$shm/$1")
+  "$LUKSFUSE" mount -d pass "$shm/h1.img" "$2" "$shm/$1"
+  printf -v "pid_${1//-/_}" %s "$("$LUKSFUSE" status --json "$shm/$1" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["pid"])')"
+}
+# mount_qsd NAME PAYLOAD DRIVER: qemu-storage-daemon's FUSE export on the file $shm/NAME
+# (header: $shm/q/h1.img)
+mount_qsd() {
+  touch "$shm/$1"; mounts+=("$shm/$1")
+  qemu-storage-daemon --object secret,id=s,file=pass \
+    --blockdev "{\"driver\":\"luks\",\"node-name\":\"l0\",\"key-secret\":\"s\",\"file\":{\"driver\":\"$3\",\"file\":{\"driver\":\"file\",\"filename\":\"$2\"}},\"header\":{\"driver\":\"raw\",\"file\":{\"driver\":\"file\",\"filename\":\"$shm/q/h1.img\"}}}" \
+    --export type=fuse,id=e0,node-name=l0,mountpoint="$shm/$1",writable=on &
+  bg_pids+=($!)
+  wait_mounted "$shm/$1"
+}
+note "mounting"
+mount_luksfuse lf-raw "$shm/payload.raw"
+mount_luksfuse lf-qcow2 "$shm/payload.qcow2"
+row memory "RSS after unlock raw ${SIZE_MB} MiB" MiB "$(rss_mib "$pid_lf_raw")" - - "<=48"
+row memory "RSS after unlock qcow2 ${SIZE_MB} MiB" MiB "$(rss_mib "$pid_lf_qcow2")" - - "<=48"
+mount_qsd qsd-raw "$shm/q/payload.raw" raw
+mount_qsd qsd-qcow2 "$shm/q/payload.qcow2" qcow2
+mkdir -p "$shm/plain"; mounts+=("$shm/plain")
+"$PLAINFUSE" "$shm/plain.img" "$shm/plain" &
+bg_pids+=($!)
+wait_mounted "$shm/plain"
+declare -A file=(
+  [lf-raw]="$shm/lf-raw/payload" [qsd-raw]="$shm/qsd-raw" [plain]="$shm/plain/plain"
+  [lf-qcow2]="$shm/lf-qcow2/payload" [qsd-qcow2]="$shm/qsd-qcow2"
+)
+targets=(lf-raw qsd-raw plain lf-qcow2 qsd-qcow2)
 
 # fio_run FILE RW BS DEPTH -> prints "MB/s IOPS"
 fio_run() {
   fio --name=b --filename="$1" --rw="$2" --bs="$3" --iodepth="$4" --ioengine=libaio \
-      --direct=1 --size="${SIZE_MB}M" --runtime="${RUNTIME:-8}" --time_based=1 \
+      --direct=1 --size="${SIZE_MB}M" --runtime="$RUNTIME" --time_based=1 \
       --output-format=json 2>/dev/null |
     python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; k="read" if j["read"]["io_bytes"] else "write"; print("%.0f %.0f" % (j[k]["bw_bytes"]/1e6, j[k]["iops"]))'
 }
-run_suite() { # FILE -> "seqread seqwrite randread_iops" (write first: qcow2 reads allocated data)
-  local r w q
-  w=$(fio_run "$1" write 1M 4 | cut -d' ' -f1)
-  r=$(fio_run "$1" read 1M 4 | cut -d' ' -f1)
-  q=$(fio_run "$1" randread 4k 16 | cut -d' ' -f2)
-  echo "$r $w $q"
-}
+# Write first: a qcow2 payload then reads allocated data.
+tests=("seq write 1 MiB qd4" "seq read 1 MiB qd4" "rand read 4 KiB qd16")
+fio_args=("write 1M 4" "read 1M 4" "randread 4k 16")
+units=(MB/s MB/s IOPS)
+declare -A v # [target,test index] -> MB/s or IOPS
+for i in 0 1 2; do
+  for t in "${targets[@]}"; do
+    note "fio ${tests[$i]}: $t"
+    read -r mbps iops <<< "$(fio_run "${file[$t]}" ${fio_args[$i]})"
+    v[$t,$i]=$([ "${units[$i]}" = IOPS ] && echo "$iops" || echo "$mbps")
+  done
+done
 
-# compare LABEL PAYLOAD DRIVER: one fio suite through luksfuse, one through QEMU's FUSE export
-compare() {
-  local label=$1 payload=$2 driver=$3 name ours theirs
-  name=$(basename "${payload%.*}")
-  "$LUKSFUSE" mount -d pass "$shm/h1.img" "$payload" "$mnt"
-  ours=$(run_suite "$mnt/$name")
-  fuse_unmount "$mnt"
-  touch "$shm/export"
-  qemu-storage-daemon --object secret,id=s,file=pass \
-    --blockdev "{\"driver\":\"luks\",\"node-name\":\"l0\",\"key-secret\":\"s\",\"file\":{\"driver\":\"$driver\",\"file\":{\"driver\":\"file\",\"filename\":\"$payload\"}},\"header\":{\"driver\":\"raw\",\"file\":{\"driver\":\"file\",\"filename\":\"$shm/h1.img\"}}}" \
-    --export type=fuse,id=e0,node-name=l0,mountpoint="$shm/export",writable=on &
-  qsd_pid=$!
-  for _ in $(seq 50); do grep -q " $shm/export " /proc/mounts && break; sleep 0.1; done
-  theirs=$(run_suite "$shm/export")
-  kill "$qsd_pid"; wait "$qsd_pid" 2>/dev/null || true; qsd_pid=""
-  echo "$label $ours $theirs" >> "$work/results"
-}
-fuse_unmount() { for _ in $(seq 50); do fusermount3 -u "$1" 2>/dev/null && return 0; sleep 0.1; done; fusermount3 -u "$1"; }
+# The loop driver's default (buffered, one request at a time on the backing file) and
+# --direct-io=on (asynchronous direct I/O on the backing file).
+for dio in off on; do
+  note "dd on a loop device (--direct-io=$dio) over the luksfuse raw file"
+  loopdev=$(losetup -f --show --direct-io=$dio "${file[lf-raw]}")
+  loop_w=$(dd_mbps if=/dev/zero of="$loopdev" bs=1M count="$SIZE_MB" oflag=direct)
+  loop_r=$(dd_mbps if="$loopdev" of=/dev/null bs=1M count="$SIZE_MB" iflag=direct)
+  losetup -d "$loopdev"; loopdev=""
+  row loop "loop dio=$dio seq write dd 1 MiB direct" MB/s "$loop_w" - - ">=1000"
+  row loop "loop dio=$dio seq read dd 1 MiB direct" MB/s "$loop_r" - - ">=1000"
+done
+row memory "RSS after I/O raw ${SIZE_MB} MiB" MiB "$(rss_mib "$pid_lf_raw")" - - "<=48"
+row memory "RSS after I/O qcow2 ${SIZE_MB} MiB" MiB "$(rss_mib "$pid_lf_qcow2")" - - "<=48"
 
-compare raw "$shm/payload.raw" raw
-qemu-img create -q -f qcow2 -o preallocation=metadata "$shm/payload.qcow2" "${SIZE_MB}M"
-compare qcow2 "$shm/payload.qcow2" qcow2
+qemu_goal=(">=6" ">=6" -) # raw; qcow2: ">=4" for sequential read and write
+for i in 1 0 2; do
+  row "fuse raw" "raw ${tests[$i]}" "${units[$i]}" "${v[lf-raw,$i]}" qemu-storage-daemon "${v[qsd-raw,$i]}" "${qemu_goal[$i]}"
+  row "fuse raw" "raw ${tests[$i]}" "${units[$i]}" "${v[lf-raw,$i]}" "plaintext FUSE" "${v[plain,$i]}" ">=0.7"
+done
+for i in 1 0 2; do
+  g=$([ "$i" -lt 2 ] && echo ">=4" || echo -)
+  row "fuse qcow2" "qcow2 ${tests[$i]}" "${units[$i]}" "${v[lf-qcow2,$i]}" qemu-storage-daemon "${v[qsd-qcow2,$i]}" "$g"
+  row "fuse qcow2" "qcow2 ${tests[$i]}" "${units[$i]}" "${v[lf-qcow2,$i]}" "luksfuse raw" "${v[lf-raw,$i]}" ">=0.8"
+done
+
+# ---- 6. Output: one table, CSV, chart ----
+# ratio = luksfuse / other (unlock: time, lower is better); the goal applies to the ratio,
+# or to the luksfuse value when there is no other.
+mkdir -p "$(dirname "$BENCH_CSV")"
+awk -F'|' -v OFS=, '
+  function met(v, g) {
+    if (g == "-") return "-"
+    if (substr(g, 1, 2) == ">=") return v + 0 >= substr(g, 3) + 0 ? "yes" : "no"
+    return v + 0 <= substr(g, 3) + 0 ? "yes" : "no"
+  }
+  BEGIN { print "section,test,unit,luksfuse,vs,other,ratio,goal,met" }
+  { ratio = ($6 == "-" || $6 == 0) ? "-" : sprintf("%.2f", $4 / $6)
+    print $1, $2, $3, $4, $5, $6, ratio, $7, met(ratio == "-" ? $4 : ratio, $7) }
+' <(for s in unlock "fuse raw" "fuse qcow2" loop memory; do grep "^$s|" "$results"; done) > "$BENCH_CSV"
 
 echo
-echo "== throughput through FUSE, LUKS1 aes-xts-plain64 512-bit, payload in tmpfs (${SIZE_MB} MiB, fio, direct I/O, ${RUNTIME:-8} s each) =="
-printf '%-8s %-22s %12s %12s %8s\n' payload test luksfuse "qemu-sd" ratio
-ratio() { awk "BEGIN{ if ($2 > 0) printf \"%.1fx\", $1/$2; else print \"-\" }"; }
-while read -r label o_r o_w o_q t_r t_w t_q; do
-  printf '%-8s %-22s %9s MB/s %7s MB/s %8s\n' "$label" "seq read 1 MiB qd4" "$o_r" "$t_r" "$(ratio "$o_r" "$t_r")"
-  printf '%-8s %-22s %9s MB/s %7s MB/s %8s\n' "$label" "seq write 1 MiB qd4" "$o_w" "$t_w" "$(ratio "$o_w" "$t_w")"
-  printf '%-8s %-22s %9s IOPS %7s IOPS %8s\n' "$label" "rand read 4 KiB qd16" "$o_q" "$t_q" "$(ratio "$o_q" "$t_q")"
-done < "$work/results"
-echo "(ratio = luksfuse / qemu-storage-daemon, same run; goals: raw >= 6x, qcow2 >= 4x for sequential read and write)"
+echo "== luksfuse $(git -C "$(dirname "$LUKSFUSE")" describe --always --dirty 2>/dev/null || true):" \
+  "$(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
+echo "== LUKS1 aes-xts-plain64 512-bit; payload ${SIZE_MB} MiB in tmpfs; fio libaio direct, ${RUNTIME} s a test; unlock: mean of $RUNS runs"
+awk -F, 'NR > 1 {
+    goal = $8 == "-" ? "-" : $8 ($5 == "-" ? "" : "x")
+    ratio = $7 == "-" ? "-" : $7 "x"
+    printf "%-10s %-38s %6s %10s  %-20s %8s %7s %8s %4s\n", $1, $2, $3, $4, $5, $6, ratio, goal, $9
+  }
+  BEGIN { printf "%-10s %-38s %6s %10s  %-20s %8s %7s %8s %4s\n", "section", "test", "unit", "luksfuse", "vs", "other", "ratio", "goal", "met" }
+' "$BENCH_CSV"
+echo "(ratio = luksfuse / other, measured in this run; for unlock, time: lower is better)"
+echo "CSV: $BENCH_CSV"
+
+PY=python3
+python3 -c 'import matplotlib' 2>/dev/null || PY=/usr/bin/python3
+if "$PY" -c 'import matplotlib' 2>/dev/null; then
+  "$PY" "$CHART" "$BENCH_CSV" "$BENCH_PNG" && echo "chart: $BENCH_PNG"
+else
+  echo "no chart: python3 has no matplotlib (make bench installs python3-matplotlib)"
+fi

@@ -36,9 +36,50 @@ const FIRST_FILE: u64 = 2;
 /// The setuid helper that mounts and unmounts for ordinary users.
 const FUSERMOUNT: &str = "fusermount3";
 
+/// What the adapter serves as one file: a fixed-size byte range to read, write and flush.
+///
+/// luksfuse serves only [`Volume`]s. The trait exists so that the benchmark can serve a
+/// plaintext file through this very adapter, with the same mount settings, and so measure
+/// the ceiling that FUSE itself sets (`examples/plainfuse.rs`); there is no cipherless
+/// `Volume`.
+pub trait ServedFile: Send + Sync + 'static {
+    /// Size in bytes; it never changes while mounted.
+    fn size(&self) -> u64;
+    /// Reported as the block size.
+    fn sector_size(&self) -> usize;
+    fn writable(&self) -> bool;
+    /// Reads up to `buf.len()` bytes at `off`; fewer only at the end.
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize>;
+    /// Writes up to `buf.len()` bytes at `off`; fewer only at the end.
+    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<usize>;
+    /// Makes everything written so far durable.
+    fn flush(&self) -> io::Result<()>;
+}
+
+impl ServedFile for Volume {
+    fn size(&self) -> u64 {
+        Volume::size(self)
+    }
+    fn sector_size(&self) -> usize {
+        Volume::sector_size(self)
+    }
+    fn writable(&self) -> bool {
+        Volume::writable(self)
+    }
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        Volume::read_at(self, buf, off)
+    }
+    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<usize> {
+        Volume::write_at(self, buf, off)
+    }
+    fn flush(&self) -> io::Result<()> {
+        Volume::flush(self)
+    }
+}
+
 /// The file system: a root directory with one file per volume.
-pub struct VolumeFs {
-    files: Vec<(OsString, Arc<Volume>)>,
+pub struct VolumeFs<F: ServedFile = Volume> {
+    files: Vec<(OsString, Arc<F>)>,
     readonly: bool,
     uid: u32,
     gid: u32,
@@ -46,19 +87,14 @@ pub struct VolumeFs {
     time: SystemTime,
 }
 
-impl VolumeFs {
+impl<F: ServedFile> VolumeFs<F> {
     /// One volume as file `name` inside the mountpoint; `uid`/`gid` own it.
-    pub fn new(volume: Arc<Volume>, name: &OsStr, readonly: bool, uid: u32, gid: u32) -> Self {
+    pub fn new(volume: Arc<F>, name: &OsStr, readonly: bool, uid: u32, gid: u32) -> Self {
         Self::with_files(vec![(name.to_owned(), volume)], readonly, uid, gid)
     }
 
     /// Several volumes, each as a file with its (distinct) name.
-    pub fn with_files(
-        files: Vec<(OsString, Arc<Volume>)>,
-        readonly: bool,
-        uid: u32,
-        gid: u32,
-    ) -> Self {
+    pub fn with_files(files: Vec<(OsString, Arc<F>)>, readonly: bool, uid: u32, gid: u32) -> Self {
         VolumeFs {
             readonly: readonly || files.iter().any(|(_, v)| !v.writable()),
             files,
@@ -69,7 +105,7 @@ impl VolumeFs {
     }
 
     /// The volume served as inode `ino`, if it is a file.
-    fn volume(&self, ino: INodeNo) -> Option<&Arc<Volume>> {
+    fn volume(&self, ino: INodeNo) -> Option<&Arc<F>> {
         let i = ino.0.checked_sub(FIRST_FILE)?;
         self.files.get(usize::try_from(i).ok()?).map(|(_, v)| v)
     }
@@ -112,7 +148,7 @@ fn errno(e: &io::Error) -> Errno {
     Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
-impl Filesystem for VolumeFs {
+impl<F: ServedFile> Filesystem for VolumeFs<F> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         if let Err(max) = config.set_max_write(MAX_REQUEST) {
             let _ = config.set_max_write(max);
@@ -589,8 +625,8 @@ impl Mounted {
     /// `fuse.<subtype>` ourselves (fuser's own direct mount would say plain `fuse`); otherwise,
     /// and for `auto_unmount`, the setuid fusermount3 mounts for us (with the same type and
     /// source, from `fsname`/`subtype`).
-    pub fn start(
-        fs: VolumeFs,
+    pub fn start<F: ServedFile>(
+        fs: VolumeFs<F>,
         mountpoint: &Path,
         spec: &MountSpec,
         on_end: impl FnOnce(io::Result<()>) + Send + 'static,
@@ -654,8 +690,8 @@ impl Mounted {
 /// Opens `/dev/fuse` and mounts it on `mountpoint` with `mount(2)` as `fuse.<subtype>`.
 /// `Ok(None)` when we may not (no access to `/dev/fuse`, `EPERM`/`EACCES` from `mount(2)`) or
 /// an option needs fusermount3.
-fn mount_directly(
-    fs: &VolumeFs,
+fn mount_directly<F: ServedFile>(
+    fs: &VolumeFs<F>,
     mountpoint: &Path,
     spec: &MountSpec,
     cfg: &Config,
