@@ -12,8 +12,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Sectors whose tweaks (the encrypted IVs) are computed in one pass.
 const BATCH: usize = 16;
-/// Bytes per inner-loop iteration: four 512-bit vectors.
-const STRIDE: usize = 256;
+/// 512-bit vectors (of four blocks each) in flight per inner-loop iteration: 4 or 8.
+const VECS: usize = 4;
 
 /// AES round keys, 15 slots (AES-128 uses the first 11).
 type Schedule = [[u8; 16]; 15];
@@ -302,16 +302,32 @@ fn crypt_batch<const R: usize, const ENC: bool>(
     for (r, k) in rk.iter_mut().zip(sched).take(R + 1) {
         *r = _mm512_broadcast_i32x4(load128(k));
     }
-    for (sector, t0) in buf
-        .chunks_exact_mut(sector_size)
-        .zip(iv_bytes.chunks_exact(16))
-    {
-        let mut t = first_tweaks(load128(t0.try_into().expect("16 bytes")));
-        let mut chunks = sector.chunks_exact_mut(STRIDE);
+    // The first tweaks of sector s+1 are computed before sector s is processed, so that their
+    // latency (broadcast, shifts, carry-less multiply) overlaps that sector's AES rounds.
+    let first_of = |s: usize| {
+        let t0: &[u8; 16] = iv_bytes[16 * s..16 * s + 16].try_into().expect("16 bytes");
+        let first = first_tweaks(load128(t0));
+        let mut t = [_mm512_setzero_si512(); VECS];
+        for i in 0..VECS {
+            t[i] = if i < 4 {
+                first[i]
+            } else {
+                mul_xk::<16, 48>(first[i - 4])
+            };
+        }
+        t
+    };
+    let mut next = first_of(0);
+    for (s, sector) in buf.chunks_exact_mut(sector_size).enumerate() {
+        let mut t = next;
+        if s + 1 < ivs.len() {
+            next = first_of(s + 1);
+        }
+        let mut chunks = sector.chunks_exact_mut(64 * VECS);
         for chunk in &mut chunks {
-            let mut x = [_mm512_setzero_si512(); 4];
-            let mut last = [_mm512_setzero_si512(); 4];
-            for i in 0..4 {
+            let mut x = [_mm512_setzero_si512(); VECS];
+            let mut last = [_mm512_setzero_si512(); VECS];
+            for i in 0..VECS {
                 // x ^ tweak ^ round key 0 in one ternary-logic instruction (0x96: a ^ b ^ c).
                 x[i] = _mm512_ternarylogic_epi64::<0x96>(
                     load512(&chunk[64 * i..64 * i + 64]),
@@ -320,10 +336,14 @@ fn crypt_batch<const R: usize, const ENC: bool>(
                 );
                 last[i] = _mm512_xor_si512(rk[R], t[i]);
             }
-            aes_rounds::<R, ENC, 4>(&mut x, &rk, &last);
-            for i in 0..4 {
+            aes_rounds::<R, ENC, VECS>(&mut x, &rk, &last);
+            for i in 0..VECS {
                 store512(&mut chunk[64 * i..64 * i + 64], x[i]);
-                t[i] = mul_xk::<16, 48>(t[i]);
+                t[i] = if VECS == 4 {
+                    mul_xk::<16, 48>(t[i])
+                } else {
+                    mul_xk::<32, 32>(t[i])
+                };
             }
         }
         // Sector sizes that are not a multiple of 256 bytes: the remaining 1..15 blocks, a
