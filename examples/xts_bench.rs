@@ -44,7 +44,12 @@ fn openssl(keylen: usize, sector: usize) -> Option<f64> {
     let line = text
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with(&cipher))?;
-    let k: f64 = line.split_whitespace().last()?.trim_end_matches('k').parse().ok()?;
+    let k: f64 = line
+        .split_whitespace()
+        .last()?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
     Some(k / 1000.0)
 }
 
@@ -89,10 +94,7 @@ fn main() {
                                 c.decrypt_sectors(&mut buf, sector, 1, (sector / 512) as u64)
                             }
                         });
-                        samples
-                            .entry((i, keylen, sector, enc))
-                            .or_default()
-                            .push(r);
+                        samples.entry((i, keylen, sector, enc)).or_default().push(r);
                     }
                 }
                 if let Some(r) = openssl(keylen, sector) {

@@ -232,6 +232,7 @@ impl SectorCipher {
         #[cfg(target_arch = "x86_64")]
         if spec.mode == Mode::Xts {
             if let Some(v) = xts_avx512::XtsAvx512::new(key) {
+                log::debug!("{spec}: using the avx512 XTS implementation");
                 return Ok(SectorCipher {
                     spec: *spec,
                     engine: Engine::XtsAvx512(v),
@@ -464,7 +465,7 @@ mod tests {
             let key = noise(keylen);
             let ours = SectorCipher::with_impl(&spec, &key, imp).unwrap();
             assert_eq!(ours.xts_impl(), Some(imp));
-            for sector in [16, 48, 272, 512, 1024, 4096] {
+            for sector in [16, 48, 272, 512, 784, 1008, 1024, 4096] {
                 for count in [1, 2, 3, 5, 15, 16, 17, 33, 40] {
                     if sector * count > 64 * 1024 && count != 17 {
                         continue;
