@@ -2,6 +2,7 @@
 #   make demo   show the main job end to end on a demo volume it creates
 #   make test   install missing system packages, then fmt check, clippy, all tests
 #   make bench  benchmarks against cryptsetup and QEMU (not part of the tests)
+#   make bench-xts  XTS throughput of each implementation against openssl speed
 
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -26,7 +27,7 @@ DOCDIR ?= $(PREFIX)/share/doc/luksfuse
 BIN ?= target/release/luksfuse
 ASSETS := target/assets
 
-.PHONY: all build deps test check demo bench clean install install-files uninstall
+.PHONY: all build deps test check demo bench bench-xts clean install install-files uninstall
 
 all: build
 
@@ -69,6 +70,11 @@ bench: deps
 	fi
 	$(CARGO) build --release --bin luksfuse --example plainfuse
 	bash contrib/bench.sh target/release/luksfuse target/release/examples/plainfuse
+
+# XTS_REPS repetitions (median reported), single thread, ratios against openssl speed.
+XTS_REPS ?= 5
+bench-xts:
+	$(CARGO) run --release --example xts_bench -- $(XTS_REPS)
 
 install: build install-files
 

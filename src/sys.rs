@@ -1,5 +1,6 @@
-//! The few system calls the standard library does not wrap. Every `unsafe` block of the
-//! project lives in this module, each with a `// SAFETY:` comment.
+//! The few system calls the standard library does not wrap. Every `unsafe` system call of the
+//! project lives in this module, each with a `// SAFETY:` comment (the other `unsafe` code is
+//! the AVX-512 XTS path in `crypto::xts_avx512`, behind run-time CPU detection).
 
 use std::ffi::CString;
 use std::fs::File;

@@ -291,7 +291,7 @@ pub(crate) fn decrypt_keyslot_area(
 ) -> Result<()> {
     let spec = crate::crypto::CipherSpec::parse(cipher)?;
     let c = crate::crypto::SectorCipher::new(&spec, derived_key)?;
-    if material.len() % 512 != 0 {
+    if !material.len().is_multiple_of(512) {
         return Err(Error::format(
             "keyslot area is not a whole number of sectors",
         ));

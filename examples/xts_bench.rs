@@ -1,0 +1,140 @@
+//! XTS throughput of each implementation against OpenSSL, single thread.
+//!
+//!     cargo run --release --example xts_bench [REPS]      (or: make bench-xts)
+//!
+//! For every implementation × key size (256/512-bit XTS keys) × sector size (512/4096 bytes),
+//! encrypts and decrypts a 1 MiB buffer repeatedly and reports MB/s (10^6 bytes). The runs are
+//! repeated REPS times (default 5), interleaved with `openssl speed -evp aes-N-xts -bytes S`, so
+//! that each ratio compares medians measured under the same load. OpenSSL times one sector per
+//! EVP call, which is what `-bytes` sets.
+
+use luksfuse::crypto::{CipherSpec, SectorCipher, XtsImpl};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BUF: usize = 1 << 20;
+const KEYS: [usize; 2] = [32, 64];
+const SECTORS: [usize; 2] = [512, 4096];
+/// Time spent per measurement, ours and OpenSSL's.
+const SLICE: Duration = Duration::from_millis(400);
+
+/// MB/s of `f` run over `BUF` bytes repeatedly for about [`SLICE`].
+fn rate(mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < SLICE {
+        f();
+        n += 1;
+    }
+    (n as f64 * BUF as f64) / start.elapsed().as_secs_f64() / 1e6
+}
+
+/// MB/s of `openssl speed` for AES-XTS with `keylen`-byte keys on `sector`-byte calls, or
+/// `None` when openssl is missing or prints something unexpected.
+fn openssl(keylen: usize, sector: usize) -> Option<f64> {
+    let cipher = format!("aes-{}-xts", keylen * 4);
+    let out = Command::new("openssl")
+        .args(["speed", "-seconds", "1", "-evp", &cipher, "-bytes"])
+        .arg(sector.to_string())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "AES-256-XTS    8510027.69k": thousands of bytes per second.
+    let line = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with(&cipher))?;
+    let k: f64 = line
+        .split_whitespace()
+        .last()?
+        .trim_end_matches('k')
+        .parse()
+        .ok()?;
+    Some(k / 1000.0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+fn main() {
+    let reps: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("REPS is a number"))
+        .unwrap_or(5);
+    let spec = CipherSpec::parse("aes-xts-plain64").unwrap();
+    let mut impls = vec![XtsImpl::Portable];
+    if XtsImpl::Avx512.available() {
+        impls.push(XtsImpl::Avx512);
+    } else {
+        println!("avx512: not available on this CPU, skipped");
+    }
+    let mut buf: Vec<u8> = (0..BUF).map(|i| (i * 7 % 251) as u8).collect();
+    // samples[(impl, key, sector, encrypt)] and ssl[(key, sector)], one entry per repetition.
+    let mut samples = std::collections::BTreeMap::<(usize, usize, usize, bool), Vec<f64>>::new();
+    let mut ssl = std::collections::BTreeMap::<(usize, usize), Vec<f64>>::new();
+    for rep in 0..reps {
+        eprintln!("repetition {}/{reps}", rep + 1);
+        for &keylen in &KEYS {
+            let key: Vec<u8> = (0..keylen).map(|i| (i * 13 + 1) as u8).collect();
+            for &sector in &SECTORS {
+                for (i, &imp) in impls.iter().enumerate() {
+                    let c = SectorCipher::with_impl(&spec, &key, imp).unwrap();
+                    for enc in [true, false] {
+                        let r = rate(|| {
+                            if enc {
+                                c.encrypt_sectors(&mut buf, sector, 1, (sector / 512) as u64)
+                            } else {
+                                c.decrypt_sectors(&mut buf, sector, 1, (sector / 512) as u64)
+                            }
+                        });
+                        samples.entry((i, keylen, sector, enc)).or_default().push(r);
+                    }
+                }
+                if let Some(r) = openssl(keylen, sector) {
+                    ssl.entry((keylen, sector)).or_default().push(r);
+                }
+            }
+        }
+    }
+    println!("XTS, single thread, 1 MiB buffers, median of {reps} runs, MB/s (ratio to OpenSSL)");
+    println!(
+        "{:<9} {:>8} {:>7} {:>16} {:>16} {:>10}",
+        "impl", "key bits", "sector", "encrypt", "decrypt", "openssl"
+    );
+    for &keylen in &KEYS {
+        for &sector in &SECTORS {
+            let o = ssl.get_mut(&(keylen, sector)).map(|v| median(v));
+            for (i, imp) in impls.iter().enumerate() {
+                let cell = |enc: bool, samples: &mut std::collections::BTreeMap<_, Vec<f64>>| {
+                    let m = median(samples.get_mut(&(i, keylen, sector, enc)).unwrap());
+                    match o {
+                        Some(o) => format!("{m:.0} ({:.2}x)", m / o),
+                        None => format!("{m:.0}"),
+                    }
+                };
+                let e = cell(true, &mut samples);
+                let d = cell(false, &mut samples);
+                let o = o.map_or("n/a".to_string(), |o| format!("{o:.0}"));
+                println!(
+                    "{:<9} {:>8} {:>7} {:>16} {:>16} {:>10}",
+                    imp.name(),
+                    keylen * 8,
+                    sector,
+                    e,
+                    d,
+                    o
+                );
+            }
+        }
+    }
+    if ssl.is_empty() {
+        println!("openssl: not found or unparsable output, no ratios");
+    }
+}
