@@ -124,7 +124,7 @@ impl FormatOptions {
             crate::crypto::Mode::Xts => 512,
             crate::crypto::Mode::Cbc => 256,
         });
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(Error::usage(format!(
                 "key size {bits} is not a multiple of 8 bits"
             )));
