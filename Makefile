@@ -3,6 +3,7 @@
 #   make test   install missing system packages, then fmt check, clippy, all tests
 #   make bench  benchmarks against cryptsetup and QEMU (not part of the tests)
 #   make bench-xts  XTS throughput of each implementation against openssl speed
+#   make fuzz   seed the fuzz corpora, then run each cargo-fuzz target FUZZ_SECONDS (see below)
 
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -27,7 +28,7 @@ DOCDIR ?= $(PREFIX)/share/doc/luksfuse
 BIN ?= target/release/luksfuse
 ASSETS := target/assets
 
-.PHONY: all build deps test check demo bench bench-xts clean install install-files uninstall
+.PHONY: all build deps test check demo bench bench-xts fuzz clean install install-files uninstall
 
 all: build
 
@@ -103,6 +104,29 @@ uninstall:
 	  $(DESTDIR)$(BASHCOMPDIR)/luksfuse $(DESTDIR)$(ZSHCOMPDIR)/_luksfuse \
 	  $(DESTDIR)$(FISHCOMPDIR)/luksfuse.fish $(DESTDIR)$(UNITDIR)/luksfuse@.service
 	rm -rf $(DESTDIR)$(DOCDIR)
+
+# make fuzz [FUZZ_SECONDS=60]: makes seeds with cryptsetup and qemu-img (fuzz/seed.sh), then
+# runs the targets one after another for FUZZ_SECONDS each, at the lowest CPU priority.
+# Needs cargo-fuzz (installed if missing); the stable toolchain is enough because
+# RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags. The build has AddressSanitizer and
+# debug assertions (overflow checks); an allocation over 512 MiB, an RSS over 2 GiB or an
+# input taking over 30 s counts as a crash. Corpora grow in fuzz/corpus/<target>/, crashes
+# land in fuzz/artifacts/<target>/ (both untracked). fuzz/README.md has the details.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := luks1_header luks2_header unlock qcow2_open
+FUZZ_FLAGS = -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -malloc_limit_mb=512 \
+             -timeout=30 -print_final_stats=1
+
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	bash fuzz/seed.sh
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build
+	@for t in $(FUZZ_TARGETS); do \
+	  case $$t in qcow2_open) len=65536;; *) len=327680;; esac; \
+	  echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	  RUSTC_BOOTSTRAP=1 nice -n 19 $(CARGO) fuzz run $$t -- $(FUZZ_FLAGS) -max_len=$$len \
+	    || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

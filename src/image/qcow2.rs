@@ -9,9 +9,10 @@
 //! * **Validation before imago sees the file** ([`Header`]): magic and version, no qcow2-native
 //!   encryption, no external data file, no unknown or unhandled incompatible feature, neither
 //!   the dirty nor the corrupt bit (both mean "run `qemu-img check -r all` first"), an L1 table
-//!   that covers the virtual size, and no internal snapshots when writable. A backing file is
-//!   refused unless [`Qcow2Options::allow_backing`] is set, because an image can name any host
-//!   file as its backing file.
+//!   that covers the virtual size, no internal snapshots when writable, and a feature name
+//!   table of whole entries (imago 0.2.6 panics on a partial one; found by fuzzing). A
+//!   backing file is refused unless [`Qcow2Options::allow_backing`] is set, because an image
+//!   can name any host file as its backing file.
 //!
 //! * **Crash safety: the publish guard** ([`guard`]). imago keeps refcount blocks in a
 //!   write-back cache, but writes some *pointers* straight to the file: a new L2 table's L1
@@ -101,6 +102,12 @@ const INCOMPAT_DATA_FILE: u64 = 1 << 2;
 const INCOMPAT_COMPRESSION: u64 = 1 << 3;
 const INCOMPAT_EXTL2: u64 = 1 << 4;
 
+/// Header extension types (qcow2 spec, "Header extensions").
+const EXT_END: u32 = 0;
+const EXT_FEATURE_NAME_TABLE: u32 = 0x6803_f857;
+/// A feature name table entry: type (1 byte), bit number (1), name (46).
+const FEATURE_NAME_ENTRY: u32 = 48;
+
 /// The header fields we validate (qcow2 spec, "Header"; all big-endian).
 #[derive(Debug, Clone)]
 pub struct Header {
@@ -119,6 +126,8 @@ pub struct Header {
     pub incompatible_features: u64,
     /// v3 only (4, i.e. 16-bit refcounts, for v2).
     pub refcount_order: u32,
+    /// v3 only (72 for v2): where the header extensions start.
+    pub header_length: u32,
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -141,10 +150,10 @@ impl Header {
                     .with_hint("convert it with: qemu-img convert -O qcow2 IMAGE NEW.qcow2"),
             );
         }
-        let (incompatible_features, refcount_order) = if version == 3 {
-            (be64(b, 72), be32(b, 96))
+        let (incompatible_features, refcount_order, header_length) = if version == 3 {
+            (be64(b, 72), be32(b, 96), be32(b, 100))
         } else {
-            (0, 4)
+            (0, 4, 72)
         };
         Ok(Header {
             version,
@@ -160,6 +169,7 @@ impl Header {
             nb_snapshots: be32(b, 60),
             incompatible_features,
             refcount_order,
+            header_length,
         })
     }
 
@@ -235,6 +245,33 @@ impl Header {
         Ok(())
     }
 
+    /// Checks the v3 header extensions in `first`, the image's first cluster (or as much of
+    /// it as the file has), where imago reads them: a feature name table must consist of
+    /// whole entries. QEMU writes only whole ones; imago 0.2.6 indexes past the end of a
+    /// partial one (`tests/fuzz_regressions.rs`). The rest is left to imago.
+    fn check_extensions(&self, first: &[u8]) -> Result<()> {
+        if self.version != 3 {
+            return Ok(());
+        }
+        let mut at = self.header_length as usize;
+        while let Some(ext) = first.get(at..).and_then(|rest| rest.get(..8)) {
+            let (kind, len) = (be32(ext, 0), be32(ext, 4));
+            if kind == EXT_END {
+                break;
+            }
+            if kind == EXT_FEATURE_NAME_TABLE && len % FEATURE_NAME_ENTRY != 0 {
+                return Err(Error::format(format!(
+                    "qcow2 feature name table of {len} bytes is not a whole number of \
+                     {FEATURE_NAME_ENTRY}-byte entries"
+                ))
+                .with_hint("convert it with: qemu-img convert -O qcow2 IMAGE NEW.qcow2"));
+            }
+            let next = at as u64 + 8 + u64::from(len).next_multiple_of(8);
+            at = usize::try_from(next).unwrap_or(usize::MAX);
+        }
+        Ok(())
+    }
+
     fn layout(&self) -> Layout {
         Layout {
             cluster_bits: self.cluster_bits,
@@ -276,6 +313,13 @@ pub fn open_file(file: File, path: &Path, opts: &Qcow2Options) -> Result<Qcow2Im
     read_prefix(&file, &mut raw).map_err(|e| Error::io(path, "cannot read", &e))?;
     let header = Header::parse(&raw).map_err(|e| e.in_file(path))?;
     header.validate(opts).map_err(|e| e.in_file(path))?;
+    // cluster_bits <= 21 (validated): at most 2 MiB.
+    let mut first = vec![0u8; 1 << header.cluster_bits];
+    let got = read_prefix(&file, &mut first).map_err(|e| Error::io(path, "cannot read", &e))?;
+    first.truncate(got);
+    header
+        .check_extensions(&first)
+        .map_err(|e| e.in_file(path))?;
 
     let backing = if header.backing_file_offset != 0 {
         let mut name = vec![0u8; header.backing_file_size.min(1023) as usize];
@@ -327,8 +371,9 @@ pub fn open_file(file: File, path: &Path, opts: &Qcow2Options) -> Result<Qcow2Im
     })
 }
 
-/// Reads as much of `buf` as the file has (a v2 header may be shorter than 104 bytes).
-fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<()> {
+/// Reads as much of `buf` as the file has (a v2 header may be shorter than 104 bytes) and
+/// says how much that was.
+fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match file.read_at(&mut buf[done..], done as u64)? {
@@ -336,7 +381,7 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<()> {
             n => done += n,
         }
     }
-    Ok(())
+    Ok(done)
 }
 
 impl Image for Qcow2Image {

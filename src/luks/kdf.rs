@@ -22,6 +22,20 @@ pub mod limits {
     pub const MAX_SALT: usize = 1024;
 }
 
+/// Fuzzing only: cargo-fuzz compiles with `--cfg fuzzing`, and then these caps are applied
+/// after validation, right before derivation, so that a fuzz input reaching a KDF costs
+/// microseconds rather than seconds (validation still sees the header's real costs). Normal
+/// builds contain none of this; `fuzz/README.md` has the details.
+#[cfg(fuzzing)]
+pub(crate) mod fuzz_caps {
+    /// PBKDF2 iterations, applied in `HashAlg::pbkdf2`, which every PBKDF2 run goes through.
+    pub const PBKDF2_ITERATIONS: u32 = 16;
+    /// Argon2 passes.
+    pub const ARGON2_TIME: u32 = 1;
+    /// Argon2 memory in KiB, or 8 KiB per lane if that is more (Argon2's minimum).
+    pub const ARGON2_MEMORY_KIB: u32 = 64;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Argon2Variant {
     Argon2i,
@@ -144,7 +158,13 @@ impl Kdf {
                 lanes,
                 salt,
             } => {
-                let params = argon2::Params::new(*memory_kib, *time, *lanes, Some(out_len))
+                let (time, memory_kib) = (*time, *memory_kib);
+                #[cfg(fuzzing)]
+                let (time, memory_kib) = (
+                    time.min(fuzz_caps::ARGON2_TIME),
+                    memory_kib.min(fuzz_caps::ARGON2_MEMORY_KIB.max(8 * *lanes)),
+                );
+                let params = argon2::Params::new(memory_kib, time, *lanes, Some(out_len))
                     .map_err(|e| Error::format(format!("Argon2 parameters: {e}")))?;
                 let algorithm = match variant {
                     Argon2Variant::Argon2i => argon2::Algorithm::Argon2i,
