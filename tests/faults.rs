@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use std::os::unix::fs::FileExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// Unmounts a tmpfs on drop.
 struct TmpfsGuard(std::path::PathBuf);
@@ -14,38 +13,6 @@ impl Drop for TmpfsGuard {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-/// Starts `luksfuse mount -f` with stderr captured, and waits for the file.
-fn mount_foreground(
-    f: &Fixture,
-    payload: &std::path::Path,
-    mnt: &std::path::Path,
-) -> std::process::Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_luksfuse"))
-        .args([
-            "mount",
-            "-f",
-            "-d",
-            s(&f.keyfile),
-            s(&f.header),
-            s(payload),
-            s(mnt),
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let name = payload.file_stem().unwrap();
-    let t = Instant::now();
-    while !mnt.join(name).exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "mount did not appear"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
 }
 
 fn stop(child: std::process::Child, mnt: &std::path::Path) -> String {
@@ -76,7 +43,7 @@ fn full_payload_filesystem_gives_enospc_and_the_rest_keeps_working() {
     let mnt = f.path("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let _g = MountGuard(mnt.clone());
-    let child = mount_foreground(&f, &payload, &mnt);
+    let child = mount_foreground(&f, &payload, &mnt, Stdio::piped());
     let file = std::fs::File::options()
         .read(true)
         .write(true)
@@ -106,7 +73,7 @@ fn payload_truncated_while_mounted_gives_eio_there_and_data_elsewhere() {
     let mnt = f.path("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let _g = MountGuard(mnt.clone());
-    let child = mount_foreground(&f, &f.payload, &mnt);
+    let child = mount_foreground(&f, &f.payload, &mnt, Stdio::piped());
     let file = std::fs::File::options()
         .read(true)
         .write(true)

@@ -167,27 +167,7 @@ fn sigterm_in_foreground_flushes_and_exits_0_promptly() {
     let mnt = f.path("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let _guard = MountGuard(mnt.clone());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_luksfuse"))
-        .args([
-            "mount",
-            "-f",
-            "-d",
-            s(&f.keyfile),
-            s(&f.header),
-            s(&f.payload),
-            s(&mnt),
-        ])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !mnt.join("p").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "mount did not appear"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut child = mount_foreground(&f, &f.payload, &mnt, Stdio::inherit());
     let file = std::fs::File::options()
         .write(true)
         .open(mnt.join("p"))

@@ -7,7 +7,7 @@ use common::*;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A LUKS1 detached header plus a qcow2 payload (named `p.qcow2`) with `qemu-img create` args.
 fn luks1_qcow2(create: &[&str]) -> Fixture {
@@ -292,26 +292,8 @@ fn kill_9_during_writes_leaves_a_consistent_image_and_keeps_fsynced_writes() {
     for round in 0..20u64 {
         std::fs::write(&f.payload, &fresh).unwrap();
         let _g = MountGuard(mnt.clone());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_luksfuse"))
-            .args([
-                "mount",
-                "-f",
-                "-d",
-                s(&f.keyfile),
-                s(&f.header),
-                s(&f.payload),
-                s(&mnt),
-            ])
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = mount_foreground(&f, &f.payload, &mnt, Stdio::null());
         let file_path: PathBuf = mnt.join("p");
-        let t = Instant::now();
-        while !file_path.exists() {
-            assert!(t.elapsed() < Duration::from_secs(10));
-            std::thread::sleep(Duration::from_millis(5));
-        }
         let kill_after = Duration::from_millis(20 + rng.below(400));
         let writer_path = file_path.clone();
         let writer = std::thread::spawn(move || {

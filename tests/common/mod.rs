@@ -347,6 +347,40 @@ pub fn is_mounted(mp: &Path) -> bool {
 
 // ---- luksfuse mounts driven through the binary ----
 
+/// Starts `luksfuse mount -f` (foreground) for `payload`, with stderr as given, and waits
+/// until the file shows in the mountpoint.
+pub fn mount_foreground(
+    f: &Fixture,
+    payload: &Path,
+    mnt: &Path,
+    stderr: Stdio,
+) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_luksfuse"))
+        .args([
+            "mount",
+            "-f",
+            "-d",
+            s(&f.keyfile),
+            s(&f.header),
+            s(payload),
+            s(mnt),
+        ])
+        .stdin(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let name = payload.file_stem().unwrap();
+    let t = Instant::now();
+    while !mnt.join(name).exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "mount did not appear"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
