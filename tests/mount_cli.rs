@@ -59,6 +59,9 @@ fn whole_story_loop_ext4_files_then_readonly_remount() {
         let _loop = LoopGuard(dev.clone());
         run_ok(Command::new("mkfs.ext4").args(["-q", &dev]));
         run_ok(Command::new("mount").arg(&dev).arg(&fsdir));
+        // Dropped before the loop guard: a failed assertion must not leave ext4 mounted on a
+        // loop device over a FUSE file (the loop device and the daemon would stay busy).
+        let _fs = UmountGuard(fsdir.clone());
         for (name, data) in &files {
             write_file(&fsdir.join(name), data);
         }
@@ -103,6 +106,7 @@ fn whole_story_loop_ext4_files_then_readonly_remount() {
                 .arg(&dev)
                 .arg(&fsdir),
         );
+        let _fs = UmountGuard(fsdir.clone());
         let same = files
             .iter()
             .all(|(name, data)| std::fs::read(fsdir.join(name)).unwrap() == *data);

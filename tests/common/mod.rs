@@ -322,6 +322,16 @@ impl Drop for MountGuard {
     }
 }
 
+/// Lazily unmounts a (non-FUSE) mount on drop, if it is still mounted.
+pub struct UmountGuard(pub PathBuf);
+impl Drop for UmountGuard {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
 /// Detaches a loop device on drop.
 pub struct LoopGuard(pub String);
 impl Drop for LoopGuard {
