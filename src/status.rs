@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 /// One served payload.
@@ -71,23 +72,40 @@ pub fn withdraw(dir: &Path, pid: u32) {
     let _ = std::fs::remove_file(record_path(dir, pid));
 }
 
-/// The mountpoints of `fuse.luksfuse` mounts in this mount namespace.
-fn luksfuse_mountpoints() -> Vec<PathBuf> {
+/// Every mount in this mount namespace as (mountpoint, file system type), from
+/// `/proc/self/mountinfo` with the kernel's octal escapes undone.
+pub fn mounts() -> Vec<(PathBuf, String)> {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return vec![];
     };
     text.lines()
         .filter_map(|l| {
-            // Fields after " - " are: fstype source options.
+            // Field 5 is the mountpoint; after " - " come: fstype source options.
             let (pre, post) = l.split_once(" - ")?;
-            (post.split(' ').next()? == "fuse.luksfuse")
-                .then(|| pre.split(' ').nth(4).map(|m| PathBuf::from(unescape(m))))?
+            let mountpoint = pre.split(' ').nth(4)?;
+            let fstype = post.split(' ').next()?;
+            let mountpoint = std::ffi::OsString::from_vec(unescape_bytes(mountpoint));
+            Some((PathBuf::from(mountpoint), fstype.to_string()))
         })
+        .collect()
+}
+
+/// The mountpoints of `fuse.luksfuse` mounts in this mount namespace.
+fn luksfuse_mountpoints() -> Vec<PathBuf> {
+    mounts()
+        .into_iter()
+        .filter(|(_, fstype)| fstype == "fuse.luksfuse")
+        .map(|(mountpoint, _)| mountpoint)
         .collect()
 }
 
 /// Undoes the kernel's octal escapes (`\040` for a space, …) in mountinfo fields.
 pub fn unescape(s: &str) -> String {
+    String::from_utf8_lossy(&unescape_bytes(s)).into_owned()
+}
+
+/// [`unescape`], keeping the bytes as they are (paths need not be UTF-8).
+fn unescape_bytes(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -104,7 +122,7 @@ pub fn unescape(s: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// The live mounts recorded in `dir`, sorted by mountpoint; stale records are removed.
