@@ -6,35 +6,13 @@
 mod common;
 
 use common::*;
-use luksfuse::luks::Segment;
 use luksfuse::mount::{self, MountConfig};
 use luksfuse::secret::{Secret, VolumeKey};
 use std::ffi::OsStr;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn luks1_segment(header: &Path) -> Segment {
-    let text =
-        String::from_utf8(run_ok(Command::new("cryptsetup").arg("luksDump").arg(header)).stdout)
-            .unwrap();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-            .unwrap()
-    };
-    Segment {
-        offset: field("Payload offset:").parse::<u64>().unwrap() * 512,
-        size: None,
-        cipher: format!("{}-{}", field("Cipher name:"), field("Cipher mode:")),
-        key_size: field("MK bits:").parse::<usize>().unwrap() / 8,
-        sector_size: 512,
-        iv_tweak: 0,
-    }
-}
 
 #[test]
 fn mounted_file_carries_ext4_on_a_loop_device_and_unmount_ends_serving() {
@@ -43,7 +21,7 @@ fn mounted_file_carries_ext4_on_a_loop_device_and_unmount_ends_serving() {
         &f.header,
         &[OsStr::new("--key-file"), f.keyfile.as_os_str()],
     );
-    let segment = luks1_segment(&f.header);
+    let segment = segment_from_cryptsetup(&f.header);
     let mp = f.path("mnt");
     std::fs::create_dir(&mp).unwrap();
     let cfg = MountConfig {

@@ -504,3 +504,49 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut r = Rng(seed | 1);
     (0..len).map(|_| r.next() as u8).collect()
 }
+
+/// The data segment as `cryptsetup luksDump` describes it (LUKS1 text, LUKS2 JSON).
+pub fn segment_from_cryptsetup(header: &Path) -> luksfuse::luks::Segment {
+    let text =
+        String::from_utf8(run_ok(Command::new("cryptsetup").arg("luksDump").arg(header)).stdout)
+            .unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    if field("Version:") == "1" {
+        return luksfuse::luks::Segment {
+            offset: field("Payload offset:").parse::<u64>().unwrap() * 512,
+            size: None,
+            cipher: format!("{}-{}", field("Cipher name:"), field("Cipher mode:")),
+            key_size: field("MK bits:").parse::<usize>().unwrap() / 8,
+            sector_size: 512,
+            iv_tweak: 0,
+        };
+    }
+    let json = run_ok(
+        Command::new("cryptsetup")
+            .args(["luksDump", "--dump-json-metadata"])
+            .arg(header),
+    )
+    .stdout;
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let seg = &v["segments"]["0"];
+    let num = |x: &serde_json::Value| x.as_str().unwrap().parse::<u64>().unwrap();
+    let key_size = v["keyslots"].as_object().unwrap().values().next().unwrap()["key_size"]
+        .as_u64()
+        .unwrap() as usize;
+    luksfuse::luks::Segment {
+        offset: num(&seg["offset"]),
+        size: match seg["size"].as_str().unwrap() {
+            "dynamic" => None,
+            n => Some(n.parse().unwrap()),
+        },
+        cipher: seg["encryption"].as_str().unwrap().to_string(),
+        key_size,
+        sector_size: seg["sector_size"].as_u64().unwrap() as u32,
+        iv_tweak: num(&seg["iv_tweak"]),
+    }
+}
