@@ -127,16 +127,6 @@ impl Error {
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
     }
-    /// The errno a FUSE reply should carry for this error.
-    pub fn errno(&self) -> i32 {
-        match self.kind {
-            Kind::Usage => libc::EINVAL,
-            Kind::NoKey => libc::EACCES,
-            Kind::NoMem => libc::ENOMEM,
-            Kind::Device => libc::EIO,
-            Kind::Busy => libc::EBUSY,
-        }
-    }
 }
 
 impl fmt::Display for Error {

@@ -46,7 +46,12 @@ impl KeySource {
             ),
             Some(p) => {
                 let mut f = File::open(p).map_err(|e| {
-                    Error::io(p, "cannot open key file", &e).with_kind_usage_if_missing(&e)
+                    let err = Error::io(p, "cannot open key file", &e);
+                    // A missing key file is a wrong parameter (exit 1), as in cryptsetup.
+                    match e.kind() {
+                        io::ErrorKind::NotFound => Error::usage(err.to_string()),
+                        _ => err,
+                    }
                 })?;
                 read_key(&mut f, p, self.offset, self.size)
             }
@@ -78,21 +83,6 @@ fn raw_stdin() -> Result<File> {
         .try_clone_to_owned()
         .map(File::from)
         .map_err(|e| Error::usage(format!("cannot read standard input: {e}")))
-}
-
-trait UsageIfMissing {
-    fn with_kind_usage_if_missing(self, e: &io::Error) -> Self;
-}
-
-impl UsageIfMissing for Error {
-    /// A missing key file is a wrong parameter (exit 1), as in cryptsetup.
-    fn with_kind_usage_if_missing(self, e: &io::Error) -> Self {
-        if e.kind() == io::ErrorKind::NotFound {
-            Error::usage(self.to_string())
-        } else {
-            self
-        }
-    }
 }
 
 /// Reads a key file: skip `offset` bytes, then read `size` bytes exactly, or everything up to
