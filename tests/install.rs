@@ -145,5 +145,13 @@ echo DONE"#,
         &script,
     ]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("DONE"));
-    assert!(daemons_for(&mnt).is_empty() && daemons_for(&mnt2).is_empty());
+    // umount(8) of a FUSE file system does not wait for its daemon: the kernel ends the
+    // connection and the daemon flushes, closes and exits on its own, a moment later.
+    for m in [&mnt, &mnt2] {
+        assert!(
+            wait_daemon_gone(m, SETTLE).is_some(),
+            "daemon for {} still running {SETTLE:?} after umount",
+            m.display()
+        );
+    }
 }

@@ -113,19 +113,17 @@ fn mounted_file_carries_ext4_on_a_loop_device_and_unmount_ends_serving() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    // fusermount3 -u ends the serving loop promptly.
-    let t = Instant::now();
+    // fusermount3 -u ends the serving loop.
     run_ok(Command::new("fusermount3").arg("-u").arg(&mp));
-    let deadline = Instant::now() + Duration::from_secs(1);
+    let deadline = Instant::now() + SETTLE;
     while !server.is_finished() {
         assert!(
             Instant::now() < deadline,
-            "serving did not end within 1 s of unmount"
+            "serving did not end within {SETTLE:?} of unmount"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
     server.join().unwrap().unwrap();
-    assert!(t.elapsed() < Duration::from_secs(1));
     assert!(!is_mounted(&mp));
 
     // QEMU sees the ext4 file system we wrote through the mount (superblock magic 0xEF53).

@@ -256,9 +256,7 @@ fn unprivileged_user_mounts_through_fusermount3_reads_writes_and_unmounts() {
     let daemon = u.daemon();
     run_ok(ns.as_nobody("fusermount3").arg("-u").arg(&u.mp));
     assert!(ns.mount_line(&u.mp).is_none());
-    wait_until("daemon exit after unmount", Duration::from_secs(1), || {
-        exited(daemon)
-    });
+    wait_until("daemon exit after unmount", SETTLE, || exited(daemon));
 
     // Mounted again by root (our own mount(2)), the bytes are there.
     let _guard = MountGuard(u.mp.clone());
@@ -287,11 +285,9 @@ fn unprivileged_mount_with_auto_unmount_and_without_allow_other() {
     let daemon = u.daemon();
     // Our unmount path: SIGTERM makes the daemon unmount through fusermount3 and exit.
     run_ok(Command::new("kill").args(["-TERM", &daemon.to_string()]));
-    wait_until(
-        "unmount and exit on SIGTERM",
-        Duration::from_secs(2),
-        || ns.mount_line(&u.mp).is_none() && exited(daemon),
-    );
+    wait_until("unmount and exit on SIGTERM", SETTLE, || {
+        ns.mount_line(&u.mp).is_none() && exited(daemon)
+    });
 }
 
 #[test]
