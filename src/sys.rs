@@ -361,10 +361,114 @@ pub fn munlock(buf: &[u8]) {
     unsafe { libc::munlock(buf.as_ptr().cast(), buf.len()) };
 }
 
+/// Types for which every byte being zero is a valid value (no padding, no niches, no
+/// references), so that freshly mapped anonymous memory may be viewed as a slice of them.
+///
+/// # Safety
+/// An all-zero bit pattern must be a valid value of the type, and the type's alignment must
+/// not exceed the page size.
+pub unsafe trait ZeroIsValid: Sized {}
+
+// SAFETY: argon2::Block is a `#[repr(align(64))]` wrapper of one `[u64; 128]` field and nothing
+// else (size 1024, a multiple of its alignment, so no padding): all-zero bytes are
+// `Block::new()`. The size is asserted at compile time below.
+unsafe impl ZeroIsValid for argon2::Block {}
+const _: () = assert!(std::mem::size_of::<argon2::Block>() == 1024);
+
+static LARGEST_MAPPING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The size in bytes of the largest [`ZeroedMapping`] made since the last call (which resets
+/// it). Such mappings bypass the global allocator; the malformed-header tests bound both.
+pub fn take_largest_mapping() -> usize {
+    LARGEST_MAPPING.swap(0, Ordering::Relaxed)
+}
+
+/// A private anonymous mapping of `len` values of `T`, zero as the kernel hands it out: no
+/// fill pass, and its pages are faulted in by whoever first writes them (for Argon2, the
+/// worker threads of the first pass, in parallel). Excluded from core dumps; wiped with
+/// `explicit_bzero` and unmapped on drop, since it may hold material derived from secrets.
+pub struct ZeroedMapping<T: ZeroIsValid> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned exclusively by this value, like a Box<[T]>.
+unsafe impl<T: ZeroIsValid + Send> Send for ZeroedMapping<T> {}
+
+impl<T: ZeroIsValid> ZeroedMapping<T> {
+    /// Maps `len` zeroed values; fails with ENOMEM (not an abort) if the memory is not there.
+    pub fn new(len: usize) -> io::Result<Self> {
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .filter(|&b| b > 0 && b <= isize::MAX as usize)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        LARGEST_MAPPING.fetch_max(bytes, Ordering::Relaxed);
+        // SAFETY: a new private anonymous mapping; no existing memory is touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the range is the mapping just created; the advice only affects core dumps.
+        // Best effort: a failure changes nothing else.
+        unsafe { libc::madvise(ptr, bytes, libc::MADV_DONTDUMP) };
+        let ptr = std::ptr::NonNull::new(ptr.cast::<T>()).expect("mmap returned NULL");
+        Ok(ZeroedMapping { ptr, len })
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        // SAFETY: the mapping holds `len` values of T, page-aligned (T's alignment is at most a
+        // page), zero-filled by the kernel and zero is a valid T (ZeroIsValid); `&mut self`
+        // makes the borrow exclusive and ties it to the mapping's lifetime.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: ZeroIsValid> Drop for ZeroedMapping<T> {
+    fn drop(&mut self) {
+        let bytes = self.len * std::mem::size_of::<T>();
+        // SAFETY: the range is our own mapping, writable and not borrowed (we hold &mut self);
+        // explicit_bzero is a memset the compiler may not remove; then the mapping is
+        // returned, and nothing refers to it afterwards.
+        unsafe {
+            libc::explicit_bzero(self.ptr.as_ptr().cast(), bytes);
+            libc::munmap(self.ptr.as_ptr().cast(), bytes);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn zeroed_mapping_is_zero_writable_and_fails_softly_when_too_big() {
+        let mut m = ZeroedMapping::<argon2::Block>::new(300).unwrap();
+        assert_eq!(m.as_mut_slice().len(), 300);
+        assert!(m
+            .as_mut_slice()
+            .iter()
+            .all(|b| b.as_ref().iter().all(|&w| w == 0)));
+        m.as_mut_slice()[299].as_mut()[127] = 7;
+        assert_eq!(m.as_mut_slice()[299].as_ref()[127], 7);
+        assert!(take_largest_mapping() >= 300 * 1024);
+        drop(m);
+        for len in [0, usize::MAX / 1024, 1 << 50] {
+            let e = ZeroedMapping::<argon2::Block>::new(len)
+                .err()
+                .expect("refused");
+            assert_eq!(e.raw_os_error(), Some(libc::ENOMEM), "{len}");
+        }
+    }
 
     #[test]
     fn ofd_locks_conflict_between_open_file_descriptions_only() {
