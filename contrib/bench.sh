@@ -132,6 +132,13 @@ fio_run() {
       --output-format=json 2>/dev/null |
     python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; k="read" if j["read"]["io_bytes"] else "write"; print("%.0f %.0f" % (j[k]["bw_bytes"]/1e6, j[k]["iops"]))'
 }
+# Warm-up: one write pass over every file through its mount before measuring. fallocate
+# alone does not make tmpfs pages steady: the first write over them ran at half speed
+# (measured: plaintext FUSE 4254 MB/s on the first 5 s write, 7904-8827 on the next ones).
+for t in "${targets[@]}"; do
+  note "warm-up write: $t"
+  dd if=/dev/zero of="${file[$t]}" bs=1M count="$SIZE_MB" oflag=direct conv=notrunc status=none
+done
 # Write first: a qcow2 payload then reads allocated data.
 tests=("seq write 1 MiB qd4" "seq read 1 MiB qd4" "rand read 4 KiB qd16")
 fio_args=("write 1M 4" "read 1M 4" "randread 4k 16")
@@ -159,7 +166,9 @@ done
 row memory "RSS after I/O raw ${SIZE_MB} MiB" MiB "$(rss_mib "$pid_lf_raw")" - - "<=48"
 row memory "RSS after I/O qcow2 ${SIZE_MB} MiB" MiB "$(rss_mib "$pid_lf_qcow2")" - - "<=48"
 
-qemu_goal=(">=6" ">=6" -) # raw; qcow2: ">=4" for sequential read and write
+# raw vs QEMU: the performance issue's goals (write >= 10x, read >= 8x, 4 KiB random read
+# >= 5x; they replace the mount issue's 6x); qcow2 vs QEMU: the qcow2 issue's >= 4x.
+qemu_goal=(">=10" ">=8" ">=5")
 for i in 1 0 2; do
   row "fuse raw" "raw ${tests[$i]}" "${units[$i]}" "${v[lf-raw,$i]}" qemu-storage-daemon "${v[qsd-raw,$i]}" "${qemu_goal[$i]}"
   row "fuse raw" "raw ${tests[$i]}" "${units[$i]}" "${v[lf-raw,$i]}" "plaintext FUSE" "${v[plain,$i]}" ">=0.7"
