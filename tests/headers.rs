@@ -619,20 +619,7 @@ fn changing_a_header_open_in_qemu_is_refused_as_busy() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until QEMU holds its byte-range locks on the header.
-    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&header).unwrap());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string("/proc/locks")
-        .unwrap()
-        .lines()
-        .any(|l| l.contains("OFDLCK") && l.contains(&format!(":{ino} ")))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "qemu-io took no locks"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_qemu_locks(&header);
     let r = luksfuse(&["kill-slot", "0", "--force", s(&header)], b"");
     let _ = qemu.kill();
     let _ = qemu.wait();

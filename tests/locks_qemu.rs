@@ -8,7 +8,6 @@ use luksfuse::image::{Access, RawImage};
 use luksfuse::Kind;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// A `qemu-io` kept running (reading commands from a pipe) with the payload open; killed on
 /// drop even if the test fails.
@@ -25,40 +24,7 @@ impl QemuIo {
             .spawn()
             .expect("qemu-io");
         let q = QemuIo(child);
-        // Wait until it holds its locks: QEMU takes its lock bytes in more than one step while
-        // it opens and sets permissions, so wait for the set of OFD locks on exactly this
-        // file (device and inode, as /proc/locks names them) to be non-empty and stable.
-        let meta = std::fs::metadata(payload).unwrap();
-        let dev = std::os::unix::fs::MetadataExt::dev(&meta);
-        let (major, minor) = (
-            ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
-            (dev & 0xff) | ((dev >> 12) & !0xff),
-        );
-        let id = format!(
-            " {major:02x}:{minor:02x}:{} ",
-            std::os::unix::fs::MetadataExt::ino(&meta)
-        );
-        let ours = || -> Vec<String> {
-            std::fs::read_to_string("/proc/locks")
-                .unwrap()
-                .lines()
-                .filter(|l| l.contains("OFDLCK") && l.contains(&id))
-                .map(|l| l.split_once(':').map_or(l, |(_, rest)| rest).to_string())
-                .collect()
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let (mut last, mut stable) = (Vec::new(), 0);
-        while stable < 5 {
-            assert!(Instant::now() < deadline, "qemu-io took no locks");
-            std::thread::sleep(Duration::from_millis(40));
-            let now = ours();
-            stable = if !now.is_empty() && now == last {
-                stable + 1
-            } else {
-                0
-            };
-            last = now;
-        }
+        wait_qemu_locks(payload);
         q
     }
 }

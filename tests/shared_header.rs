@@ -149,7 +149,13 @@ fn one_header_several_payloads_together_and_from_two_processes() {
     for m in [&mnt, &mnt2] {
         run_ok(Command::new("fusermount3").arg("-uz").arg(m));
     }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // QEMU can take its locks only once both daemons have exited.
+    for m in [&mnt, &mnt2] {
+        assert!(
+            wait_daemon_gone(m, SETTLE).is_some(),
+            "daemon still running"
+        );
+    }
     assert!(
         qemu_read_plain(&f, &p2) == d2,
         "QEMU reads what the second process wrote"

@@ -424,6 +424,48 @@ pub fn daemons_for(mountpoint: &Path) -> Vec<u32> {
 /// small and run the suites in parallel, and speed is measured by `make bench`.
 pub const SETTLE: Duration = Duration::from_secs(15);
 
+/// Waits until QEMU (qemu-io, qemu-storage-daemon) holds its locks on `file`. QEMU takes its
+/// lock bytes in more than one step while it opens and sets permissions, so this waits for
+/// the set of OFD locks on exactly this file (device and inode, as /proc/locks names them)
+/// to be non-empty and stable for 200 ms.
+pub fn wait_qemu_locks(file: &Path) {
+    let meta = std::fs::metadata(file).unwrap();
+    let dev = std::os::unix::fs::MetadataExt::dev(&meta);
+    let (major, minor) = (
+        ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+        (dev & 0xff) | ((dev >> 12) & !0xff),
+    );
+    let id = format!(
+        " {major:02x}:{minor:02x}:{} ",
+        std::os::unix::fs::MetadataExt::ino(&meta)
+    );
+    let ours = || -> Vec<String> {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("OFDLCK") && l.contains(&id))
+            .map(|l| l.split_once(':').map_or(l, |(_, rest)| rest).to_string())
+            .collect()
+    };
+    let deadline = Instant::now() + SETTLE;
+    let (mut last, mut stable) = (Vec::new(), 0);
+    while stable < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "QEMU took no stable locks on {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(40));
+        let now = ours();
+        stable = if !now.is_empty() && now == last {
+            stable + 1
+        } else {
+            0
+        };
+        last = now;
+    }
+}
+
 /// Waits up to `limit` for no daemon of `mountpoint` to be alive; returns how long it took.
 pub fn wait_daemon_gone(mountpoint: &Path, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
