@@ -627,3 +627,76 @@ fn changing_a_header_open_in_qemu_is_refused_as_busy() {
     assert!(r.stderr.contains("QEMU"), "{}", r.stderr);
     assert_eq!(sha(&header), before);
 }
+
+/// A `change-key` killed before its rename leaves `.h.img.luksfuse-XXXXXXXXXXXX.tmp`, a copy of
+/// the header with key material. The next change of that header wipes and removes it; a
+/// refused change touches nothing, and look-alike names stay.
+#[test]
+fn the_next_change_removes_copies_left_by_killed_updates() {
+    let dir = tmpdir();
+    let keyfile = key(dir.path(), "key", PASS);
+    let k2 = key(dir.path(), "k2", b"another");
+    let wrong = key(dir.path(), "wrong", b"wrong");
+    let header = dir.path().join("h.img");
+    let mut args = vec!["--type", "luks2"];
+    args.extend(fast("pbkdf2"));
+    format(&header, &keyfile, &args);
+    let stale = dir.path().join(".h.img.luksfuse-0123456789ab.tmp");
+    std::fs::copy(&header, &stale).unwrap();
+    // Not copies of this header: another header's, a different pattern, a symlink.
+    let others = [
+        ".h2.img.luksfuse-0123456789ab.tmp",
+        ".h.img.luksfuse-0123456789a.tmp",
+        ".h.img.luksfuse-0123456789ax.tmp",
+        "h.img.luksfuse-0123456789ab.tmp",
+    ];
+    for o in others {
+        write_file(&dir.path().join(o), b"keep me");
+    }
+    let link = dir.path().join(".h.img.luksfuse-ba9876543210.tmp");
+    std::os::unix::fs::symlink(&keyfile, &link).unwrap();
+    let add = |old: &Path| {
+        luksfuse(
+            &[
+                "add-key",
+                "--pbkdf",
+                "pbkdf2",
+                "--pbkdf-force-iterations",
+                "1000",
+                "-d",
+                s(old),
+                "--new-key-file",
+                s(&k2),
+                s(&header),
+            ],
+            b"",
+        )
+    };
+
+    let r = add(&wrong);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(
+        sha(&stale),
+        sha(&header),
+        "a refused change touched the copy"
+    );
+
+    let r = add(&keyfile);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!stale.exists(), "the stale copy is still there");
+    assert!(r.stderr.contains("interrupted update"), "{}", r.stderr);
+    assert!(cryptsetup_opens(&header, &k2));
+    for o in others {
+        assert_eq!(
+            std::fs::read(dir.path().join(o)).unwrap(),
+            b"keep me",
+            "{o}"
+        );
+    }
+    assert!(link.symlink_metadata().is_ok(), "the symlink was removed");
+    assert_eq!(
+        std::fs::read(&keyfile).unwrap(),
+        PASS,
+        "followed the symlink"
+    );
+}

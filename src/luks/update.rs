@@ -11,10 +11,12 @@
 
 use crate::error::{Error, Result};
 use crate::sys::{self, FlockKind};
+use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -130,7 +132,12 @@ impl Locked {
 
     /// Replaces the file with `new` (crash-safely), then overwrites the byte ranges `wipe` of
     /// the old file with random bytes. The lock is released when this returns.
+    ///
+    /// Copies that earlier, interrupted updates of this header left behind (see [`replace`])
+    /// are wiped and removed first: they hold key material, and while we hold the lock no
+    /// other update of this header can be writing one.
     pub fn commit(self, new: &[u8], wipe: &[Range<u64>]) -> Result<()> {
+        remove_stale_copies(&self.path);
         replace(&self.path, new, Some(&self.meta))?;
         if !wipe.is_empty() {
             if let Err(e) = wipe_ranges(&self.file, wipe) {
@@ -151,27 +158,99 @@ fn wipe_ranges(file: &File, ranges: &[Range<u64>]) -> io::Result<()> {
         if r.start >= end {
             continue;
         }
-        let mut buf = vec![0u8; (end - r.start) as usize];
-        crate::secret::fill_random(&mut buf).map_err(|e| io::Error::other(e.to_string()))?;
-        file.write_all_at(&buf, r.start)?;
+        let mut at = r.start;
+        let mut buf = vec![0u8; (end - at).min(1 << 20) as usize];
+        while at < end {
+            let n = (end - at).min(buf.len() as u64) as usize;
+            crate::secret::fill_random(&mut buf[..n])
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            file.write_all_at(&buf[..n], at)?;
+            at += n as u64;
+        }
     }
     file.sync_data()
+}
+
+/// The name of a temporary copy of header `name`: `.NAME.luksfuse-XXXXXXXXXXXX.tmp`.
+fn temp_name(name: &OsStr, suffix: &str) -> OsString {
+    let mut s = OsString::from(".");
+    s.push(name);
+    s.push(format!(".luksfuse-{suffix}.tmp"));
+    s
+}
+
+/// Whether `file` is a temporary copy of header `name` (exactly [`temp_name`]'s pattern).
+fn is_temp_copy_of(file: &OsStr, name: &OsStr) -> bool {
+    let (file, name) = (file.as_bytes(), name.as_bytes());
+    let Some(rest) = file
+        .strip_prefix(b".")
+        .and_then(|r| r.strip_prefix(name))
+        .and_then(|r| r.strip_prefix(b".luksfuse-"))
+        .and_then(|r| r.strip_suffix(b".tmp"))
+    else {
+        return false;
+    };
+    rest.len() == 12 && rest.iter().all(u8::is_ascii_hexdigit)
+}
+
+/// Wipes and removes the temporary copies of `path` in its directory that interrupted
+/// updates left behind. Best effort: what cannot be removed is reported and left.
+fn remove_stale_copies(path: &Path) {
+    let (dir, Some(name)) = (dir_of(path), path.file_name()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !is_temp_copy_of(&entry.file_name(), name) {
+            continue;
+        }
+        let stale = entry.path();
+        // Regular files only, never through a symlink.
+        let wiped = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&stale)
+            .and_then(|f| {
+                let meta = f.metadata()?;
+                if !meta.is_file() || meta.len() > MAX_HEADER_FILE {
+                    return Err(io::Error::other("not a header-sized regular file"));
+                }
+                wipe_ranges(&f, std::slice::from_ref(&(0..meta.len())))
+            })
+            .and_then(|()| std::fs::remove_file(&stale));
+        match wiped {
+            Ok(()) => log::warn!(
+                "removed {}, a copy of the header left by an interrupted update",
+                stale.display()
+            ),
+            Err(e) => log::warn!(
+                "{}: a copy of the header left by an interrupted update, not removed: {e}",
+                stale.display()
+            ),
+        }
+    }
+}
+
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Writes `data` to `path` crash-safely: a temporary file in the same directory (mode 0600,
 /// or the old file's mode and owner), `fsync`, rename over `path`, `fsync` of the directory.
 pub fn replace(path: &Path, data: &[u8], old: Option<&std::fs::Metadata>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    let dir = dir_of(path);
     let name = path
         .file_name()
         .ok_or_else(|| Error::usage("not a file name").in_file(path))?;
     let mut suffix = [0u8; 6];
     crate::secret::fill_random(&mut suffix)?;
     let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = dir.join(format!(".{}.luksfuse-{suffix}.tmp", name.to_string_lossy()));
+    let tmp = dir.join(temp_name(name, &suffix));
     let result = write_synced(&tmp, data, old).and_then(|()| {
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, "cannot replace header", &e))
     });
@@ -225,6 +304,21 @@ mod tests {
         let m = std::fs::metadata(&p).unwrap();
         assert_eq!(m.mode() & 0o777, 0o640);
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temporary_names_are_recognised_exactly() {
+        let name = OsStr::from_bytes(b"h\xffeader.img");
+        assert!(is_temp_copy_of(&temp_name(name, "00aaBB99ccdd"), name));
+        for other in [
+            &b".h\xffeader.img.luksfuse-00aabb99ccd.tmp"[..],
+            b".h\xffeader.img.luksfuse-00aabb99ccdg.tmp",
+            b".h\xffeader.img.luksfuse-00aabb99ccdd.tmp~",
+            b"h\xffeader.img.luksfuse-00aabb99ccdd.tmp",
+            b".header.img.luksfuse-00aabb99ccdd.tmp",
+        ] {
+            assert!(!is_temp_copy_of(OsStr::from_bytes(other), name));
+        }
     }
 
     #[test]
