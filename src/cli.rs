@@ -274,7 +274,7 @@ pub enum Command {
     RemoveKey {
         #[command(flatten)]
         key: KeyOpts,
-        /// Do not ask for confirmation (the last keyslot still needs --force).
+        /// Do not ask for confirmation: removes even the last keyslot, as cryptsetup does.
         #[arg(short = 'q', long = "batch-mode")]
         batch_mode: bool,
         /// Allow removing the last keyslot.
@@ -300,7 +300,7 @@ pub enum Command {
     KillSlot {
         #[command(flatten)]
         key: KeyFileOpts,
-        /// Do not ask for a key of another keyslot (the last keyslot still needs --force).
+        /// Do not ask for a key of another keyslot nor for confirmation (even the last keyslot).
         #[arg(short = 'q', long = "batch-mode")]
         batch_mode: bool,
         /// Allow removing the last keyslot.

@@ -271,9 +271,10 @@ pub fn change_key(c: &ChangeKey) -> Result<()> {
     Ok(())
 }
 
-/// Consent to remove the last keyslot: `--force`, or `YES` on a terminal.
-fn last_slot_consent(path: &Path, slot: u32, force: bool) -> Result<()> {
-    if force
+/// Consent to remove the last keyslot: given up front (`--force`, or `-q` as in cryptsetup),
+/// or `YES` on a terminal. Unlike cryptsetup, a run without a terminal does not count as yes.
+fn last_slot_consent(path: &Path, slot: u32, confirmed: bool) -> Result<()> {
+    if confirmed
         || passphrase::confirm(&are_you_sure(
             "This is the last keyslot. Device will become unusable after purging this key.",
         ))
@@ -284,7 +285,7 @@ fn last_slot_consent(path: &Path, slot: u32, force: bool) -> Result<()> {
         "keyslot {slot} is the last one; removing it makes the volume unusable"
     ))
     .in_file(path)
-    .with_hint("pass --force (or type YES on a terminal) if that is what you want"))
+    .with_hint("pass -q or --force (or type YES on a terminal) if that is what you want"))
 }
 
 /// `luksfuse remove-key`.
@@ -292,7 +293,8 @@ pub struct RemoveKey {
     pub header: PathBuf,
     pub key: KeySource,
     pub slot: Option<u32>,
-    pub force: bool,
+    /// Removing the last keyslot was confirmed up front.
+    pub confirmed: bool,
 }
 
 /// Removes the keyslot that the given key opens.
@@ -304,13 +306,13 @@ pub fn remove_key(c: &RemoveKey) -> Result<()> {
         .read_prompt("Enter passphrase to be deleted: ", false)?;
     let u = unlock(path, &locked, &header, &pass, c.slot)?;
     drop(pass);
-    remove_slot(locked, &header, u.slot, c.force)
+    remove_slot(locked, &header, u.slot, c.confirmed)
 }
 
-fn remove_slot(locked: Locked, header: &Header, slot: u32, force: bool) -> Result<()> {
+fn remove_slot(locked: Locked, header: &Header, slot: u32, confirmed: bool) -> Result<()> {
     let path = locked.path().to_owned();
     if keys::active_slots(header) == [slot] {
-        last_slot_consent(&path, slot, force)?;
+        last_slot_consent(&path, slot, confirmed)?;
     }
     let mut image = locked.image().to_vec();
     let area = keys::remove(&mut image, header, slot).map_err(|e| e.in_file(&path))?;
@@ -324,12 +326,15 @@ pub struct KillSlot {
     pub header: PathBuf,
     pub slot: u32,
     pub key: KeySource,
-    pub batch_mode: bool,
-    pub force: bool,
+    /// `-q` or `--force`: no key of another keyslot is asked for (unless a key file is given).
+    pub no_key_needed: bool,
+    /// Removing the last keyslot was confirmed up front.
+    pub confirmed: bool,
 }
 
 /// Removes keyslot `slot`. A key that opens another keyslot proves the right to do so;
-/// without one, `-q` (or `--force`) stands for it. The last keyslot needs `--force` or a `YES`.
+/// without one, `-q` (or `--force`) stands for it. The last keyslot needs `-q`, `--force` or
+/// a `YES` on a terminal.
 pub fn kill_slot(c: &KillSlot) -> Result<()> {
     let path = &c.header;
     let (locked, header) = open_locked(path)?;
@@ -340,7 +345,7 @@ pub fn kill_slot(c: &KillSlot) -> Result<()> {
         .into_iter()
         .filter(|s| *s != c.slot)
         .collect();
-    let need_key = c.key.is_file() || !(c.batch_mode || c.force);
+    let need_key = c.key.is_file() || !c.no_key_needed;
     if need_key && !others.is_empty() {
         let pass = c
             .key
@@ -361,7 +366,7 @@ pub fn kill_slot(c: &KillSlot) -> Result<()> {
             .in_file(path));
         }
     }
-    remove_slot(locked, &header, c.slot, c.force)
+    remove_slot(locked, &header, c.slot, c.confirmed)
 }
 
 /// Runs a long step (KDF calibration takes about `--iter-time`), saying so on a terminal:

@@ -246,14 +246,14 @@ fn run(cmd: Command) -> Result<()> {
         }),
         Command::RemoveKey {
             key,
-            batch_mode: _,
+            batch_mode,
             force,
             header,
         } => headers::remove_key(&headers::RemoveKey {
             header,
             key: key_source(&key),
             slot: key.key_slot,
-            force,
+            confirmed: force || batch_mode,
         }),
         Command::ChangeKey {
             key,
@@ -277,8 +277,8 @@ fn run(cmd: Command) -> Result<()> {
             header,
             slot,
             key: key_file_source(&key),
-            batch_mode,
-            force,
+            no_key_needed: batch_mode || force,
+            confirmed: force || batch_mode,
         }),
     }
 }

@@ -488,10 +488,10 @@ fn refusals_change_no_byte_of_the_header() {
             1,
             "512",
         ),
-        // The last keyslot needs --force (or YES on a terminal), even with -q.
+        // The last keyslot needs -q, --force or YES on a terminal; unlike cryptsetup, a
+        // run without a terminal is not taken as a yes.
         (vec!["remove-key", "-d", ks, hs], 1, "last"),
-        (vec!["remove-key", "-q", "-d", ks, hs], 1, "last"),
-        (vec!["kill-slot", "0", "-q", hs], 1, "last"),
+        (vec!["kill-slot", "0", "-d", ks, hs], 1, "last"),
         (vec!["kill-slot", "3", "-q", hs], 1, "not active"),
         (
             vec!["add-key", "-S", "0", "-d", ks, "--new-key-file", ks, hs],
@@ -531,10 +531,24 @@ fn refusals_change_no_byte_of_the_header() {
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
         assert_eq!(sha(&h), before, "{args:?} changed the header");
     }
-    // With --force the last keyslot goes; the header then opens with nothing.
-    let r = luksfuse(&["kill-slot", "0", "--force", hs], b"");
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(!cryptsetup_opens(&h, &k));
+    // -q confirms up front, as in cryptsetup (luksRemoveKey -q, luksKillSlot -q); so does
+    // --force. The last keyslot then goes and the header opens with nothing.
+    for (i, args) in [
+        vec!["remove-key", "-q", "-d", ks],
+        vec!["kill-slot", "-q", "0"],
+        vec!["kill-slot", "--force", "0"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let copy = dir.path().join(format!("copy{i}.img"));
+        std::fs::copy(&h, &copy).unwrap();
+        let mut args = args;
+        args.push(s(&copy));
+        let r = luksfuse(&args, b"");
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(!cryptsetup_opens(&copy, &k), "{args:?}");
+    }
 }
 
 #[test]
