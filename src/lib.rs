@@ -17,6 +17,8 @@ pub mod secret;
 pub mod status;
 pub mod sys;
 pub mod syslog;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod volume;
 
 pub use error::{Error, Kind, Result};

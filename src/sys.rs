@@ -481,7 +481,7 @@ mod tests {
         assert!(!ofd_write_lock_conflicts(a.as_fd(), 101).unwrap());
         assert!(ofd_write_lock_conflicts(b.as_fd(), 101).unwrap());
         assert!(!ofd_write_lock_conflicts(b.as_fd(), 102).unwrap());
-        drop(a);
+        crate::testing::close(a);
         assert!(!ofd_write_lock_conflicts(b.as_fd(), 101).unwrap());
     }
 
@@ -498,7 +498,7 @@ mod tests {
         let c = File::open(&p).unwrap();
         let e = flock_try(c.as_fd(), FlockKind::Exclusive).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
-        drop(a);
+        crate::testing::close(a);
         flock_try(c.as_fd(), FlockKind::Exclusive).unwrap();
     }
 
@@ -549,10 +549,10 @@ mod tests {
         let probe = format!("test -e /proc/self/fd/{}", a.as_raw_fd());
         let mut plain = Command::new("sh");
         plain.args(["-c", &probe]);
-        assert!(!plain.status().unwrap().success());
+        assert!(!crate::testing::status(&mut plain).unwrap().success());
         let mut kept = Command::new("sh");
         kept.args(["-c", &probe]);
         keep_fd_across_exec(&mut kept, a.as_raw_fd());
-        assert!(kept.status().unwrap().success());
+        assert!(crate::testing::status(&mut kept).unwrap().success());
     }
 }

@@ -248,7 +248,7 @@ mod tests {
         let e = RawImage::open(&p, Access::ReadWrite).err().unwrap();
         assert_eq!(e.kind(), Kind::Busy);
         assert!(e.to_string().contains("payload.raw"), "{e}");
-        drop((ro1, ro2));
+        crate::testing::close((ro1, ro2));
         let rw = RawImage::open(&p, Access::ReadWrite).unwrap();
         assert_eq!(
             RawImage::open(&p, Access::ReadOnly)
@@ -264,7 +264,7 @@ mod tests {
                 .exit_code(),
             5
         );
-        drop(rw);
+        crate::testing::close(rw);
         RawImage::open(&p, Access::ReadWrite).unwrap();
     }
 

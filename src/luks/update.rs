@@ -328,7 +328,7 @@ mod tests {
         std::fs::write(&p, b"x").unwrap();
         let held = lock_shared(&p).unwrap();
         assert_eq!(Locked::open(&p).err().unwrap().exit_code(), 5);
-        drop(held);
+        crate::testing::close(held);
         let l = Locked::open(&p).unwrap();
         assert_eq!(lock_shared(&p).unwrap_err().exit_code(), 5);
         drop(l);

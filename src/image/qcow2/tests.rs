@@ -5,6 +5,7 @@
 //! as the writer child and uses the test-only fault injection in `guard::crash_point`.
 
 use super::*;
+use crate::testing;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -13,9 +14,7 @@ use std::time::Duration;
 const MIB: u64 = 1 << 20;
 
 fn have_qemu() -> bool {
-    let ok = Command::new("qemu-img")
-        .arg("--version")
-        .output()
+    let ok = testing::output(Command::new("qemu-img").arg("--version"))
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
@@ -25,7 +24,7 @@ fn have_qemu() -> bool {
 }
 
 fn run(cmd: &str, args: &[&str]) -> std::process::Output {
-    let out = Command::new(cmd).args(args).output().expect(cmd);
+    let out = testing::output(Command::new(cmd).args(args)).expect(cmd);
     assert!(
         out.status.success(),
         "{cmd} {args:?}: {}{}",
@@ -73,10 +72,8 @@ fn qemu_raw(path: &Path) -> Vec<u8> {
 
 /// `qemu-img check` exit code: 0 clean, 3 leaks only, 2 corruption, 1 check failed.
 fn qemu_check(path: &Path) -> (i32, String) {
-    let out = Command::new("qemu-img")
-        .args(["check", "-f", "qcow2", p(path)])
-        .output()
-        .unwrap();
+    let out =
+        testing::output(Command::new("qemu-img").args(["check", "-f", "qcow2", p(path)])).unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
@@ -227,7 +224,7 @@ fn random_writes_against_model(path: &Path, seed: u64, count: usize, threads: u6
     }
     assert_same("read back before close", &read_all(&img), &model);
     img.flush().unwrap();
-    drop(img);
+    testing::close(img);
     let (code, text) = qemu_check(path);
     assert_eq!(code, 0, "qemu-img check: {text}");
     assert_same("qemu-img convert after writes", &qemu_raw(path), &model);
@@ -297,10 +294,9 @@ fn compressed_clusters_read_and_overwrite() {
     for cs in [65536, 4096] {
         let path = compressed_image(dir.path(), cs);
         let mut model = qemu_raw(&path);
-        {
-            let img = open(&path, &Qcow2Options::default()).unwrap();
-            assert_same("compressed read", &read_all(&img), &model);
-        }
+        let img = open(&path, &Qcow2Options::default()).unwrap();
+        assert_same("compressed read", &read_all(&img), &model);
+        testing::close(img);
         let img = open(&path, &rw()).unwrap();
         for (off, len) in [
             (100u64, 10usize),
@@ -312,7 +308,7 @@ fn compressed_clusters_read_and_overwrite() {
             model[off as usize..off as usize + len].copy_from_slice(&data);
         }
         img.flush().unwrap();
-        drop(img);
+        testing::close(img);
         let (code, text) = qemu_check(&path);
         assert_eq!(code, 0, "qemu-img check: {text}");
         assert_same("compressed overwrite", &qemu_raw(&path), &model);
@@ -355,7 +351,7 @@ fn backing_file_refused_by_default_readable_when_allowed() {
     };
     let img = open(&top, &allow).unwrap();
     assert_same("backing chain", &read_all(&img), &qemu_raw(&top));
-    drop(img);
+    testing::close(img);
     // Writable with a backing chain: the backing image stays untouched.
     let before = std::fs::read(&base).unwrap();
     let img = open(
@@ -369,7 +365,7 @@ fn backing_file_refused_by_default_readable_when_allowed() {
     .unwrap();
     img.write_at(&[9u8; 1000], MIB + 100).unwrap();
     img.flush().unwrap();
-    drop(img);
+    testing::close(img);
     assert_eq!(std::fs::read(&base).unwrap(), before);
     assert_eq!(qemu_check(&top).0, 0);
 }
@@ -491,7 +487,7 @@ fn crash_run(
     if let Some(n) = abort_after_l1 {
         cmd.env("LUKSFUSE_QCOW2_ABORT_AFTER_L1", n.to_string());
     }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = testing::spawn(&mut cmd).unwrap();
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         BufReader::new(stdout)

@@ -1,0 +1,48 @@
+//! Support for the unit tests: starting processes and closing locked files.
+//!
+//! A child process holds a copy of every descriptor of its parent, close-on-exec ones
+//! included, from its fork until its exec. The unit tests run in parallel threads of one
+//! process, so a lock that one test releases by closing its file may live on for a moment in
+//! a child that another test is just starting (seen: "held open by image::qcow2::t…", a
+//! qcow2 test's `qemu-img` not yet exec'd). Tests therefore start processes under a shared
+//! guard, and close files whose release they then rely on under the exclusive guard, which
+//! waits until every child being started has exec'd.
+
+use std::io;
+use std::process::{Child, Command, ExitStatus, Output};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+static FORKS: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    FORKS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    FORKS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `cmd.output()`, started while no test is closing a file it relies on.
+pub fn output(cmd: &mut Command) -> io::Result<Output> {
+    let _g = shared();
+    cmd.output()
+}
+
+/// `cmd.status()`, likewise.
+pub fn status(cmd: &mut Command) -> io::Result<ExitStatus> {
+    let _g = shared();
+    cmd.status()
+}
+
+/// `cmd.spawn()`, likewise (it returns once the child has exec'd).
+pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
+    let _g = shared();
+    cmd.spawn()
+}
+
+/// Drops `x` (closing its files) when no copy of their descriptors can be alive in a child
+/// that has not exec'd yet: whatever lock they held is released when this returns.
+pub fn close<T>(x: T) {
+    let _g = exclusive();
+    drop(x);
+}
