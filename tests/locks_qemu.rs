@@ -15,14 +15,16 @@ struct QemuIo(Child);
 
 impl QemuIo {
     fn open(args: &[&str], payload: &std::path::Path) -> QemuIo {
-        let child = Command::new("qemu-io")
-            .args(args)
-            .arg(payload)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("qemu-io");
+        let child = forking(|| {
+            Command::new("qemu-io")
+                .args(args)
+                .arg(payload)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        })
+        .expect("qemu-io");
         let q = QemuIo(child);
         wait_qemu_locks(payload);
         q
@@ -50,20 +52,24 @@ fn payload() -> (tempfile::TempDir, std::path::PathBuf) {
 fn qemu_cannot_write_while_we_hold_the_payload_read_write() {
     let (_dir, p) = payload();
     let _img = RawImage::open(&p, Access::ReadWrite).unwrap();
-    let out = Command::new("qemu-io")
-        .args(["-f", "raw", "-c", "write 0 512"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let out = forking(|| {
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", "write 0 512"])
+            .arg(&p)
+            .output()
+    })
+    .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("Failed to get \"write\" lock"), "{err}");
     // A read-only QEMU holds only consistent-read, which we share: it may read alongside us.
-    let out = Command::new("qemu-io")
-        .args(["-r", "-f", "raw", "-c", "read 0 512"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let out = forking(|| {
+        Command::new("qemu-io")
+            .args(["-r", "-f", "raw", "-c", "read 0 512"])
+            .arg(&p)
+            .output()
+    })
+    .unwrap();
     assert!(out.status.success(), "qemu-io -r may read alongside us");
 }
 
@@ -71,11 +77,13 @@ fn qemu_cannot_write_while_we_hold_the_payload_read_write() {
 fn qemu_cannot_write_while_we_hold_the_payload_read_only() {
     let (_dir, p) = payload();
     let _img = RawImage::open(&p, Access::ReadOnly).unwrap();
-    let out = Command::new("qemu-io")
-        .args(["-f", "raw", "-c", "write 0 512"])
-        .arg(&p)
-        .output()
-        .unwrap();
+    let out = forking(|| {
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", "write 0 512"])
+            .arg(&p)
+            .output()
+    })
+    .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Failed to get \"write\" lock"), "{err}");
 }
@@ -94,6 +102,8 @@ fn we_are_busy_while_qemu_has_the_payload_open_for_writing() {
         assert!(hint.contains("qemu-io (pid "), "{hint}");
     }
     drop(q);
+    // Our refused opens above closed their descriptors; a fork elsewhere may hold copies.
+    settle_forks();
     RawImage::open(&p, Access::ReadWrite).unwrap();
 }
 

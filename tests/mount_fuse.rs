@@ -102,10 +102,7 @@ fn mounted_file_carries_ext4_on_a_loop_device_and_unmount_ends_serving() {
     drop(loop_guard);
     // losetup -d is asynchronous; wait until the file is no longer held.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Command::new("losetup")
-        .arg("-j")
-        .arg(&file)
-        .output()
+    while forking(|| Command::new("losetup").arg("-j").arg(&file).output())
         .map(|o| !o.stdout.is_empty())
         .unwrap_or(false)
     {
@@ -125,6 +122,8 @@ fn mounted_file_carries_ext4_on_a_loop_device_and_unmount_ends_serving() {
     }
     server.join().unwrap().unwrap();
     assert!(!is_mounted(&mp));
+    // The server closed the payload; QEMU's locks need every copy of it gone.
+    settle_forks();
 
     // QEMU sees the ext4 file system we wrote through the mount (superblock magic 0xEF53).
     let plain = f.path("plain.bin");

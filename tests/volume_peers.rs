@@ -102,7 +102,7 @@ fn luks1_round_trip_with_qemu(cipher: &str, bits: &str) {
     );
 
     unaligned_writes(&vol, &mut model, 99);
-    drop(vol); // releases the payload locks
+    close(vol); // releases the payload locks
     let out = f.path("out.bin");
     run_ok(
         Command::new("qemu-img")
@@ -182,7 +182,7 @@ fn luks2_round_trip_with_cryptsetup(sector: u32, bits: &str) {
     assert_eq!(vol.size(), size as u64);
     let mut got = vec![0u8; size];
     vol.read_at(&mut got, 0).unwrap();
-    drop(vol);
+    close(vol);
     assert!(
         got == model,
         "sector {sector}: Volume reads cryptsetup's data"
@@ -198,10 +198,11 @@ fn luks2_round_trip_with_cryptsetup(sector: u32, bits: &str) {
             wrong[sector as usize..],
             model[sector as usize..2 * sector as usize]
         );
+        close(other);
     }
     let vol = volume(&f, Access::ReadWrite);
     unaligned_writes(&vol, &mut model, 1234);
-    drop(vol);
+    close(vol);
 
     run_ok(
         Command::new("cryptsetup")

@@ -18,11 +18,39 @@ pub fn tmpdir() -> tempfile::TempDir {
         .expect("tempdir")
 }
 
+// ---- Forks and locks ----
+//
+// A child holds a copy of every descriptor of the test process, close-on-exec ones included,
+// from its fork until its exec. Tests run in parallel threads, so a lock that a test releases
+// by closing a file it opened in-process (a RawImage, a Volume, an in-process mount) may live
+// on for a moment in a child another test is just starting; a peer (QEMU) started right
+// after would then find the file locked. So processes are started under a shared guard, and
+// a test that relies on such a release calls `settle_forks` (or `close`) after it, which
+// waits until every child being started has exec'd.
+
+static FORKS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Runs `start` (which starts a process) under the shared guard.
+pub fn forking<T>(start: impl FnOnce() -> T) -> T {
+    let _g = FORKS.read().unwrap_or_else(|e| e.into_inner());
+    start()
+}
+
+/// Returns once no child started before this call can still hold a copy of a descriptor
+/// closed before it.
+pub fn settle_forks() {
+    drop(FORKS.write().unwrap_or_else(|e| e.into_inner()));
+}
+
+/// Drops `x`, closing its files, and settles forks: their locks are released on return.
+pub fn close<T>(x: T) {
+    drop(x);
+    settle_forks();
+}
+
 /// Runs a command, panicking with its output if it fails.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = forking(|| cmd.output()).unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -143,13 +171,15 @@ pub struct Run {
 
 /// Runs `luksfuse args`, feeding `stdin`.
 pub fn luksfuse<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: &[u8]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_luksfuse"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn luksfuse");
+    let mut child = forking(|| {
+        Command::new(env!("CARGO_BIN_EXE_luksfuse"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    })
+    .expect("spawn luksfuse");
     let mut input = child.stdin.take().expect("stdin");
     // The child may exit before reading: ignore a broken pipe.
     let _ = input.write_all(stdin);
@@ -173,9 +203,7 @@ pub fn luksfuse_volume_key<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: &[u8]) 
 
 /// Whether cryptsetup is installed; tests that need it are skipped (with a message) otherwise.
 pub fn have_cryptsetup() -> bool {
-    Command::new("cryptsetup")
-        .arg("--version")
-        .output()
+    forking(|| Command::new("cryptsetup").arg("--version").output())
         .is_ok_and(|o| o.status.success())
 }
 
@@ -208,15 +236,17 @@ impl Scratch {
 
     /// Like [`Self::cryptsetup`], with `after` following the payload (e.g. a new key file).
     pub fn cryptsetup_then(&self, args: &[&str], after: &[&str]) -> String {
-        let out = Command::new("cryptsetup")
-            .args(["-q", "--batch-mode"])
-            .args(args)
-            .arg("--header")
-            .arg(self.header())
-            .arg(self.path("payload.raw"))
-            .args(after)
-            .output()
-            .expect("run cryptsetup");
+        let out = forking(|| {
+            Command::new("cryptsetup")
+                .args(["-q", "--batch-mode"])
+                .args(args)
+                .arg("--header")
+                .arg(self.header())
+                .arg(self.path("payload.raw"))
+                .args(after)
+                .output()
+        })
+        .expect("run cryptsetup");
         assert!(
             out.status.success(),
             "cryptsetup {args:?} failed: {}",
@@ -317,7 +347,7 @@ pub struct MountGuard(pub PathBuf);
 impl Drop for MountGuard {
     fn drop(&mut self) {
         if is_mounted(&self.0) {
-            let _ = Command::new("fusermount3").arg("-uz").arg(&self.0).status();
+            let _ = forking(|| Command::new("fusermount3").arg("-uz").arg(&self.0).status());
         }
     }
 }
@@ -327,7 +357,7 @@ pub struct UmountGuard(pub PathBuf);
 impl Drop for UmountGuard {
     fn drop(&mut self) {
         if is_mounted(&self.0) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            let _ = forking(|| Command::new("umount").arg("-l").arg(&self.0).status());
         }
     }
 }
@@ -336,7 +366,7 @@ impl Drop for UmountGuard {
 pub struct LoopGuard(pub String);
 impl Drop for LoopGuard {
     fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+        let _ = forking(|| Command::new("losetup").arg("-d").arg(&self.0).status());
     }
 }
 
@@ -365,20 +395,22 @@ pub fn mount_foreground(
     mnt: &Path,
     stderr: Stdio,
 ) -> std::process::Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_luksfuse"))
-        .args([
-            "mount",
-            "-f",
-            "-d",
-            s(&f.keyfile),
-            s(&f.header),
-            s(payload),
-            s(mnt),
-        ])
-        .stdin(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+    let child = forking(|| {
+        Command::new(env!("CARGO_BIN_EXE_luksfuse"))
+            .args([
+                "mount",
+                "-f",
+                "-d",
+                s(&f.keyfile),
+                s(&f.header),
+                s(payload),
+                s(mnt),
+            ])
+            .stdin(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+    })
+    .unwrap();
     let name = payload.file_stem().unwrap();
     let t = Instant::now();
     while !mnt.join(name).exists() {
@@ -508,11 +540,13 @@ impl Mounted {
         // count as open for a moment, and the unmount then fails with EBUSY. Retry briefly.
         let start = Instant::now();
         loop {
-            let out = Command::new("fusermount3")
-                .arg("-u")
-                .arg(&self.mnt)
-                .output()
-                .unwrap();
+            let out = forking(|| {
+                Command::new("fusermount3")
+                    .arg("-u")
+                    .arg(&self.mnt)
+                    .output()
+            })
+            .unwrap();
             if out.status.success() {
                 break;
             }
