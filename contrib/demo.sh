@@ -17,6 +17,9 @@ trap cleanup EXIT
 cd "$work"
 # fusermount3 -u, retried briefly: FUSE releases a just-closed file asynchronously.
 fuse_unmount() { for _ in $(seq 50); do fusermount3 -u "$1" 2>/dev/null && return 0; sleep 0.1; done; fusermount3 -u "$1"; }
+# The daemon flushes, releases the payload's locks and exits just after the unmount returns;
+# mounting the payload again before that would find it busy (exit 5).
+daemon_gone() { for _ in $(seq 100); do pgrep -f "luksfuse mount .* $1\$" >/dev/null || return 0; sleep 0.1; done; return 1; }
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
 printf 'demo passphrase' > demo.key
@@ -49,7 +52,7 @@ mkfs.ext4 -q "$loopdev" && mount "$loopdev" fs
 say "echo 'hello from an encrypted disk' > fs/hello.txt; cp /etc/services fs/"
 echo 'hello from an encrypted disk' > fs/hello.txt; cp /etc/services fs/
 say umount fs '&&' losetup -d "$loopdev" '&&' fusermount3 -u mnt
-umount fs && losetup -d "$loopdev" && loopdev="" && fuse_unmount mnt
+umount fs && losetup -d "$loopdev" && loopdev="" && fuse_unmount mnt && daemon_gone mnt
 say "grep -c 'hello from an encrypted disk' payload.raw   # the payload holds only ciphertext"
 grep -c 'hello from an encrypted disk' payload.raw || true
 say luksfuse mount --readonly -d demo.key header.img payload.raw mnt "&& mount -o ro ..."
