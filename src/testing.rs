@@ -1,4 +1,5 @@
-//! Support for the unit tests: starting processes and closing locked files.
+//! Support for the unit tests: deterministic random data, starting processes and closing
+//! locked files.
 //!
 //! A child process holds a copy of every descriptor of its parent, close-on-exec ones
 //! included, from its fork until its exec. The unit tests run in parallel threads of one
@@ -45,4 +46,26 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
 pub fn close<T>(x: T) {
     let _g = exclusive();
     drop(x);
+}
+
+/// A small deterministic generator (xorshift64*), so that failures can be replayed by seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn fill(&mut self, b: &mut [u8]) {
+        for x in b {
+            *x = self.next() as u8;
+        }
+    }
 }

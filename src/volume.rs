@@ -282,25 +282,7 @@ mod tests {
     use super::*;
     use crate::image::MemImage;
     use crate::secret::Secret;
-
-    /// xorshift64*: deterministic, dependency-free test randomness.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn fill(&mut self, b: &mut [u8]) {
-            for x in b {
-                *x = self.next() as u8;
-            }
-        }
-    }
+    use crate::testing::Rng;
 
     fn segment(offset: u64, size: Option<u64>, sector: u32, cipher: &str, key: usize) -> Segment {
         Segment {

@@ -5,7 +5,7 @@
 //! as the writer child and uses the test-only fault injection in `guard::crash_point`.
 
 use super::*;
-use crate::testing;
+use crate::testing::{self, Rng};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -98,20 +98,6 @@ fn read_all(img: &dyn Image) -> Vec<u8> {
         step = step * 3 % 1_000_003 + 1;
     }
     out
-}
-
-/// A small deterministic generator (xorshift64*), so failures can be replayed by seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 fn assert_same(what: &str, got: &[u8], want: &[u8]) {
