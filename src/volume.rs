@@ -35,6 +35,17 @@ thread_local! {
     static WRITE_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// One step of a read or write (see `Volume::spans`): `n` bytes at `at` in the caller's
+/// buffer, starting at byte `skip` of sector `sec`; `partial` when they cover less than
+/// whole sectors.
+struct Span {
+    at: usize,
+    sec: u64,
+    skip: usize,
+    n: usize,
+    partial: bool,
+}
+
 /// Bytes of whole sectors processed per image request in the bulk path.
 const CHUNK: usize = 1 << 20;
 /// Number of locks in the striped table guarding partial-sector read-modify-write.
@@ -158,26 +169,18 @@ impl Volume {
     /// Reads up to `buf.len()` bytes at `off`; returns fewer only at the end of the volume.
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
         let len = self.clamp(buf.len(), off);
-        let s = self.sector;
-        let mut done = 0;
-        while done < len {
-            let pos = off + done as u64;
-            let (sec, skip) = (pos / s as u64, (pos % s as u64) as usize);
-            let rest = len - done;
-            if skip != 0 || rest < s {
-                let n = (s - skip).min(rest);
+        for sp in self.spans(off, len) {
+            let out = &mut buf[sp.at..sp.at + sp.n];
+            if sp.partial {
                 let mut tmp = [0u8; MAX_SECTOR];
-                let tmp = &mut tmp[..s];
+                let tmp = &mut tmp[..self.sector];
                 {
-                    let _g = self.stripe(sec);
-                    self.read_sectors(tmp, sec)?;
+                    let _g = self.stripe(sp.sec);
+                    self.read_sectors(tmp, sp.sec)?;
                 }
-                buf[done..done + n].copy_from_slice(&tmp[skip..skip + n]);
-                done += n;
+                out.copy_from_slice(&tmp[sp.skip..sp.skip + sp.n]);
             } else {
-                let n = (rest / s * s).min(CHUNK / s * s);
-                self.read_sectors(&mut buf[done..done + n], sec)?;
-                done += n;
+                self.read_sectors(out, sp.sec)?;
             }
         }
         Ok(len)
@@ -197,30 +200,53 @@ impl Volume {
         len: usize,
         scratch: &mut Vec<u8>,
     ) -> io::Result<usize> {
-        let s = self.sector;
-        let mut done = 0;
-        while done < len {
-            let pos = off + done as u64;
-            let (sec, skip) = (pos / s as u64, (pos % s as u64) as usize);
-            let rest = len - done;
-            if skip != 0 || rest < s {
-                let n = (s - skip).min(rest);
+        for sp in self.spans(off, len) {
+            let data = &buf[sp.at..sp.at + sp.n];
+            if sp.partial {
                 let mut tmp = [0u8; MAX_SECTOR];
-                let tmp = &mut tmp[..s];
-                let _g = self.stripe(sec);
-                self.read_sectors(tmp, sec)?;
-                tmp[skip..skip + n].copy_from_slice(&buf[done..done + n]);
-                self.write_sectors(tmp, sec)?;
-                done += n;
+                let tmp = &mut tmp[..self.sector];
+                let _g = self.stripe(sp.sec);
+                self.read_sectors(tmp, sp.sec)?;
+                tmp[sp.skip..sp.skip + sp.n].copy_from_slice(data);
+                self.write_sectors(tmp, sp.sec)?;
             } else {
-                let n = (rest / s * s).min(CHUNK / s * s);
                 scratch.clear();
-                scratch.extend_from_slice(&buf[done..done + n]);
-                self.write_sectors(scratch, sec)?;
-                done += n;
+                scratch.extend_from_slice(data);
+                self.write_sectors(scratch, sp.sec)?;
             }
         }
         Ok(len)
+    }
+
+    /// Splits `len` bytes of I/O at byte `off` into the steps both paths take: a partial
+    /// sector (read-modify-write, under its stripe lock) where the I/O starts or ends inside
+    /// one, and runs of whole sectors of at most [`CHUNK`] bytes in between.
+    fn spans(&self, off: u64, len: usize) -> impl Iterator<Item = Span> {
+        let s = self.sector;
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            if at >= len {
+                return None;
+            }
+            let pos = off + at as u64;
+            let (sec, skip) = (pos / s as u64, (pos % s as u64) as usize);
+            let rest = len - at;
+            let partial = skip != 0 || rest < s;
+            let n = if partial {
+                (s - skip).min(rest)
+            } else {
+                (rest / s * s).min(CHUNK / s * s)
+            };
+            let span = Span {
+                at,
+                sec,
+                skip,
+                n,
+                partial,
+            };
+            at += n;
+            Some(span)
+        })
     }
 
     /// How many of `want` bytes at `off` lie inside the volume.
