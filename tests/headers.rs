@@ -5,25 +5,16 @@
 mod common;
 
 use common::*;
-use sha2::Digest as _;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Fast KDF arguments for luksfuse (same names as cryptsetup's).
-fn fast(kdf: &str) -> Vec<&'static str> {
-    fast_kdf(kdf)
-}
-
 fn key(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
     let p = dir.join(name);
     write_file(&p, content);
     p
-}
-
-fn sha(path: &Path) -> Vec<u8> {
-    sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
 }
 
 /// `cryptsetup open --test-passphrase` on the header file itself.
@@ -115,7 +106,7 @@ fn formatted_headers_open_in_cryptsetup_with_the_same_volume_key() {
             "--sector-size",
             sector,
         ];
-        args.extend(fast(kdf));
+        args.extend(fast_kdf(kdf));
         format(&h, &k, &args);
         let what = format!("{kind} {kdf} {hash} {bits} {sector}");
         assert!(cryptsetup_opens(&h, &k), "cryptsetup cannot open {what}");
@@ -159,7 +150,7 @@ fn luks1_header_works_in_qemu_and_its_data_reads_back_through_the_mount() {
         .set_len(4 << 20)
         .unwrap();
     let mut args = vec!["--type", "luks1"];
-    args.extend(fast("pbkdf2"));
+    args.extend(fast_kdf("pbkdf2"));
     format(&header, &keyfile, &args);
     let secret = format!("secret,id=s,file={}", s(&keyfile));
     let opts = format!(
@@ -206,7 +197,7 @@ fn keys_move_between_luksfuse_and_cryptsetup_and_the_volume_key_stays() {
         let k3 = key(dir.path(), "k3", b"third key");
         let k4 = key(dir.path(), "k4", b"fourth key");
         let mut args = vec!["--type", kind];
-        args.extend(fast("pbkdf2"));
+        args.extend(fast_kdf("pbkdf2"));
         format(&h, &k1, &args);
         let vk = cs_key(&h, &k1);
 
@@ -214,13 +205,13 @@ fn keys_move_between_luksfuse_and_cryptsetup_and_the_volume_key_stays() {
         let mut add: Vec<&OsStr> = vec!["add-key".as_ref(), "-d".as_ref(), k1.as_os_str()];
         add.extend(["--new-key-file".as_ref(), k2.as_os_str()]);
         add.extend(
-            fast("argon2id")
+            fast_kdf("argon2id")
                 .into_iter()
                 .map(OsStr::new)
                 .filter(|_| kind == "luks2"),
         );
         add.extend(
-            fast("pbkdf2")
+            fast_kdf("pbkdf2")
                 .into_iter()
                 .map(OsStr::new)
                 .filter(|_| kind == "luks1"),
@@ -276,7 +267,7 @@ fn keys_move_between_luksfuse_and_cryptsetup_and_the_volume_key_stays() {
         // change-key: the new key in the same slot, the old one gone.
         let mut change: Vec<&OsStr> = vec!["change-key".as_ref(), "-d".as_ref(), k1.as_os_str()];
         change.extend(["--new-key-file".as_ref(), k4.as_os_str()]);
-        change.extend(fast("pbkdf2").into_iter().map(OsStr::new));
+        change.extend(fast_kdf("pbkdf2").into_iter().map(OsStr::new));
         change.push(h.as_os_str());
         let r = lf(&change);
         assert_eq!(r.code, 0, "{kind} change-key: {}", r.stderr);
@@ -327,7 +318,7 @@ fn change_key_killed_at_any_moment_leaves_the_old_or_the_new_key() {
             key(dir.path(), "b", b"passphrase B"),
         ];
         let mut args = vec!["--type", kind];
-        args.extend(fast("pbkdf2"));
+        args.extend(fast_kdf("pbkdf2"));
         format(&h, &keys[0], &args);
         let vk = lf_key(&h, &keys[0]);
         let seed = std::time::SystemTime::now()
@@ -407,9 +398,9 @@ fn refusals_change_no_byte_of_the_header() {
     let k = key(dir.path(), "k", PASS);
     let h = dir.path().join("h.img");
     let mut args = vec!["--type", "luks2"];
-    args.extend(fast("pbkdf2"));
+    args.extend(fast_kdf("pbkdf2"));
     format(&h, &k, &args);
-    let before = sha(&h);
+    let before = sha256_file(&h);
     let ks = s(&k);
     let hs = s(&h);
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
@@ -518,7 +509,7 @@ fn refusals_change_no_byte_of_the_header() {
             "{args:?}: {}",
             r.stderr
         );
-        assert_eq!(sha(&h), before, "{args:?} changed the header");
+        assert_eq!(sha256_file(&h), before, "{args:?} changed the header");
     }
     // A wrong key: exit 2, nothing changed.
     let wrong = key(dir.path(), "wrong", b"wrong");
@@ -529,7 +520,7 @@ fn refusals_change_no_byte_of_the_header() {
     ] {
         let r = luksfuse(&args, b"");
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
-        assert_eq!(sha(&h), before, "{args:?} changed the header");
+        assert_eq!(sha256_file(&h), before, "{args:?} changed the header");
     }
     // -q confirms up front, as in cryptsetup (luksRemoveKey -q, luksKillSlot -q); so does
     // --force. The last keyslot then goes and the header opens with nothing.
@@ -563,9 +554,9 @@ fn add_key_while_mounted_is_refused_as_busy() {
         .set_len(1 << 20)
         .unwrap();
     let mut args = vec!["--type", "luks2"];
-    args.extend(fast("pbkdf2"));
+    args.extend(fast_kdf("pbkdf2"));
     format(&header, &keyfile, &args);
-    let before = sha(&header);
+    let before = sha256_file(&header);
     let f = Fixture {
         dir,
         header,
@@ -590,14 +581,14 @@ fn add_key_while_mounted_is_refused_as_busy() {
         assert_eq!(r.code, 5, "{}", r.stderr);
         assert!(r.stderr.contains("in use"), "{}", r.stderr);
         assert!(r.stderr.contains(s(&f.header)), "{}", r.stderr);
-        assert_eq!(sha(&f.header), before);
+        assert_eq!(sha256_file(&f.header), before);
         // Formatting over it is refused the same way.
         let r = luksfuse(
             &["format", "--force", "-d", s(&f.keyfile), s(&f.header)],
             b"",
         );
         assert_eq!(r.code, 5, "{}", r.stderr);
-        assert_eq!(sha(&f.header), before);
+        assert_eq!(sha256_file(&f.header), before);
         m.unmount();
     }
     let r = luksfuse(&add, b"");
@@ -616,9 +607,9 @@ fn changing_a_header_open_in_qemu_is_refused_as_busy() {
         .set_len(1 << 20)
         .unwrap();
     let mut args = vec!["--type", "luks1"];
-    args.extend(fast("pbkdf2"));
+    args.extend(fast_kdf("pbkdf2"));
     format(&header, &keyfile, &args);
-    let before = sha(&header);
+    let before = sha256_file(&header);
     let mut qemu = Command::new("qemu-io")
         .arg("--object")
         .arg(format!("secret,id=s,file={}", s(&keyfile)))
@@ -639,7 +630,7 @@ fn changing_a_header_open_in_qemu_is_refused_as_busy() {
     let _ = qemu.wait();
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(r.stderr.contains("QEMU"), "{}", r.stderr);
-    assert_eq!(sha(&header), before);
+    assert_eq!(sha256_file(&header), before);
 }
 
 /// A `change-key` killed before its rename leaves `.h.img.luksfuse-XXXXXXXXXXXX.tmp`, a copy of
@@ -653,7 +644,7 @@ fn the_next_change_removes_copies_left_by_killed_updates() {
     let wrong = key(dir.path(), "wrong", b"wrong");
     let header = dir.path().join("h.img");
     let mut args = vec!["--type", "luks2"];
-    args.extend(fast("pbkdf2"));
+    args.extend(fast_kdf("pbkdf2"));
     format(&header, &keyfile, &args);
     let stale = dir.path().join(".h.img.luksfuse-0123456789ab.tmp");
     std::fs::copy(&header, &stale).unwrap();
@@ -690,8 +681,8 @@ fn the_next_change_removes_copies_left_by_killed_updates() {
     let r = add(&wrong);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert_eq!(
-        sha(&stale),
-        sha(&header),
+        sha256_file(&stale),
+        sha256_file(&header),
         "a refused change touched the copy"
     );
 

@@ -62,17 +62,7 @@ fn luks2_pbkdf2_sha512_unlocks_with_cryptsetups_volume_key() {
 fn luks2_argon2i_unlocks_with_cryptsetups_volume_key() {
     need_cryptsetup!();
     for sector in [512, 4096] {
-        unlock_matches_cryptsetup(
-            &[
-                "--pbkdf",
-                "argon2i",
-                "--pbkdf-force-iterations",
-                "4",
-                "--pbkdf-memory",
-                "32768",
-            ],
-            sector,
-        );
+        unlock_matches_cryptsetup(&fast_kdf("argon2i"), sector);
     }
 }
 
@@ -80,17 +70,7 @@ fn luks2_argon2i_unlocks_with_cryptsetups_volume_key() {
 fn luks2_argon2id_unlocks_with_cryptsetups_volume_key() {
     need_cryptsetup!();
     for sector in [512, 4096] {
-        unlock_matches_cryptsetup(
-            &[
-                "--pbkdf",
-                "argon2id",
-                "--pbkdf-force-iterations",
-                "4",
-                "--pbkdf-memory",
-                "32768",
-            ],
-            sector,
-        );
+        unlock_matches_cryptsetup(&fast_kdf("argon2id"), sector);
     }
 }
 

@@ -4,15 +4,10 @@
 
 mod common;
 use common::*;
-use sha2::{Digest, Sha256};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn sha256(path: &Path) -> Vec<u8> {
-    Sha256::digest(std::fs::read(path).unwrap()).to_vec()
-}
 
 #[test]
 fn whole_story_loop_ext4_files_then_readonly_remount() {
@@ -122,7 +117,7 @@ fn errors_leave_nothing_mounted_and_no_byte_changed() {
     let mnt = f.path("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let _guard = MountGuard(mnt.clone());
-    let before = (sha256(&f.header), sha256(&f.payload));
+    let before = (sha256_file(&f.header), sha256_file(&f.payload));
     let (h, p, m) = (s(&f.header), s(&f.payload), s(&mnt));
 
     // Wrong passphrase: 2.
@@ -152,7 +147,7 @@ fn errors_leave_nothing_mounted_and_no_byte_changed() {
     assert!(!is_mounted(&mnt), "something got mounted");
     assert!(daemons_for(&mnt).is_empty(), "a daemon was left running");
     assert_eq!(
-        (sha256(&f.header), sha256(&f.payload)),
+        (sha256_file(&f.header), sha256_file(&f.payload)),
         before,
         "a file changed"
     );

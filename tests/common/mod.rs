@@ -105,6 +105,11 @@ pub fn luks_format(args: &[&str]) -> Fixture {
     }
 }
 
+/// SHA-256 of a whole file (to show that a refused operation changed no byte).
+pub fn sha256_file(path: &Path) -> Vec<u8> {
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}
+
 /// Fast KDF settings for cryptsetup (tests are about correctness, not strength).
 pub fn fast_kdf(kdf: &str) -> Vec<&'static str> {
     match kdf {
