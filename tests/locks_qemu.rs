@@ -48,28 +48,21 @@ fn payload() -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, p)
 }
 
+/// Runs `qemu-io ARGS PAYLOAD` to completion.
+fn qemu_io_run(args: &[&str], payload: &std::path::Path) -> std::process::Output {
+    forking(|| Command::new("qemu-io").args(args).arg(payload).output()).unwrap()
+}
+
 #[test]
 fn qemu_cannot_write_while_we_hold_the_payload_read_write() {
     let (_dir, p) = payload();
     let _img = RawImage::open(&p, Access::ReadWrite).unwrap();
-    let out = forking(|| {
-        Command::new("qemu-io")
-            .args(["-f", "raw", "-c", "write 0 512"])
-            .arg(&p)
-            .output()
-    })
-    .unwrap();
+    let out = qemu_io_run(&["-f", "raw", "-c", "write 0 512"], &p);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("Failed to get \"write\" lock"), "{err}");
     // A read-only QEMU holds only consistent-read, which we share: it may read alongside us.
-    let out = forking(|| {
-        Command::new("qemu-io")
-            .args(["-r", "-f", "raw", "-c", "read 0 512"])
-            .arg(&p)
-            .output()
-    })
-    .unwrap();
+    let out = qemu_io_run(&["-r", "-f", "raw", "-c", "read 0 512"], &p);
     assert!(out.status.success(), "qemu-io -r may read alongside us");
 }
 
@@ -77,13 +70,7 @@ fn qemu_cannot_write_while_we_hold_the_payload_read_write() {
 fn qemu_cannot_write_while_we_hold_the_payload_read_only() {
     let (_dir, p) = payload();
     let _img = RawImage::open(&p, Access::ReadOnly).unwrap();
-    let out = forking(|| {
-        Command::new("qemu-io")
-            .args(["-f", "raw", "-c", "write 0 512"])
-            .arg(&p)
-            .output()
-    })
-    .unwrap();
+    let out = qemu_io_run(&["-f", "raw", "-c", "write 0 512"], &p);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Failed to get \"write\" lock"), "{err}");
 }
