@@ -326,9 +326,8 @@ pub struct KillSlot {
     pub header: PathBuf,
     pub slot: u32,
     pub key: KeySource,
-    /// `-q` or `--force`: no key of another keyslot is asked for (unless a key file is given).
-    pub no_key_needed: bool,
-    /// Removing the last keyslot was confirmed up front.
+    /// `-q` or `--force`: confirmed up front, so neither a key of another keyslot (unless a
+    /// key file is given) nor a `YES` for the last keyslot is asked for.
     pub confirmed: bool,
 }
 
@@ -345,7 +344,7 @@ pub fn kill_slot(c: &KillSlot) -> Result<()> {
         .into_iter()
         .filter(|s| *s != c.slot)
         .collect();
-    let need_key = c.key.is_file() || !c.no_key_needed;
+    let need_key = c.key.is_file() || !c.confirmed;
     if need_key && !others.is_empty() {
         let pass = c
             .key

@@ -253,7 +253,7 @@ fn run(cmd: Command) -> Result<()> {
             header,
             key: key_source(&key),
             slot: key.key_slot,
-            confirmed: force || batch_mode,
+            confirmed: batch_mode || force,
         }),
         Command::ChangeKey {
             key,
@@ -277,8 +277,7 @@ fn run(cmd: Command) -> Result<()> {
             header,
             slot,
             key: key_file_source(&key),
-            no_key_needed: batch_mode || force,
-            confirmed: force || batch_mode,
+            confirmed: batch_mode || force,
         }),
     }
 }
