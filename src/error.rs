@@ -1,14 +1,28 @@
 //! One error type for the whole tool, and the one table of exit codes.
 //!
-//! Exit codes follow cryptsetup's (see `cryptsetup(8)`, RETURN CODES). They are
-//! part of the interface: never renumber, never reuse a retired number.
+//! An [`Error`] is a value a caller can match on, never a string to inspect:
+//! * its [`Kind`] says what a caller (or a script, through the exit code) can act on; the exit
+//!   code, the errno and the meaning of each kind are defined here, next to the variants, and
+//!   `--help`, the man page and the README's exit table are made from [`EXIT_CODES`];
+//! * its [`Reason`] names the few situations code must tell apart (no structure at all at a
+//!   place vs a damaged one, a truncated file, a wrong passphrase, an unsupported feature);
+//! * its context says where: the file, the keyslot, the LUKS2 header copy, the byte offset.
+//!
+//! The message is for people only: one line saying what is wrong. No code decides anything
+//! from it. Errors are `Serialize`/`Deserialize`, so the mount daemon hands its error to the
+//! parent process as a structured value (see `mount`).
+//!
+//! Exit codes follow cryptsetup's (see `cryptsetup(8)`, RETURN CODES). They are part of the
+//! interface: never renumber, never reuse a retired number.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io;
 use std::path::Path;
 
 /// What went wrong, at the granularity a caller (or a script) can act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// Wrong parameters or usage (exit 1).
     Usage,
@@ -22,25 +36,18 @@ pub enum Kind {
     Busy,
 }
 
-/// The exit code table: `(code, meaning)`. Printed by `--help` and in the README.
-pub const EXIT_CODES: &[(i32, &str)] = &[
-    (0, "success"),
-    (1, "wrong parameters or usage"),
-    (2, "no key available with this passphrase (or key file)"),
-    (3, "out of memory (or a KDF memory cost over the limit)"),
-    (
-        4,
-        "wrong, damaged or unsupported header or payload file; I/O error",
-    ),
-    (
-        5,
-        "device busy: file locked by another process, mountpoint in use",
-    ),
-];
-
 impl Kind {
-    /// The process exit code for this kind (see [`EXIT_CODES`]).
-    pub fn exit_code(self) -> i32 {
+    /// Every kind, in exit-code order.
+    pub const ALL: [Kind; 5] = [
+        Kind::Usage,
+        Kind::NoKey,
+        Kind::NoMem,
+        Kind::Device,
+        Kind::Busy,
+    ];
+
+    /// The process exit code for this kind (cryptsetup's numbers).
+    pub const fn exit_code(self) -> i32 {
         match self {
             Kind::Usage => 1,
             Kind::NoKey => 2,
@@ -49,34 +56,152 @@ impl Kind {
             Kind::Busy => 5,
         }
     }
+
+    /// What the exit code means, as `--help`, the man page and the README say it.
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            Kind::Usage => "wrong parameters or usage",
+            Kind::NoKey => "no key available with this passphrase (or key file)",
+            Kind::NoMem => "out of memory (or a KDF memory cost over the limit)",
+            Kind::Device => "wrong, damaged or unsupported header or payload file; I/O error",
+            Kind::Busy => "device busy: file locked by another process, mountpoint in use",
+        }
+    }
+
+    /// The errno for this kind, where an error must be reported as one.
+    pub const fn errno(self) -> i32 {
+        match self {
+            Kind::Usage => libc::EINVAL,
+            Kind::NoKey => libc::EACCES,
+            Kind::NoMem => libc::ENOMEM,
+            Kind::Device => libc::EIO,
+            Kind::Busy => libc::EBUSY,
+        }
+    }
+
+    /// The kind whose exit code is `code`.
+    pub fn from_exit_code(code: i32) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.exit_code() == code)
+    }
 }
 
-/// A one-line error: optionally the file it concerns, what is wrong, and an optional hint.
-#[derive(Debug)]
-pub struct Error {
+/// The exit code of success, and its meaning.
+pub const SUCCESS: (i32, &str) = (0, "success");
+
+/// The exit code table: `(code, meaning)`, success first, then every [`Kind`] in order.
+/// `--help`, the man page and the README print exactly this.
+pub const EXIT_CODES: &[(i32, &str)] = &[
+    SUCCESS,
+    (Kind::Usage.exit_code(), Kind::Usage.meaning()),
+    (Kind::NoKey.exit_code(), Kind::NoKey.meaning()),
+    (Kind::NoMem.exit_code(), Kind::NoMem.meaning()),
+    (Kind::Device.exit_code(), Kind::Device.meaning()),
+    (Kind::Busy.exit_code(), Kind::Busy.meaning()),
+];
+
+/// The exit-code table as text lines (`  0  success`), for `--help` and the man page.
+pub fn exit_code_table() -> String {
+    EXIT_CODES
+        .iter()
+        .map(|(code, meaning)| format!("  {code}  {meaning}\n"))
+        .collect()
+}
+
+/// The situations code tells apart. Most errors are [`Reason::Other`]: their kind and message
+/// say all there is to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// Nothing more specific.
+    Other,
+    /// No structure of the expected kind at this place at all (its magic is absent), as
+    /// opposed to one that is there but damaged.
+    NoMagic,
+    /// The file ends before bytes `..end`; it has `size` bytes.
+    Truncated { end: u64, size: u64 },
+    /// The passphrase or key opened none of the keyslots tried.
+    WrongKey,
+    /// The keyslot asked for is not active.
+    InactiveKeyslot,
+    /// Well-formed, but uses something luksfuse does not implement (a cipher, a KDF, a
+    /// feature flag).
+    Unsupported,
+    /// A system call failed with this OS error number.
+    Os(i32),
+}
+
+/// Which of the two copies of a LUKS2 header an error concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeaderCopy {
+    Primary,
+    Secondary,
+}
+
+impl fmt::Display for HeaderCopy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HeaderCopy::Primary => "primary",
+            HeaderCopy::Secondary => "secondary",
+        })
+    }
+}
+
+/// A one-line error: its kind and reason, where it happened (file, keyslot, header copy,
+/// offset), what is wrong, and an optional hint.
+///
+/// Displayed as `file: keyslot N: message` (the parts that are known); the header copy and
+/// the offset are for callers and the debug log (messages that need them say them already).
+/// The hint is printed separately by the CLI.
+///
+/// The fields live behind one `Box`, so that a `Result<T>` stays small on hot paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Error(Box<Inner>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Inner {
     kind: Kind,
-    file: Option<String>,
+    reason: Reason,
     msg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keyslot: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    copy: Option<HeaderCopy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     hint: Option<String>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error of `kind` saying `msg`.
     pub fn new(kind: Kind, msg: impl Into<String>) -> Self {
-        Error {
+        Error(Box::new(Inner {
             kind,
-            file: None,
+            reason: Reason::Other,
             msg: msg.into(),
+            file: None,
+            keyslot: None,
+            copy: None,
+            offset: None,
             hint: None,
-        }
+        }))
     }
+    /// Wrong parameters or usage.
     pub fn usage(msg: impl Into<String>) -> Self {
         Self::new(Kind::Usage, msg)
     }
+    /// No key opened (see also [`Error::wrong_key`]).
     pub fn no_key(msg: impl Into<String>) -> Self {
         Self::new(Kind::NoKey, msg)
     }
+    /// Out of memory, or over a memory limit.
     pub fn no_mem(msg: impl Into<String>) -> Self {
         Self::new(Kind::NoMem, msg)
     }
@@ -84,8 +209,25 @@ impl Error {
     pub fn format(msg: impl Into<String>) -> Self {
         Self::new(Kind::Device, msg)
     }
+    /// Busy: locked, or in use.
     pub fn busy(msg: impl Into<String>) -> Self {
         Self::new(Kind::Busy, msg)
+    }
+    /// No structure of the expected kind at this place (its magic is absent).
+    pub fn no_magic(msg: impl Into<String>) -> Self {
+        Self::format(msg).because(Reason::NoMagic)
+    }
+    /// The file has `size` bytes but bytes up to `end` are needed.
+    pub fn truncated(msg: impl Into<String>, end: u64, size: u64) -> Self {
+        Self::format(msg).because(Reason::Truncated { end, size })
+    }
+    /// Something well-formed that luksfuse does not implement.
+    pub fn unsupported(msg: impl Into<String>) -> Self {
+        Self::format(msg).because(Reason::Unsupported)
+    }
+    /// The passphrase or key opened none of the keyslots tried.
+    pub fn wrong_key(msg: impl Into<String>) -> Self {
+        Self::no_key(msg).because(Reason::WrongKey)
     }
     /// An I/O error on `path`; `what` says what we were doing ("cannot open", "cannot read").
     pub fn io(path: &Path, what: &str, err: &io::Error) -> Self {
@@ -95,47 +237,106 @@ impl Error {
             _ => Kind::Device,
         };
         let mut e = Self::new(kind, format!("{what}: {err}"));
-        e.file = Some(path.display().to_string());
+        if let Some(n) = err.raw_os_error() {
+            e.0.reason = Reason::Os(n);
+        }
+        e.0.file = Some(path.display().to_string());
         e
     }
 
+    /// Sets the reason.
+    pub fn because(mut self, reason: Reason) -> Self {
+        self.0.reason = reason;
+        self
+    }
+    /// Changes the kind, keeping everything else: for a caller that knows better what the
+    /// error means to the user (a cipher name refused in a header is a bad device; the same
+    /// name given on the command line is a usage error).
+    pub fn as_kind(mut self, kind: Kind) -> Self {
+        self.0.kind = kind;
+        self
+    }
     /// Names the file this error concerns, unless one is named already.
     pub fn in_file(mut self, path: &Path) -> Self {
-        if self.file.is_none() {
-            self.file = Some(path.display().to_string());
+        if self.0.file.is_none() {
+            self.0.file = Some(path.display().to_string());
         }
         self
     }
+    /// Names the keyslot this error concerns, unless one is named already.
+    pub fn in_keyslot(mut self, slot: u32) -> Self {
+        self.0.keyslot.get_or_insert(slot);
+        self
+    }
+    /// Names the LUKS2 header copy this error concerns, unless one is named already.
+    pub fn in_copy(mut self, copy: HeaderCopy) -> Self {
+        self.0.copy.get_or_insert(copy);
+        self
+    }
+    /// Records the byte offset this error concerns, unless one is recorded already.
+    pub fn at_offset(mut self, offset: u64) -> Self {
+        self.0.offset.get_or_insert(offset);
+        self
+    }
+    /// Adds a hint (printed on a line of its own).
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.0.hint = Some(hint.into());
         self
     }
-    /// Prefixes more context to the message ("keyslot 3: …").
+    /// Prefixes more context to the message ("LUKS1 header: …"). For a keyslot, use
+    /// [`Error::in_keyslot`].
     pub fn context(mut self, ctx: impl fmt::Display) -> Self {
-        self.msg = format!("{ctx}: {}", self.msg);
+        self.0.msg = format!("{ctx}: {}", self.0.msg);
         self
     }
+
     pub fn kind(&self) -> Kind {
-        self.kind
+        self.0.kind
+    }
+    pub fn reason(&self) -> Reason {
+        self.0.reason
     }
     pub fn exit_code(&self) -> i32 {
-        self.kind.exit_code()
+        self.0.kind.exit_code()
     }
+    pub fn errno(&self) -> i32 {
+        match self.0.reason {
+            Reason::Os(n) => n,
+            _ => self.0.kind.errno(),
+        }
+    }
+    /// The file named, if any.
+    pub fn file(&self) -> Option<&str> {
+        self.0.file.as_deref()
+    }
+    pub fn keyslot(&self) -> Option<u32> {
+        self.0.keyslot
+    }
+    pub fn copy(&self) -> Option<HeaderCopy> {
+        self.0.copy
+    }
+    pub fn offset(&self) -> Option<u64> {
+        self.0.offset
+    }
+    /// The message alone (for people; see the module documentation).
     pub fn message(&self) -> &str {
-        &self.msg
+        &self.0.msg
     }
     pub fn hint(&self) -> Option<&str> {
-        self.hint.as_deref()
+        self.0.hint.as_deref()
     }
 }
 
 impl fmt::Display for Error {
-    /// One line: `file: message`. The hint is printed separately by the CLI.
+    /// One line: `file: keyslot N: message`. The hint is printed separately by the CLI.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.file {
-            Some(file) => write!(f, "{file}: {}", self.msg),
-            None => f.write_str(&self.msg),
+        if let Some(file) = &self.0.file {
+            write!(f, "{file}: ")?;
         }
+        if let Some(slot) = self.0.keyslot {
+            write!(f, "keyslot {slot}: ")?;
+        }
+        f.write_str(&self.0.msg)
     }
 }
 
@@ -155,16 +356,54 @@ mod tests {
             (Kind::Busy, 5),
         ] {
             assert_eq!(kind.exit_code(), code);
-            assert!(EXIT_CODES.iter().any(|(c, _)| *c == code));
+            assert_eq!(Kind::from_exit_code(code), Some(kind));
+            assert!(EXIT_CODES.contains(&(code, kind.meaning())));
         }
+        assert_eq!(EXIT_CODES.len(), Kind::ALL.len() + 1);
+        assert_eq!(EXIT_CODES[0], SUCCESS);
+        assert_eq!(Kind::from_exit_code(0), None);
+        assert!(exit_code_table().contains("  2  no key available with this passphrase"));
     }
 
     #[test]
-    fn display_names_file_once() {
+    fn display_names_file_once_and_the_keyslot() {
         let e = Error::format("bad magic")
             .in_file(Path::new("h.img"))
             .in_file(Path::new("other"));
         assert_eq!(e.to_string(), "h.img: bad magic");
         assert_eq!(e.exit_code(), 4);
+        let e = Error::unsupported("unsupported cipher 'x'")
+            .in_keyslot(3)
+            .in_keyslot(4)
+            .in_file(Path::new("h.img"));
+        assert_eq!(e.to_string(), "h.img: keyslot 3: unsupported cipher 'x'");
+        assert_eq!((e.keyslot(), e.reason()), (Some(3), Reason::Unsupported));
+    }
+
+    #[test]
+    fn errors_survive_a_round_trip_through_json() {
+        let e = Error::busy("already a mountpoint")
+            .in_file(Path::new("/m"))
+            .in_copy(HeaderCopy::Secondary)
+            .at_offset(16384)
+            .with_hint("unmount it first");
+        let text = serde_json::to_string(&e).unwrap();
+        assert!(!text.contains('\n'));
+        let back: Error = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.exit_code(), 5);
+        assert_eq!(back.copy(), Some(HeaderCopy::Secondary));
+        assert_eq!(back.offset(), Some(16384));
+    }
+
+    #[test]
+    fn io_errors_keep_their_errno() {
+        let err = io::Error::from_raw_os_error(libc::ENOENT);
+        let e = Error::io(Path::new("p"), "cannot open", &err);
+        assert_eq!(
+            (e.reason(), e.errno(), e.exit_code()),
+            (Reason::Os(libc::ENOENT), libc::ENOENT, 4)
+        );
+        assert_eq!(Error::usage("x").errno(), libc::EINVAL);
     }
 }

@@ -323,13 +323,8 @@ fn daemon_child(prepared: Prepared, mut status: UnixStream) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            let line = format!(
-                "ERR {} {}\n",
-                e.exit_code(),
-                e.to_string().replace('\n', " ")
-            );
             if !reported {
-                let _ = status.write_all(line.as_bytes());
+                let _ = status.write_all(error_line(&e).as_bytes());
             }
             crate::syslog::send(log::Level::Error, &e.to_string());
             e.exit_code()
@@ -337,22 +332,25 @@ fn daemon_child(prepared: Prepared, mut status: UnixStream) -> i32 {
     }
 }
 
-/// Parses the child's status line: `OK`, or `ERR <exit code> <message>`.
+/// The child's status line for an error: `ERR ` and the error as one line of JSON, so that
+/// the parent gets the same value (kind, reason, file, keyslot, hint), not a text to re-read.
+fn error_line(e: &Error) -> String {
+    match serde_json::to_string(e) {
+        Ok(json) => format!("ERR {json}\n"),
+        // Not reachable for this type; still say something the parent can report.
+        Err(_) => "ERR\n".to_owned(),
+    }
+}
+
+/// Parses the child's status line: `OK`, or `ERR <error as JSON>`.
 fn parse_status(line: &str) -> Result<()> {
     let line = line.trim_end();
     if line == "OK" {
         return Ok(());
     }
-    let kind_of = |code: i32| match code {
-        1 => Kind::Usage,
-        2 => Kind::NoKey,
-        3 => Kind::NoMem,
-        5 => Kind::Busy,
-        _ => Kind::Device,
-    };
-    match line.strip_prefix("ERR ").and_then(|r| r.split_once(' ')) {
-        Some((code, msg)) => Err(Error::new(kind_of(code.parse().unwrap_or(4)), msg)),
-        None => Err(Error::new(
+    match line.strip_prefix("ERR ").map(serde_json::from_str::<Error>) {
+        Some(Ok(e)) => Err(e),
+        _ => Err(Error::new(
             Kind::Device,
             "the mount process exited before the mount was ready",
         )),
@@ -408,14 +406,22 @@ mod tests {
     }
 
     #[test]
-    fn status_lines_carry_exit_codes() {
+    fn status_lines_carry_the_error_itself() {
         assert!(parse_status("OK\n").is_ok());
-        let e = parse_status("ERR 5 /m: already a mountpoint\n").unwrap_err();
+        let sent = Error::busy("already a mountpoint")
+            .in_file(Path::new("/m"))
+            .with_hint("unmount it first");
+        let line = error_line(&sent);
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        let e = parse_status(&line).unwrap_err();
+        assert_eq!(e, sent);
         assert_eq!(
-            (e.exit_code(), e.message()),
-            (5, "/m: already a mountpoint")
+            (e.exit_code(), e.to_string()),
+            (5, "/m: already a mountpoint".into())
         );
+        assert_eq!(e.hint(), Some("unmount it first"));
         assert_eq!(parse_status("").unwrap_err().exit_code(), 4);
+        assert_eq!(parse_status("ERR 5 old text").unwrap_err().exit_code(), 4);
     }
 
     #[test]
