@@ -11,6 +11,7 @@
 //! Everything a test uses is re-exported here: `use common::*;`.
 #![allow(dead_code, unused_imports)]
 
+pub mod cli;
 pub mod fixtures;
 pub mod luks2_surgery;
 pub mod mounts;
@@ -18,6 +19,7 @@ pub mod peers;
 pub mod proc;
 pub mod rng;
 
+pub use cli::*;
 pub use fixtures::*;
 pub use luks2_surgery::*;
 pub use mounts::*;
