@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Fast KDF arguments for luksfuse (same names as cryptsetup's).
+/// Writes a key file `name` holding `content` in `dir`.
 fn key(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
     let p = dir.join(name);
     write_file(&p, content);
