@@ -5,32 +5,48 @@ use common::*;
 
 #[test]
 fn usage_errors_exit_1_not_clap_2() {
-    let r = luksfuse(&["test-key", "--no-such-option", "x"], b"");
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    let r = luksfuse::<&str>(&[], b"");
-    assert_eq!(r.code, 1);
+    run_cli(
+        &[
+            Cli {
+                args: &["test-key", "--no-such-option", "x"],
+                code: 1,
+                ..CLI
+            },
+            Cli { code: 1, ..CLI },
+        ],
+        &[],
+    );
 }
 
 #[test]
 fn help_lists_the_exit_codes() {
-    let r = luksfuse(&["--help"], b"");
-    assert_eq!(r.code, 0);
-    for line in [
-        "0  success",
-        "2  no key available",
-        "4  wrong, damaged",
-        "5  device busy",
-    ] {
-        assert!(r.stdout.contains(line), "missing '{line}' in --help");
-    }
+    run_cli(
+        &[Cli {
+            args: &["--help"],
+            stdout: &[
+                "0  success",
+                "2  no key available",
+                "4  wrong, damaged",
+                "5  device busy",
+            ],
+            ..CLI
+        }],
+        &[],
+    );
 }
 
 #[test]
 fn missing_header_exits_4_naming_the_file() {
-    let r = luksfuse(&["dump", "/nonexistent/h.img"], b"");
-    assert_eq!(r.code, 4);
-    assert!(r.stderr.contains("/nonexistent/h.img"), "{}", r.stderr);
-    assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {}", r.stderr);
+    run_cli(
+        &[Cli {
+            args: &["dump", "/nonexistent/h.img"],
+            code: 4,
+            stderr: &["/nonexistent/h.img"],
+            stderr_lines: Some(1),
+            ..CLI
+        }],
+        &[],
+    );
 }
 
 #[test]
@@ -38,9 +54,15 @@ fn not_a_luks_file_exits_4() {
     let dir = tmpdir();
     let p = dir.path().join("zero.img");
     write_file(&p, &vec![0u8; 1 << 20]);
-    let r = luksfuse(&["dump", p.to_str().unwrap()], b"");
-    assert_eq!(r.code, 4);
-    assert!(r.stderr.contains("not a LUKS header"), "{}", r.stderr);
+    run_cli(
+        &[Cli {
+            args: &["dump", "{zero}"],
+            code: 4,
+            stderr: &["not a LUKS header"],
+            ..CLI
+        }],
+        &[("zero", &p)],
+    );
 }
 
 #[test]
@@ -53,13 +75,25 @@ fn dump_shows_header_fields_and_no_secrets() {
         "--uuid",
         "12345678-1234-1234-1234-123456789abc",
     ]);
-    let r = luksfuse(&["dump", f.header.to_str().unwrap()], b"");
-    assert_eq!(r.code, 0);
-    assert!(r.stdout.contains("Version:       \t1"));
-    assert!(r.stdout.contains("12345678-1234-1234-1234-123456789abc"));
-    assert!(r.stdout.contains("Key Slot 0: ENABLED"));
-    let j = luksfuse(&["dump", "--json", f.header.to_str().unwrap()], b"");
-    let v: serde_json::Value = serde_json::from_str(&j.stdout).expect("JSON");
+    let runs = run_cli(
+        &[
+            Cli {
+                args: &["dump", "{header}"],
+                stdout: &[
+                    "Version:       \t1",
+                    "12345678-1234-1234-1234-123456789abc",
+                    "Key Slot 0: ENABLED",
+                ],
+                not_stdout: &["MK dump"],
+                ..CLI
+            },
+            Cli {
+                args: &["dump", "--json", "{header}"],
+                ..CLI
+            },
+        ],
+        &[("header", &f.header)],
+    );
+    let v: serde_json::Value = serde_json::from_str(&runs[1].stdout).expect("JSON");
     assert_eq!(v["uuid"], "12345678-1234-1234-1234-123456789abc");
-    assert!(!r.stdout.contains("MK dump"));
 }

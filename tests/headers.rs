@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Fast KDF arguments for luksfuse (same names as cryptsetup's).
+/// Writes a key file `name` holding `content` in `dir`.
 fn key(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
     let p = dir.join(name);
     write_file(&p, content);
@@ -141,22 +141,16 @@ fn formatted_headers_open_in_cryptsetup_with_the_same_volume_key() {
 
 #[test]
 fn luks1_header_works_in_qemu_and_its_data_reads_back_through_the_mount() {
-    let dir = tmpdir();
-    let keyfile = key(dir.path(), "key", PASS);
-    let header = dir.path().join("h.img");
-    let payload = dir.path().join("p.raw");
-    std::fs::File::create(&payload)
-        .unwrap()
-        .set_len(4 << 20)
-        .unwrap();
+    let f = Fixture::new().payload_len(4 << 20);
+    let (header, payload, keyfile) = (&f.header, &f.payload, &f.keyfile);
     let mut args = vec!["--type", "luks1"];
     args.extend(fast_kdf("pbkdf2"));
-    format(&header, &keyfile, &args);
-    let secret = format!("secret,id=s,file={}", s(&keyfile));
+    format(header, keyfile, &args);
+    let secret = format!("secret,id=s,file={}", s(keyfile));
     let opts = format!(
         "driver=luks,key-secret=s,file.filename={},header.filename={}",
-        s(&payload),
-        s(&header)
+        s(payload),
+        s(header)
     );
     run_ok(Command::new("qemu-img").args(["info", "--object", &secret, "--image-opts", &opts]));
     run_ok(Command::new("qemu-io").args([
@@ -171,12 +165,6 @@ fn luks1_header_works_in_qemu_and_its_data_reads_back_through_the_mount() {
         "-c",
         "read -P 0xa5 0 512",
     ]));
-    let f = Fixture {
-        dir,
-        header,
-        payload,
-        keyfile,
-    };
     let m = Mounted::new(&f, &[], "p");
     let data = std::fs::read(m.mnt.join("p")).unwrap();
     assert_eq!(data.len(), 4 << 20);
@@ -296,18 +284,6 @@ fn keys_move_between_luksfuse_and_cryptsetup_and_the_volume_key_stays() {
     }
 }
 
-/// A small deterministic generator for the kill delays (no extra dependency).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 #[test]
 fn change_key_killed_at_any_moment_leaves_the_old_or_the_new_key() {
     for kind in ["luks2", "luks1"] {
@@ -325,7 +301,7 @@ fn change_key_killed_at_any_moment_leaves_the_old_or_the_new_key() {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64;
-        let mut rng = Lcg(seed);
+        let mut rng = Rng(seed | 1);
         // How long one uncontended change takes here (it syncs a 16 MiB file): half of the
         // runs are killed within 0–30 ms, the other half anywhere in twice that time, so that
         // both sides of the rename are hit.
@@ -357,7 +333,7 @@ fn change_key_killed_at_any_moment_leaves_the_old_or_the_new_key() {
             let next = 1 - cur;
             let mut child = change(&keys[cur], &keys[next]);
             let limit = if i % 2 == 0 { 30_000 } else { 2 * full };
-            std::thread::sleep(Duration::from_micros(rng.next(limit.max(1))));
+            std::thread::sleep(Duration::from_micros(rng.below(limit.max(1))));
             let _ = child.kill(); // SIGKILL
             let _ = child.wait();
             let opens_old = luksfuse_opens(&h, &keys[cur]);
@@ -544,25 +520,12 @@ fn refusals_change_no_byte_of_the_header() {
 
 #[test]
 fn add_key_while_mounted_is_refused_as_busy() {
-    let dir = tmpdir();
-    let keyfile = key(dir.path(), "key", PASS);
-    let k2 = key(dir.path(), "k2", b"another");
-    let header = dir.path().join("h.img");
-    let payload = dir.path().join("p.raw");
-    std::fs::File::create(&payload)
-        .unwrap()
-        .set_len(1 << 20)
-        .unwrap();
+    let f = Fixture::new().payload_len(1 << 20);
+    let k2 = key(f.dir.path(), "k2", b"another");
     let mut args = vec!["--type", "luks2"];
     args.extend(fast_kdf("pbkdf2"));
-    format(&header, &keyfile, &args);
-    let before = sha256_file(&header);
-    let f = Fixture {
-        dir,
-        header,
-        payload,
-        keyfile,
-    };
+    format(&f.header, &f.keyfile, &args);
+    let before = sha256_file(&f.header);
     let add = [
         "add-key",
         "--pbkdf",
@@ -598,39 +561,33 @@ fn add_key_while_mounted_is_refused_as_busy() {
 
 #[test]
 fn changing_a_header_open_in_qemu_is_refused_as_busy() {
-    let dir = tmpdir();
-    let keyfile = key(dir.path(), "key", PASS);
-    let header = dir.path().join("h.img");
-    let payload = dir.path().join("p.raw");
-    std::fs::File::create(&payload)
-        .unwrap()
-        .set_len(1 << 20)
-        .unwrap();
+    let f = Fixture::new().payload_len(1 << 20);
+    let (header, payload, keyfile) = (&f.header, &f.payload, &f.keyfile);
     let mut args = vec!["--type", "luks1"];
     args.extend(fast_kdf("pbkdf2"));
-    format(&header, &keyfile, &args);
-    let before = sha256_file(&header);
+    format(header, keyfile, &args);
+    let before = sha256_file(header);
     let mut qemu = Command::new("qemu-io")
         .arg("--object")
-        .arg(format!("secret,id=s,file={}", s(&keyfile)))
+        .arg(format!("secret,id=s,file={}", s(keyfile)))
         .arg("--image-opts")
         .arg(format!(
             "driver=luks,key-secret=s,file.filename={},header.filename={}",
-            s(&payload),
-            s(&header)
+            s(payload),
+            s(header)
         ))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_qemu_locks(&header);
-    let r = luksfuse(&["kill-slot", "0", "--force", s(&header)], b"");
+    wait_qemu_locks(header);
+    let r = luksfuse(&["kill-slot", "0", "--force", s(header)], b"");
     let _ = qemu.kill();
     let _ = qemu.wait();
     assert_eq!(r.code, 5, "{}", r.stderr);
     assert!(r.stderr.contains("QEMU"), "{}", r.stderr);
-    assert_eq!(sha256_file(&header), before);
+    assert_eq!(sha256_file(header), before);
 }
 
 /// A `change-key` killed before its rename leaves `.h.img.luksfuse-XXXXXXXXXXXX.tmp`, a copy of

@@ -125,7 +125,7 @@ test "$(stat -c %a {mnt}/p)" = 400
 dd if=/dev/zero of={mnt2}/disk bs=512 count=1 conv=notrunc status=none
 umount {mnt}
 umount {mnt2}
-if grep -q fuse.luksfuse /proc/self/mounts; then exit 9; fi
+if grep -q -e " {mnt} " -e " {mnt2} " /proc/self/mounts; then exit 9; fi
 echo DONE"#,
         bin = s(&bindir),
         payload = s(&f.payload),

@@ -1,12 +1,13 @@
 //! LUKS2 headers made by cryptsetup: unlocking, choosing between the two header copies,
-//! the dump, and refusal of damaged or unsupported metadata.
+//! the dump, and refusal of damaged or unsupported metadata. Single mutations of the metadata,
+//! each with its exit code and reason, are rows of the table in `tests/malformed.rs`.
 
 mod common;
 
 use common::*;
 use luksfuse::luks::luks2::binary::Copy;
 use luksfuse::luks::Header;
-use serde_json::{json, Value};
+use serde_json::json;
 
 macro_rules! need_cryptsetup {
     () => {
@@ -20,19 +21,21 @@ macro_rules! need_cryptsetup {
 
 const FAST_PBKDF2: &[&str] = &["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
 
+/// `cryptsetup luksFormat --type luks2` with `args`.
+fn luks2_format(args: &[&str]) -> Fixture {
+    luks_format(&[&["--type", "luks2"], args].concat())
+}
+
 /// Formats with `args`, then checks our volume key equals cryptsetup's and the segment.
 fn unlock_matches_cryptsetup(args: &[&str], sector: u32) {
-    let s = Scratch::new();
     let sector_arg = sector.to_string();
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["--sector-size", &sector_arg]);
-    s.luks2_format(&all);
-    let img = s.read_header();
+    let f = luks2_format(&[args, &["--sector-size", &sector_arg]].concat());
+    let img = f.read_header();
     let h = Header::parse(&img).unwrap();
     assert_eq!(h.version(), 2);
-    let u = h.unlock(&img, PASSPHRASE, None).unwrap();
+    let u = h.unlock(&img, PASS, None).unwrap();
     assert_eq!(u.slot, 0);
-    assert_eq!(u.key.as_bytes(), s.volume_key().as_slice());
+    assert_eq!(u.key.as_bytes(), f.volume_key().as_slice());
     let seg = h.segment();
     assert_eq!(seg.sector_size, sector);
     assert_eq!(seg.cipher, "aes-xts-plain64");
@@ -75,11 +78,10 @@ fn luks2_argon2id_unlocks_with_cryptsetups_volume_key() {
 }
 
 /// A fast pbkdf2 header and its image bytes.
-fn fast_image() -> (Scratch, Vec<u8>) {
-    let s = Scratch::new();
-    s.luks2_format(FAST_PBKDF2);
-    let img = s.read_header();
-    (s, img)
+fn fast_image() -> (Fixture, Vec<u8>) {
+    let f = luks2_format(FAST_PBKDF2);
+    let img = f.read_header();
+    (f, img)
 }
 
 fn luks2(h: &Header) -> &luksfuse::luks::luks2::Luks2 {
@@ -91,7 +93,7 @@ fn luks2(h: &Header) -> &luksfuse::luks::luks2::Luks2 {
 
 fn opens_with(img: &dyn luksfuse::luks::ReadAt, key: &[u8]) -> Header {
     let h = Header::parse(img).unwrap();
-    let u = h.unlock(img, PASSPHRASE, None).unwrap();
+    let u = h.unlock(img, PASS, None).unwrap();
     assert_eq!(u.key.as_bytes(), key);
     h
 }
@@ -99,8 +101,8 @@ fn opens_with(img: &dyn luksfuse::luks::ReadAt, key: &[u8]) -> Header {
 #[test]
 fn luks2_damaged_primary_json_uses_secondary() {
     need_cryptsetup!();
-    let (s, mut img) = fast_image();
-    let key = s.volume_key();
+    let (f, mut img) = fast_image();
+    let key = f.volume_key();
     // Garbage in the primary JSON area, checksum left stale.
     img[4096..4200].fill(b'x');
     let h = opens_with(&img, &key);
@@ -114,26 +116,26 @@ fn luks2_damaged_primary_json_uses_secondary() {
 #[test]
 fn luks2_bad_primary_magic_uses_secondary() {
     need_cryptsetup!();
-    let (s, mut img) = fast_image();
+    let (f, mut img) = fast_image();
     img[..6].fill(0);
-    let h = opens_with(&img, &s.volume_key());
+    let h = opens_with(&img, &f.volume_key());
     assert_eq!(luks2(&h).header_copy(), Copy::Secondary);
 }
 
 #[test]
 fn luks2_invalid_primary_metadata_uses_secondary() {
     need_cryptsetup!();
-    let (s, mut img) = fast_image();
+    let (f, mut img) = fast_image();
     rewrite_copy_json(&mut img, 0, &|j| j["config"]["json_size"] = json!("4096"));
-    let h = opens_with(&img, &s.volume_key());
+    let h = opens_with(&img, &f.volume_key());
     assert_eq!(luks2(&h).header_copy(), Copy::Secondary);
 }
 
 #[test]
 fn luks2_higher_seqid_wins() {
     need_cryptsetup!();
-    let (s, mut img) = fast_image();
-    let key = s.volume_key();
+    let (f, mut img) = fast_image();
+    let key = f.volume_key();
     let hs = hdr_size(&img);
     let seq = luks2(&Header::parse(&img).unwrap()).seqid();
     set_seqid(&mut img, hs, seq + 1);
@@ -148,7 +150,7 @@ fn luks2_higher_seqid_wins() {
 #[test]
 fn luks2_unsupported_newer_primary_is_not_replaced_by_older_secondary() {
     need_cryptsetup!();
-    let (_s, mut img) = fast_image();
+    let (_f, mut img) = fast_image();
     rewrite_copy_json(&mut img, 0, &|j| {
         j["config"]["requirements"] = json!({"mandatory": ["online-reencrypt-v2"]})
     });
@@ -160,7 +162,7 @@ fn luks2_unsupported_newer_primary_is_not_replaced_by_older_secondary() {
 #[test]
 fn luks2_both_copies_damaged_is_exit_4() {
     need_cryptsetup!();
-    let (s, mut img) = fast_image();
+    let (f, mut img) = fast_image();
     let hs = hdr_size(&img);
     img[5000] ^= 1;
     img[hs + 5000] ^= 1;
@@ -171,7 +173,8 @@ fn luks2_both_copies_damaged_is_exit_4() {
         "{e}"
     );
     // Through a file too.
-    let p = write(s.dir.path(), "broken.img", &img);
+    let p = f.path("broken.img");
+    write_file(&p, &img);
     let f = luksfuse::luks::HeaderFile::open(&p).unwrap();
     assert_eq!(Header::parse(&f).unwrap_err().exit_code(), 4);
 }
@@ -179,8 +182,7 @@ fn luks2_both_copies_damaged_is_exit_4() {
 #[test]
 fn luks2_dump_matches_cryptsetup_luksdump() {
     need_cryptsetup!();
-    let s = Scratch::new();
-    s.luks2_format(
+    let f = luks2_format(
         &[
             FAST_PBKDF2,
             &[
@@ -198,9 +200,9 @@ fn luks2_dump_matches_cryptsetup_luksdump() {
         ]
         .concat(),
     );
-    std::fs::write(s.path("pass2"), b"second").unwrap();
-    let (pass, pass2) = (s.path("pass"), s.path("pass2"));
-    s.cryptsetup(&[
+    std::fs::write(f.path("pass2"), b"second").unwrap();
+    let (pass, pass2) = (&f.keyfile, f.path("pass2"));
+    f.cryptsetup(&[
         "luksAddKey",
         "--key-file",
         pass.to_str().unwrap(),
@@ -213,8 +215,8 @@ fn luks2_dump_matches_cryptsetup_luksdump() {
         "--new-keyfile",
         pass2.to_str().unwrap(),
     ]);
-    s.cryptsetup(&["config", "--priority", "prefer", "--key-slot", "1"]);
-    s.cryptsetup_then(
+    f.cryptsetup(&["config", "--priority", "prefer", "--key-slot", "1"]);
+    f.cryptsetup_then(
         &[
             "luksAddKey",
             "--unbound",
@@ -227,9 +229,9 @@ fn luks2_dump_matches_cryptsetup_luksdump() {
         ],
         &[pass2.to_str().unwrap()],
     );
-    let img = s.read_header();
+    let img = f.read_header();
     let h = Header::parse(&img).unwrap();
-    assert_eq!(h.dump(), s.cryptsetup(&["luksDump"]));
+    assert_eq!(h.dump(), f.cryptsetup(&["luksDump"]));
     let j = h.dump_json();
     assert_eq!(j["label"], "my label");
     assert_eq!(j["metadata"]["keyslots"]["1"]["priority"], 2);
@@ -238,11 +240,10 @@ fn luks2_dump_matches_cryptsetup_luksdump() {
 #[test]
 fn luks2_priorities_order_and_unbound_keyslots() {
     need_cryptsetup!();
-    let s = Scratch::new();
-    s.luks2_format(FAST_PBKDF2);
-    let pass = s.path("pass");
+    let f = luks2_format(FAST_PBKDF2);
+    let pass = &f.keyfile;
     for _ in 0..2 {
-        s.cryptsetup(&[
+        f.cryptsetup(&[
             "luksAddKey",
             "--key-file",
             pass.to_str().unwrap(),
@@ -254,9 +255,9 @@ fn luks2_priorities_order_and_unbound_keyslots() {
             "1000",
         ]);
     }
-    s.cryptsetup(&["config", "--priority", "prefer", "--key-slot", "2"]);
-    s.cryptsetup(&["config", "--priority", "ignore", "--key-slot", "0"]);
-    s.cryptsetup_then(
+    f.cryptsetup(&["config", "--priority", "prefer", "--key-slot", "2"]);
+    f.cryptsetup(&["config", "--priority", "ignore", "--key-slot", "0"]);
+    f.cryptsetup_then(
         &[
             "luksAddKey",
             "--unbound",
@@ -269,332 +270,27 @@ fn luks2_priorities_order_and_unbound_keyslots() {
         ],
         &[pass.to_str().unwrap()],
     );
-    let img = s.read_header();
-    let key = s.volume_key();
+    let img = f.read_header();
+    let key = f.volume_key();
     let h = Header::parse(&img).unwrap();
     assert_eq!(h.slots_to_try(), vec![2, 1]);
     assert!(h.slot_active(0) && h.slot_active(3) && !h.slot_active(4));
-    assert_eq!(h.unlock(&img, PASSPHRASE, None).unwrap().slot, 2);
-    let u = h.unlock(&img, PASSPHRASE, Some(0)).unwrap();
+    assert_eq!(h.unlock(&img, PASS, None).unwrap().slot, 2);
+    let u = h.unlock(&img, PASS, Some(0)).unwrap();
     assert_eq!((u.slot, u.key.as_bytes()), (0, key.as_slice()));
-    let e = h.unlock(&img, PASSPHRASE, Some(3)).unwrap_err();
+    let e = h.unlock(&img, PASS, Some(3)).unwrap_err();
     assert!(e.message().contains("unbound"), "{e}");
-    assert_eq!(
-        h.unlock(&img, PASSPHRASE, Some(7)).unwrap_err().exit_code(),
-        2
-    );
+    assert_eq!(h.unlock(&img, PASS, Some(7)).unwrap_err().exit_code(), 2);
     assert_eq!(h.segment().key_size, 64);
-}
-
-type Mutation = fn(&mut Value);
-
-/// Single mutations of a valid header (applied to both copies, checksums fixed), each refused
-/// with its exit code and a message naming the reason.
-const MUTATIONS: &[(&str, Mutation, i32, &str)] = &[
-    (
-        "unknown requirement",
-        |j| j["config"]["requirements"] = json!({"mandatory": ["future-feature"]}),
-        4,
-        "unknown mandatory LUKS2 requirement 'future-feature'",
-    ),
-    (
-        "reencryption requirement",
-        |j| j["config"]["requirements"] = json!({"mandatory": ["online-reencrypt-v2"]}),
-        4,
-        "reencryption is in progress",
-    ),
-    (
-        "json_size mismatch",
-        |j| j["config"]["json_size"] = json!("4096"),
-        4,
-        "does not match header size",
-    ),
-    (
-        "keyslots_size unaligned",
-        |j| j["config"]["keyslots_size"] = json!("4097"),
-        4,
-        "not a multiple of 4096",
-    ),
-    (
-        "cipher_null segment",
-        |j| j["segments"]["0"]["encryption"] = json!("cipher_null-ecb"),
-        4,
-        "no confidentiality",
-    ),
-    (
-        "ecb segment",
-        |j| j["segments"]["0"]["encryption"] = json!("aes-ecb"),
-        4,
-        "no confidentiality",
-    ),
-    (
-        "cipher_null keyslot",
-        |j| j["keyslots"]["0"]["area"]["encryption"] = json!("cipher_null-ecb"),
-        4,
-        "no confidentiality",
-    ),
-    (
-        "unknown cipher",
-        |j| j["segments"]["0"]["encryption"] = json!("serpent-xts-plain64"),
-        4,
-        "unsupported cipher",
-    ),
-    (
-        "linear segment",
-        |j| j["segments"]["0"]["type"] = json!("linear"),
-        4,
-        "segment type 'linear'",
-    ),
-    (
-        "two segments",
-        |j| {
-            let s = j["segments"]["0"].clone();
-            j["segments"]["1"] = s;
-        },
-        4,
-        "2 data segments",
-    ),
-    (
-        "no segment",
-        |j| j["segments"] = json!({}),
-        4,
-        "no data segment",
-    ),
-    (
-        "integrity",
-        |j| j["segments"]["0"]["integrity"] = json!({"type": "hmac(sha256)"}),
-        4,
-        "dm-integrity",
-    ),
-    (
-        "sector size 1024+1",
-        |j| j["segments"]["0"]["sector_size"] = json!(1025),
-        4,
-        "power of two",
-    ),
-    (
-        "sector size 8192",
-        |j| j["segments"]["0"]["sector_size"] = json!(8192),
-        4,
-        "out of range",
-    ),
-    (
-        "segment offset overflow",
-        |j| j["segments"]["0"]["offset"] = json!("18446744073709551616"),
-        4,
-        "does not fit in 64 bits",
-    ),
-    (
-        "segment offset not decimal",
-        |j| j["segments"]["0"]["offset"] = json!("0x10"),
-        4,
-        "not a decimal number",
-    ),
-    (
-        "reencrypt keyslot",
-        |j| j["keyslots"]["0"]["type"] = json!("reencrypt"),
-        4,
-        "reencryption keyslot",
-    ),
-    (
-        "af type",
-        |j| j["keyslots"]["0"]["af"]["type"] = json!("luks2"),
-        4,
-        "AF type 'luks2'",
-    ),
-    (
-        "area type",
-        |j| j["keyslots"]["0"]["area"]["type"] = json!("journal"),
-        4,
-        "area type 'journal'",
-    ),
-    (
-        "kdf type",
-        |j| j["keyslots"]["0"]["kdf"]["type"] = json!("scrypt"),
-        4,
-        "unknown KDF type 'scrypt'",
-    ),
-    (
-        "digest type",
-        |j| j["digests"]["0"]["type"] = json!("argon2"),
-        4,
-        "digest type 'argon2'",
-    ),
-    (
-        "stripes 0",
-        |j| j["keyslots"]["0"]["af"]["stripes"] = json!(0),
-        4,
-        "'stripes' = 0 out of range",
-    ),
-    (
-        "stripes absurd",
-        |j| j["keyslots"]["0"]["af"]["stripes"] = json!(4_000_000_000u32),
-        4,
-        "out of range",
-    ),
-    (
-        "key_size 0",
-        |j| j["keyslots"]["0"]["key_size"] = json!(0),
-        4,
-        "'key_size' = 0 out of range",
-    ),
-    (
-        "key_size 513",
-        |j| j["keyslots"]["0"]["key_size"] = json!(513),
-        4,
-        "'key_size' = 513 out of range",
-    ),
-    (
-        "key_size negative",
-        |j| j["keyslots"]["0"]["key_size"] = json!(-64),
-        4,
-        "not a non-negative integer",
-    ),
-    (
-        "salt not base64",
-        |j| j["keyslots"]["0"]["kdf"]["salt"] = json!("!!not base64!!"),
-        4,
-        "not valid base64",
-    ),
-    (
-        "salt too short",
-        |j| j["keyslots"]["0"]["kdf"]["salt"] = json!("AAAAAAAAAAAAAAAAAAAAAA=="),
-        4,
-        "salt of 16 bytes",
-    ),
-    (
-        "digest not base64",
-        |j| j["digests"]["0"]["digest"] = json!("%%%"),
-        4,
-        "not valid base64",
-    ),
-    (
-        "area over the headers",
-        |j| j["keyslots"]["0"]["area"]["offset"] = json!("16384"),
-        4,
-        "overlaps the LUKS2 header copies",
-    ),
-    (
-        "area past keyslots area",
-        |j| j["keyslots"]["0"]["area"]["offset"] = json!("16773120"),
-        4,
-        "past the keyslots area end",
-    ),
-    (
-        "area too small",
-        |j| j["keyslots"]["0"]["area"]["size"] = json!("4096"),
-        4,
-        "too small",
-    ),
-    (
-        "area offset overflow",
-        |j| j["keyslots"]["0"]["area"]["offset"] = json!("18446744073709551615"),
-        4,
-        "overflows",
-    ),
-    (
-        "overlapping areas",
-        |j| {
-            let k = j["keyslots"]["0"].clone();
-            j["keyslots"]["1"] = k;
-        },
-        4,
-        "keyslot areas of keyslots 0 and 1 overlap",
-    ),
-    (
-        "keyslot id 32",
-        |j| {
-            let k = j["keyslots"]["0"].take();
-            j["keyslots"] = json!({"32": k});
-        },
-        4,
-        "invalid keyslot id '32'",
-    ),
-    (
-        "keyslot id not decimal",
-        |j| {
-            let k = j["keyslots"]["0"].take();
-            j["keyslots"] = json!({"a": k});
-        },
-        4,
-        "invalid keyslot id 'a'",
-    ),
-    (
-        "digest names missing keyslot",
-        |j| j["digests"]["0"]["keyslots"] = json!(["0", "5"]),
-        4,
-        "keyslot 5, which does not exist",
-    ),
-    (
-        "absurd argon2 memory",
-        |j| j["keyslots"]["0"]["kdf"] = json!({"type": "argon2id", "time": 4, "memory": 4294967295u32, "cpus": 4, "salt": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
-        3,
-        "over the limit",
-    ),
-    (
-        "absurd argon2 time",
-        |j| j["keyslots"]["0"]["kdf"] = json!({"type": "argon2i", "time": 4294967295u32, "memory": 1024, "cpus": 1, "salt": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
-        4,
-        "time cost",
-    ),
-    (
-        "absurd pbkdf2 iterations",
-        |j| j["keyslots"]["0"]["kdf"]["iterations"] = json!(4294967295u32),
-        4,
-        "iteration count",
-    ),
-    (
-        "unknown hash",
-        |j| j["keyslots"]["0"]["af"]["hash"] = json!("md5"),
-        4,
-        "unsupported hash 'md5'",
-    ),
-    (
-        "missing config",
-        |j| {
-            j.as_object_mut().unwrap().remove("config");
-        },
-        4,
-        "missing 'config'",
-    ),
-    (
-        "metadata not an object",
-        |j| *j = json!([1, 2]),
-        4,
-        "not a JSON object",
-    ),
-];
-
-#[test]
-fn luks2_mutations_are_refused_with_their_reason() {
-    need_cryptsetup!();
-    let (_s, img) = fast_image();
-    let mut failures = Vec::new();
-    for (name, mutate, code, msg) in MUTATIONS {
-        let mut m = img.clone();
-        rewrite_json(&mut m, &|j| mutate(j));
-        match Header::parse(&m) {
-            Ok(_) => failures.push(format!("{name}: accepted")),
-            Err(e) if e.exit_code() != *code || !e.message().contains(msg) => {
-                failures.push(format!(
-                    "{name}: exit {} '{}', expected exit {code} '{msg}'",
-                    e.exit_code(),
-                    e.message()
-                ))
-            }
-            Err(_) => {}
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
 fn luks2_truncated_keyslot_area_is_an_error_not_a_panic() {
     need_cryptsetup!();
-    let (_s, img) = fast_image();
+    let (_f, img) = fast_image();
     let short = img[..40000].to_vec();
     let h = Header::parse(&short).unwrap();
-    let e = h.unlock(&short, PASSPHRASE, None).unwrap_err();
+    let e = h.unlock(&short, PASS, None).unwrap_err();
     assert_eq!(e.exit_code(), 4);
     assert!(
         e.message().contains("past the end of the header file"),
@@ -605,7 +301,7 @@ fn luks2_truncated_keyslot_area_is_an_error_not_a_panic() {
 #[test]
 fn luks2_byte_mutations_of_the_json_never_panic() {
     need_cryptsetup!();
-    let (_s, mut img) = fast_image();
+    let (_f, mut img) = fast_image();
     let hs = hdr_size(&img);
     img.truncate(2 * hs); // the keyslots area is not read by parsing
     let text_len = img[4096..hs].iter().position(|&b| b == 0).unwrap();

@@ -1,11 +1,13 @@
-//! The malformed-header table: single mutations of valid LUKS1 and LUKS2 headers made by
-//! cryptsetup, each with the outcome it must give. None may panic, none may make us allocate
-//! more than a fixed bound (checked by a counting allocator), and none is written back.
+//! The malformed-header table, the one table of header mutations: single mutations of valid
+//! LUKS1 and LUKS2 headers made by cryptsetup, each with the outcome it must give. None may
+//! panic, none may make us allocate more than a fixed bound (checked by a counting allocator),
+//! and none is written back. LUKS2 rows edit the image with the helpers of
+//! `common::luks2_surgery`, most of them its JSON through `rewrite_json`.
 
 mod common;
 use common::*;
 use luksfuse::luks::{Header, HeaderFile};
-use sha2::{Digest, Sha256};
+use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -48,10 +50,21 @@ const ALLOC_BOUND: usize = 40 << 20;
 enum Expect {
     /// Parses and unlocks with the fixture's passphrase.
     Opens,
-    /// Fails with this exit code and a message containing this text.
+    /// Fails (parsing or unlocking) with this exit code and a message containing this text.
     Fails(i32, &'static str),
+    /// `Header::parse` itself refuses it, with this exit code and its message (without the
+    /// file name) containing this text.
+    Refused(i32, &'static str),
 }
 use Expect::*;
+
+/// Where a case failed.
+#[derive(Debug)]
+enum Stage {
+    Open,
+    Parse,
+    Unlock,
+}
 
 type Mutation = fn(&mut Vec<u8>);
 
@@ -197,47 +210,6 @@ fn luks1_cases() -> Vec<(&'static str, Mutation, Expect)> {
     ]
 }
 
-// ---- LUKS2 binary header layout (offsets within each 4096-byte binary header) ----
-const HDR_SIZE: usize = 8;
-const SEQID: usize = 16;
-const CSUM: usize = 448;
-
-fn hdr_size(b: &[u8]) -> usize {
-    u64::from_be_bytes(b[HDR_SIZE..HDR_SIZE + 8].try_into().unwrap()) as usize
-}
-
-/// Recomputes the SHA-256 checksum of the header copy at `off`.
-fn fix_csum(b: &mut [u8], off: usize, size: usize) {
-    b[off + CSUM..off + CSUM + 64].fill(0);
-    let sum = Sha256::digest(&b[off..off + size]);
-    b[off + CSUM..off + CSUM + 32].copy_from_slice(&sum);
-}
-
-fn json_of(b: &[u8]) -> serde_json::Value {
-    let size = hdr_size(b);
-    let area = &b[4096..size];
-    let end = area.iter().position(|&c| c == 0).unwrap();
-    serde_json::from_slice(&area[..end]).unwrap()
-}
-
-/// Replaces the JSON metadata of both copies with `text` and recomputes both checksums.
-fn set_json_text(b: &mut [u8], text: &[u8]) {
-    let size = hdr_size(b);
-    for off in [0, size] {
-        let area = &mut b[off + 4096..off + size];
-        area.fill(0);
-        area[..text.len()].copy_from_slice(text);
-        fix_csum(b, off, size);
-    }
-}
-
-/// Edits the JSON metadata of both copies (valid checksums: only the content is hostile).
-fn edit_json(b: &mut [u8], f: impl FnOnce(&mut serde_json::Value)) {
-    let mut j = json_of(b);
-    f(&mut j);
-    set_json_text(b, serde_json::to_string(&j).unwrap().as_bytes());
-}
-
 fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
     vec![
         ("luks2_unchanged_opens", |_| {}, Opens),
@@ -261,9 +233,8 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
             |b| {
                 // Secondary with a higher seqid and a second (fake) label: it must be the one used.
                 let size = hdr_size(b);
-                let seq = u64::from_be_bytes(b[size + SEQID..size + SEQID + 8].try_into().unwrap());
-                b[size + SEQID..size + SEQID + 8].copy_from_slice(&(seq + 1).to_be_bytes());
-                fix_csum(b, size, size);
+                let next = seqid(b, size) + 1;
+                set_seqid(b, size, next);
             },
             Opens,
         ),
@@ -299,8 +270,8 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                 let size = hdr_size(b);
                 b[7] = 3;
                 b[size + 7] = 3;
-                fix_csum(b, 0, size);
-                fix_csum(b, size, size);
+                fix_checksum(b, 0);
+                fix_checksum(b, size);
             },
             Fails(4, "unsupported LUKS version 3"),
         ),
@@ -312,31 +283,29 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_unknown_mandatory_requirement",
             |b| {
-                edit_json(b, |j| {
-                    j["config"]["requirements"] =
-                        serde_json::json!({"mandatory": ["future-feature"]});
+                rewrite_json(b, &|j| {
+                    j["config"]["requirements"] = json!({"mandatory": ["future-feature"]});
                 })
             },
-            Fails(4, "unknown mandatory LUKS2 requirement 'future-feature'"),
+            Refused(4, "unknown mandatory LUKS2 requirement 'future-feature'"),
         ),
         (
             "luks2_reencryption_in_progress",
             |b| {
-                edit_json(b, |j| {
-                    j["config"]["requirements"] =
-                        serde_json::json!({"mandatory": ["online-reencrypt-v2"]});
+                rewrite_json(b, &|j| {
+                    j["config"]["requirements"] = json!({"mandatory": ["online-reencrypt-v2"]});
                 })
             },
-            Fails(4, "reencryption is in progress"),
+            Refused(4, "reencryption is in progress"),
         ),
         (
             "luks2_cipher_null_segment",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["segments"]["0"]["encryption"] = "cipher_null-ecb".into();
                 })
             },
-            Fails(
+            Refused(
                 4,
                 "segment 0: cipher 'cipher_null-ecb' gives no confidentiality",
             ),
@@ -344,11 +313,11 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_cipher_null_keyslot",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["keyslots"]["0"]["area"]["encryption"] = "cipher_null-ecb".into();
                 })
             },
-            Fails(
+            Refused(
                 4,
                 "keyslot 0 area: cipher 'cipher_null-ecb' gives no confidentiality",
             ),
@@ -356,8 +325,8 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_integrity_segment",
             |b| {
-                edit_json(b, |j| {
-                    j["segments"]["0"]["integrity"] = serde_json::json!({"type": "hmac(sha256)", "journal_encryption": "none", "journal_integrity": "none"});
+                rewrite_json(b, &|j| {
+                    j["segments"]["0"]["integrity"] = json!({"type": "hmac(sha256)", "journal_encryption": "none", "journal_integrity": "none"});
                 })
             },
             Fails(4, "dm-integrity"),
@@ -365,16 +334,16 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_segment_type_linear",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["segments"]["0"]["type"] = "linear".into();
                 })
             },
-            Fails(4, "segment type 'linear' is not supported"),
+            Refused(4, "segment type 'linear' is not supported"),
         ),
         (
             "luks2_sector_size_1000",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["segments"]["0"]["sector_size"] = 1000.into();
                 })
             },
@@ -383,16 +352,16 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_sector_size_8192",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["segments"]["0"]["sector_size"] = 8192.into();
                 })
             },
-            Fails(4, "'sector_size' = 8192 out of range"),
+            Refused(4, "'sector_size' = 8192 out of range"),
         ),
         (
             "luks2_keyslot_area_beyond_file",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["keyslots"]["0"]["area"]["offset"] = "1099511627776".into();
                 })
             },
@@ -401,7 +370,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_keyslot_area_over_json",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["keyslots"]["0"]["area"]["offset"] = "4096".into();
                 })
             },
@@ -410,7 +379,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_keyslot_area_offset_not_a_number",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["keyslots"]["0"]["area"]["offset"] = "12a".into();
                 })
             },
@@ -419,17 +388,17 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_keyslots_overlap",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     let k0 = j["keyslots"]["0"].clone();
                     j["keyslots"]["1"] = k0;
                 })
             },
-            Fails(4, "keyslot areas of keyslots 0 and 1 overlap"),
+            Refused(4, "keyslot areas of keyslots 0 and 1 overlap"),
         ),
         (
             "luks2_argon2_memory_absurd",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["keyslots"]["0"]["kdf"]["memory"] = 4_000_000_000u64.into();
                 })
             },
@@ -438,7 +407,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_argon2_time_absurd",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["keyslots"]["0"]["kdf"]["time"] = 4_000_000_000u64.into();
                 })
             },
@@ -447,7 +416,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_argon2_lanes_zero",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["keyslots"]["0"]["kdf"]["cpus"] = 0.into();
                 })
             },
@@ -456,16 +425,16 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_af_stripes_zero",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["keyslots"]["0"]["af"]["stripes"] = 0.into();
                 })
             },
-            Fails(4, "'stripes' = 0 out of range"),
+            Refused(4, "'stripes' = 0 out of range"),
         ),
         (
             "luks2_key_size_huge",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["keyslots"]["0"]["key_size"] = 1_000_000_000u64.into();
                 })
             },
@@ -474,7 +443,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_salt_not_base64",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["keyslots"]["0"]["kdf"]["salt"] = "!!!".into();
                 })
             },
@@ -483,16 +452,16 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_unknown_kdf",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["keyslots"]["0"]["kdf"]["type"] = "scrypt".into();
                 })
             },
-            Fails(4, "unknown KDF type 'scrypt'"),
+            Refused(4, "unknown KDF type 'scrypt'"),
         ),
         (
             "luks2_digest_corrupt_means_no_key",
             |b| {
-                edit_json(b, |j| {
+                rewrite_json(b, &|j| {
                     j["digests"]["0"]["digest"] =
                         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
                 })
@@ -502,7 +471,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_invalid_primary_hdr_size_uses_secondary",
             |b| {
-                b[HDR_SIZE..HDR_SIZE + 8].copy_from_slice(&12345u64.to_be_bytes());
+                put_be64(b, HDR_SIZE, 12345);
             },
             Opens,
         ),
@@ -510,10 +479,254 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
             "luks2_invalid_hdr_size_in_both_copies",
             |b| {
                 let size = hdr_size(b);
-                b[HDR_SIZE..HDR_SIZE + 8].copy_from_slice(&12345u64.to_be_bytes());
-                b[size + HDR_SIZE..size + HDR_SIZE + 8].copy_from_slice(&12345u64.to_be_bytes());
+                put_be64(b, HDR_SIZE, 12345);
+                put_be64(b, size + HDR_SIZE, 12345);
             },
             Fails(4, "damaged"),
+        ),
+        (
+            "luks2_json_size_mismatch",
+            |b| rewrite_json(b, &|j| j["config"]["json_size"] = json!("4096")),
+            Refused(4, "does not match header size"),
+        ),
+        (
+            "luks2_keyslots_size_unaligned",
+            |b| rewrite_json(b, &|j| j["config"]["keyslots_size"] = json!("4097")),
+            Refused(4, "not a multiple of 4096"),
+        ),
+        (
+            "luks2_ecb_segment",
+            |b| rewrite_json(b, &|j| j["segments"]["0"]["encryption"] = json!("aes-ecb")),
+            Refused(4, "no confidentiality"),
+        ),
+        (
+            "luks2_unknown_cipher",
+            |b| {
+                rewrite_json(b, &|j| {
+                    j["segments"]["0"]["encryption"] = json!("serpent-xts-plain64")
+                })
+            },
+            Refused(4, "unsupported cipher"),
+        ),
+        (
+            "luks2_two_segments",
+            |b| {
+                rewrite_json(b, &|j| {
+                    let s = j["segments"]["0"].clone();
+                    j["segments"]["1"] = s;
+                })
+            },
+            Refused(4, "2 data segments"),
+        ),
+        (
+            "luks2_no_segment",
+            |b| rewrite_json(b, &|j| j["segments"] = json!({})),
+            Refused(4, "no data segment"),
+        ),
+        (
+            "luks2_integrity",
+            |b| {
+                rewrite_json(b, &|j| {
+                    j["segments"]["0"]["integrity"] = json!({"type": "hmac(sha256)"})
+                })
+            },
+            Refused(4, "dm-integrity"),
+        ),
+        (
+            "luks2_sector_size_1025",
+            |b| rewrite_json(b, &|j| j["segments"]["0"]["sector_size"] = json!(1025)),
+            Refused(4, "power of two"),
+        ),
+        (
+            "luks2_segment_offset_overflow",
+            |b| {
+                rewrite_json(b, &|j| {
+                    j["segments"]["0"]["offset"] = json!("18446744073709551616")
+                })
+            },
+            Refused(4, "does not fit in 64 bits"),
+        ),
+        (
+            "luks2_segment_offset_not_decimal",
+            |b| rewrite_json(b, &|j| j["segments"]["0"]["offset"] = json!("0x10")),
+            Refused(4, "not a decimal number"),
+        ),
+        (
+            "luks2_reencrypt_keyslot",
+            |b| rewrite_json(b, &|j| j["keyslots"]["0"]["type"] = json!("reencrypt")),
+            Refused(4, "reencryption keyslot"),
+        ),
+        (
+            "luks2_af_type",
+            |b| rewrite_json(b, &|j| j["keyslots"]["0"]["af"]["type"] = json!("luks2")),
+            Refused(4, "AF type 'luks2'"),
+        ),
+        (
+            "luks2_area_type",
+            |b| {
+                rewrite_json(b, &|j| {
+                    j["keyslots"]["0"]["area"]["type"] = json!("journal")
+                })
+            },
+            Refused(4, "area type 'journal'"),
+        ),
+        (
+            "luks2_digest_type",
+            |b| rewrite_json(b, &|j| j["digests"]["0"]["type"] = json!("argon2")),
+            Refused(4, "digest type 'argon2'"),
+        ),
+        (
+            "luks2_stripes_absurd",
+            |b| {
+                rewrite_json(b, &|j| {
+                    j["keyslots"]["0"]["af"]["stripes"] = json!(4_000_000_000u32)
+                })
+            },
+            Refused(4, "out of range"),
+        ),
+        (
+            "luks2_key_size_0",
+            |b| rewrite_json(b, &|j| j["keyslots"]["0"]["key_size"] = json!(0)),
+            Refused(4, "'key_size' = 0 out of range"),
+        ),
+        (
+            "luks2_key_size_513",
+            |b| rewrite_json(b, &|j| j["keyslots"]["0"]["key_size"] = json!(513)),
+            Refused(4, "'key_size' = 513 out of range"),
+        ),
+        (
+            "luks2_key_size_negative",
+            |b| rewrite_json(b, &|j| j["keyslots"]["0"]["key_size"] = json!(-64)),
+            Refused(4, "not a non-negative integer"),
+        ),
+        (
+            "luks2_salt_not_base64",
+            |b| {
+                rewrite_json(b, &|j| {
+                    j["keyslots"]["0"]["kdf"]["salt"] = json!("!!not base64!!")
+                })
+            },
+            Refused(4, "not valid base64"),
+        ),
+        (
+            "luks2_salt_too_short",
+            |b| {
+                rewrite_json(b, &|j| {
+                    j["keyslots"]["0"]["kdf"]["salt"] = json!("AAAAAAAAAAAAAAAAAAAAAA==")
+                })
+            },
+            Refused(4, "salt of 16 bytes"),
+        ),
+        (
+            "luks2_digest_not_base64",
+            |b| rewrite_json(b, &|j| j["digests"]["0"]["digest"] = json!("%%%")),
+            Refused(4, "not valid base64"),
+        ),
+        (
+            "luks2_area_over_the_headers",
+            |b| {
+                rewrite_json(b, &|j| {
+                    j["keyslots"]["0"]["area"]["offset"] = json!("16384")
+                })
+            },
+            Refused(4, "overlaps the LUKS2 header copies"),
+        ),
+        (
+            "luks2_area_past_keyslots_area",
+            |b| {
+                rewrite_json(b, &|j| {
+                    j["keyslots"]["0"]["area"]["offset"] = json!("16773120")
+                })
+            },
+            Refused(4, "past the keyslots area end"),
+        ),
+        (
+            "luks2_area_too_small",
+            |b| rewrite_json(b, &|j| j["keyslots"]["0"]["area"]["size"] = json!("4096")),
+            Refused(4, "too small"),
+        ),
+        (
+            "luks2_area_offset_overflow",
+            |b| {
+                rewrite_json(b, &|j| {
+                    j["keyslots"]["0"]["area"]["offset"] = json!("18446744073709551615")
+                })
+            },
+            Refused(4, "overflows"),
+        ),
+        (
+            "luks2_keyslot_id_32",
+            |b| {
+                rewrite_json(b, &|j| {
+                    let k = j["keyslots"]["0"].take();
+                    j["keyslots"] = json!({"32": k});
+                })
+            },
+            Refused(4, "invalid keyslot id '32'"),
+        ),
+        (
+            "luks2_keyslot_id_not_decimal",
+            |b| {
+                rewrite_json(b, &|j| {
+                    let k = j["keyslots"]["0"].take();
+                    j["keyslots"] = json!({"a": k});
+                })
+            },
+            Refused(4, "invalid keyslot id 'a'"),
+        ),
+        (
+            "luks2_digest_names_missing_keyslot",
+            |b| rewrite_json(b, &|j| j["digests"]["0"]["keyslots"] = json!(["0", "5"])),
+            Refused(4, "keyslot 5, which does not exist"),
+        ),
+        (
+            "luks2_absurd_argon2_memory",
+            |b| {
+                rewrite_json(
+                    b,
+                    &|j| j["keyslots"]["0"]["kdf"] = json!({"type": "argon2id", "time": 4, "memory": 4294967295u32, "cpus": 4, "salt": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
+                )
+            },
+            Refused(3, "over the limit"),
+        ),
+        (
+            "luks2_absurd_argon2_time",
+            |b| {
+                rewrite_json(
+                    b,
+                    &|j| j["keyslots"]["0"]["kdf"] = json!({"type": "argon2i", "time": 4294967295u32, "memory": 1024, "cpus": 1, "salt": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
+                )
+            },
+            Refused(4, "time cost"),
+        ),
+        (
+            "luks2_absurd_pbkdf2_iterations",
+            |b| {
+                rewrite_json(b, &|j| {
+                    // The fixture's keyslot is Argon2id: made a PBKDF2 one whole.
+                    j["keyslots"]["0"]["kdf"] = json!({"type": "pbkdf2", "hash": "sha256", "iterations": 4294967295u32, "salt": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="})
+                })
+            },
+            Refused(4, "iteration count"),
+        ),
+        (
+            "luks2_unknown_hash",
+            |b| rewrite_json(b, &|j| j["keyslots"]["0"]["af"]["hash"] = json!("md5")),
+            Refused(4, "unsupported hash 'md5'"),
+        ),
+        (
+            "luks2_missing_config",
+            |b| {
+                rewrite_json(b, &|j| {
+                    j.as_object_mut().unwrap().remove("config");
+                })
+            },
+            Refused(4, "missing 'config'"),
+        ),
+        (
+            "luks2_metadata_not_an_object",
+            |b| rewrite_json(b, &|j| *j = json!([1, 2])),
+            Refused(4, "not a JSON object"),
         ),
     ]
 }
@@ -529,9 +742,12 @@ fn run_table(fixture: &Fixture, cases: Vec<(&'static str, Mutation, Expect)>) ->
         LARGEST.store(0, Ordering::Relaxed);
         luksfuse::sys::take_largest_mapping();
         let outcome = std::panic::catch_unwind(|| {
-            let file = HeaderFile::open(&path)?;
-            let header = Header::parse(&file)?;
-            header.unlock(&file, PASS, None).map(|_| ())
+            let file = HeaderFile::open(&path).map_err(|e| (Stage::Open, e))?;
+            let header = Header::parse(&file).map_err(|e| (Stage::Parse, e))?;
+            header
+                .unlock(&file, PASS, None)
+                .map(|_| ())
+                .map_err(|e| (Stage::Unlock, e))
         });
         // Argon2's work area is mapped directly, not taken from the allocator: count both.
         let largest = LARGEST
@@ -539,7 +755,10 @@ fn run_table(fixture: &Fixture, cases: Vec<(&'static str, Mutation, Expect)>) ->
             .max(luksfuse::sys::take_largest_mapping());
         if std::env::var_os("TABLE_DEBUG").is_some() {
             if let Ok(r) = &outcome {
-                eprintln!("{name}: {:?}", r.as_ref().map_err(|e| e.to_string()));
+                eprintln!(
+                    "{name}: {:?}",
+                    r.as_ref().map_err(|(s, e)| (s, e.to_string()))
+                );
             }
         }
         let got = match outcome {
@@ -554,11 +773,13 @@ fn run_table(fixture: &Fixture, cases: Vec<(&'static str, Mutation, Expect)>) ->
         }
         match (&expect, &got) {
             (Opens, Ok(())) => {}
-            (Fails(code, text), Err(e))
+            (Fails(code, text), Err((_, e)))
                 if e.exit_code() == *code && e.to_string().contains(text) => {}
+            (Refused(code, text), Err((Stage::Parse, e)))
+                if e.exit_code() == *code && e.message().contains(text) => {}
             _ => failures.push(format!(
                 "{name}: expected {expect:?}, got {:?}",
-                got.map_err(|e| (e.exit_code(), e.to_string()))
+                got.map_err(|(s, e)| (s, e.exit_code(), e.to_string()))
             )),
         }
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "{name}: file changed");

@@ -425,14 +425,7 @@ fn luks2_cryptsetup_reencrypted_data_through_the_mount_both_ways() {
         ),
     ];
     for (args, what) in cases {
-        let dir = tmpdir();
-        let f = Fixture {
-            header: dir.path().join("h.img"),
-            payload: dir.path().join("p.raw"),
-            keyfile: dir.path().join("key"),
-            dir,
-        };
-        write_file(&f.keyfile, PASS);
+        let f = Fixture::new();
         let mut model = noise(4 << 20, 99);
         write_file(&f.payload, &model);
         run_ok(

@@ -63,7 +63,7 @@ impl UserNs {
 
     /// The namespace's mount table line for `mp`.
     fn mount_line(&self, mp: &Path) -> Option<String> {
-        mount_line(&format!("/proc/{}/mounts", self.holder.id()), mp)
+        mount_line_in(Path::new(&format!("/proc/{}/mounts", self.holder.id())), mp)
     }
 }
 
@@ -83,25 +83,6 @@ impl Drop for UserNs {
     }
 }
 
-/// Lazily unmounts (as root, in our namespace) on drop if still mounted.
-struct MountGuard(PathBuf);
-impl Drop for MountGuard {
-    fn drop(&mut self) {
-        if mount_line("/proc/self/mounts", &self.0).is_some() {
-            let _ = Command::new("fusermount3").arg("-uz").arg(&self.0).status();
-        }
-    }
-}
-
-fn mount_line(table: &str, mp: &Path) -> Option<String> {
-    let mp = mp.to_str()?;
-    std::fs::read_to_string(table)
-        .ok()?
-        .lines()
-        .find(|l| l.split(' ').nth(1) == Some(mp))
-        .map(str::to_string)
-}
-
 fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
     use std::io::Write;
     let mut child = cmd
@@ -118,34 +99,6 @@ fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// Pids of processes whose command line contains every one of `args`.
-fn pids_with_args(args: &[&str]) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let words: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        if args.iter().all(|a| words.contains(&a.as_bytes())) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// Gone, or a zombie nobody reaps (PID 1 of a container may not).
-fn exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
 }
 
 /// A LUKS2 fixture owned by uid 65534 in a directory everyone may traverse, with a copy of the
@@ -188,12 +141,7 @@ impl UserFixture {
 
     /// The pid of the daemon serving `m`.
     fn daemon(&self) -> u32 {
-        let pids = pids_with_args(&[
-            self.exe.to_str().unwrap(),
-            "mount",
-            self.mp.to_str().unwrap(),
-        ]);
-        let live: Vec<u32> = pids.into_iter().filter(|&p| !exited(p)).collect();
+        let live = pids_with_args(s(&self.exe), &["mount", s(&self.mp)]);
         assert_eq!(live.len(), 1, "daemon pids: {live:?}");
         live[0]
     }

@@ -139,14 +139,7 @@ fn luks1_cbc_essiv_round_trips_with_qemu() {
 /// `cryptsetup reencrypt --encrypt` a random payload in place, read it through Volume, write
 /// through Volume, `reencrypt --decrypt`, compare. Also proves which IV units cryptsetup uses.
 fn luks2_round_trip_with_cryptsetup(sector: u32, bits: &str) {
-    let dir = tmpdir();
-    let f = Fixture {
-        header: dir.path().join("h.img"),
-        payload: dir.path().join("p.raw"),
-        keyfile: dir.path().join("key"),
-        dir,
-    };
-    write_file(&f.keyfile, PASS);
+    let f = Fixture::new();
     let size = 4usize << 20;
     let mut model = noise(size, sector as u64);
     write_file(&f.payload, &model);

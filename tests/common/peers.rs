@@ -1,0 +1,142 @@
+//! What the real peers say: cryptsetup's volume key and data segment for a header, luksfuse's
+//! own dump of the volume key, and QEMU's locks on a file.
+
+use super::mounts::SETTLE;
+use super::proc::{forking, luksfuse, run_ok};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Whether cryptsetup is installed.
+pub fn have_cryptsetup() -> bool {
+    forking(|| Command::new("cryptsetup").arg("--version").output())
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The volume key as `cryptsetup luksDump --dump-volume-key` prints it.
+pub fn cryptsetup_volume_key(header: &Path, key_args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let out = run_ok(
+        Command::new("cryptsetup")
+            .args(["luksDump", "-q", "--dump-volume-key"])
+            .args(key_args)
+            .arg(header),
+    );
+    parse_mk_dump(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Parses the hex bytes of the "MK dump:" lines of a volume key dump.
+pub fn parse_mk_dump(text: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let rest = if let Some(r) = line.strip_prefix("MK dump:") {
+            inside = true;
+            r
+        } else if inside && line.starts_with('\t') {
+            line
+        } else {
+            inside = false;
+            continue;
+        };
+        for tok in rest.split_whitespace() {
+            bytes.push(u8::from_str_radix(tok, 16).expect("hex byte"));
+        }
+    }
+    assert!(!bytes.is_empty(), "no MK dump in:\n{text}");
+    bytes
+}
+
+/// The volume key luksfuse derives, via `luksfuse dump --dump-volume-key`.
+pub fn luksfuse_volume_key<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: &[u8]) -> Vec<u8> {
+    let r = luksfuse(args, stdin);
+    assert_eq!(r.code, 0, "luksfuse failed: {}", r.stderr);
+    parse_mk_dump(&r.stdout)
+}
+
+/// The data segment as `cryptsetup luksDump` describes it (LUKS1 text, LUKS2 JSON).
+pub fn segment_from_cryptsetup(header: &Path) -> luksfuse::luks::Segment {
+    let text =
+        String::from_utf8(run_ok(Command::new("cryptsetup").arg("luksDump").arg(header)).stdout)
+            .unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    if field("Version:") == "1" {
+        return luksfuse::luks::Segment {
+            offset: field("Payload offset:").parse::<u64>().unwrap() * 512,
+            size: None,
+            cipher: format!("{}-{}", field("Cipher name:"), field("Cipher mode:")),
+            key_size: field("MK bits:").parse::<usize>().unwrap() / 8,
+            sector_size: 512,
+            iv_tweak: 0,
+        };
+    }
+    let json = run_ok(
+        Command::new("cryptsetup")
+            .args(["luksDump", "--dump-json-metadata"])
+            .arg(header),
+    )
+    .stdout;
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let seg = &v["segments"]["0"];
+    let num = |x: &serde_json::Value| x.as_str().unwrap().parse::<u64>().unwrap();
+    let key_size = v["keyslots"].as_object().unwrap().values().next().unwrap()["key_size"]
+        .as_u64()
+        .unwrap() as usize;
+    luksfuse::luks::Segment {
+        offset: num(&seg["offset"]),
+        size: match seg["size"].as_str().unwrap() {
+            "dynamic" => None,
+            n => Some(n.parse().unwrap()),
+        },
+        cipher: seg["encryption"].as_str().unwrap().to_string(),
+        key_size,
+        sector_size: seg["sector_size"].as_u64().unwrap() as u32,
+        iv_tweak: num(&seg["iv_tweak"]),
+    }
+}
+
+/// Waits until QEMU (qemu-io, qemu-storage-daemon) holds its locks on `file`. QEMU takes its
+/// lock bytes in more than one step while it opens and sets permissions, so this waits for
+/// the set of OFD locks on exactly this file (device and inode, as /proc/locks names them)
+/// to be non-empty and stable for 200 ms.
+pub fn wait_qemu_locks(file: &Path) {
+    let meta = std::fs::metadata(file).unwrap();
+    let dev = std::os::unix::fs::MetadataExt::dev(&meta);
+    let (major, minor) = (
+        ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+        (dev & 0xff) | ((dev >> 12) & !0xff),
+    );
+    let id = format!(
+        " {major:02x}:{minor:02x}:{} ",
+        std::os::unix::fs::MetadataExt::ino(&meta)
+    );
+    let ours = || -> Vec<String> {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("OFDLCK") && l.contains(&id))
+            .map(|l| l.split_once(':').map_or(l, |(_, rest)| rest).to_string())
+            .collect()
+    };
+    let deadline = Instant::now() + SETTLE;
+    let (mut last, mut stable) = (Vec::new(), 0);
+    while stable < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "QEMU took no stable locks on {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(40));
+        let now = ours();
+        stable = if !now.is_empty() && now == last {
+            stable + 1
+        } else {
+            0
+        };
+        last = now;
+    }
+}
