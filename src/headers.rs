@@ -327,3 +327,99 @@ fn commit_checked(
     }
     locked.commit(image, wipe)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn options() -> FormatOptions {
+        FormatOptions {
+            version: 2,
+            cipher: "aes-xts-plain64".into(),
+            key_bits: None,
+            kdf: KdfOptions {
+                pbkdf: Some("pbkdf2".into()),
+                force_iterations: Some(1000),
+                ..KdfOptions::default()
+            },
+            sector_size: 512,
+            offset_sectors: 0,
+            uuid: None,
+            label: None,
+        }
+    }
+
+    fn pass(p: &[u8]) -> Passphrase {
+        Passphrase(Secret::from_slice(p))
+    }
+
+    #[test]
+    fn a_new_header_says_what_it_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let e = NewHeader::prepare(d.path(), &options()).err().unwrap();
+        assert_eq!(e.exit_code(), 1);
+        let h = d.path().join("h.img");
+        assert_eq!(NewHeader::prepare(&h, &options()).unwrap().replaces(), None);
+        std::fs::write(&h, b"").unwrap();
+        assert_eq!(NewHeader::prepare(&h, &options()).unwrap().replaces(), None);
+        std::fs::write(&h, b"not a header").unwrap();
+        let new = NewHeader::prepare(&h, &options()).unwrap();
+        assert_eq!(new.replaces(), Some(OldContent::Data));
+        assert_eq!(new.key_bytes(), 64);
+        let mut steps = vec![];
+        new.write(None, &pass(b"one"), &mut |s| steps.push(s))
+            .unwrap();
+        assert_eq!(
+            steps,
+            [
+                Step::Start(Task::WriteHeader),
+                Step::Done(Task::WriteHeader)
+            ]
+        );
+        let again = NewHeader::prepare(&h, &options()).unwrap();
+        assert_eq!(again.replaces(), Some(OldContent::LuksHeader));
+    }
+
+    #[test]
+    fn keyslots_are_added_and_removed_even_the_last() {
+        let d = tempfile::tempdir().unwrap();
+        let h = d.path().join("h.img");
+        NewHeader::prepare(&h, &options())
+            .unwrap()
+            .write(None, &pass(b"one"), &mut |_| {})
+            .unwrap();
+        let edit = HeaderEdit::open(&h).unwrap();
+        assert!(edit.is_last_slot(0));
+        assert_eq!(edit.new_slot(Some(0)).unwrap_err().exit_code(), 1);
+        let slot = edit.new_slot(None).unwrap();
+        assert_eq!(slot, 1);
+        assert_eq!(edit.unlock(&pass(b"two"), None).unwrap_err().exit_code(), 2);
+        let u = edit.unlock(&pass(b"one"), None).unwrap();
+        assert!(edit.volume_key_matches(&u.key).unwrap());
+        let kdf = edit.kdf(&options().kdf).unwrap();
+        let mut steps = vec![];
+        edit.add_key(slot, &u.key, &pass(b"two"), &kdf, &mut |s| steps.push(s))
+            .unwrap();
+        assert_eq!(
+            steps,
+            [Step::Start(Task::NewKeyslot), Step::Done(Task::NewKeyslot)]
+        );
+
+        let edit = HeaderEdit::open(&h).unwrap();
+        assert!(!edit.is_last_slot(0));
+        assert_eq!(edit.other_slots(0), [1]);
+        assert_eq!(edit.unlock_other(&pass(b"two"), 0).unwrap(), 1);
+        assert_eq!(
+            edit.unlock_other(&pass(b"one"), 0).unwrap_err().exit_code(),
+            2
+        );
+        edit.remove_slot(0).unwrap();
+        let edit = HeaderEdit::open(&h).unwrap();
+        assert!(edit.is_last_slot(1));
+        assert_eq!(
+            edit.unlock(&pass(b"two"), None).unwrap().key.as_bytes(),
+            u.key.as_bytes()
+        );
+    }
+}

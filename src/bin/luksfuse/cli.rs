@@ -401,3 +401,53 @@ pub struct KillSlotArgs {
     /// The LUKS header file.
     pub header: PathBuf,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_kdf_value_is_one_the_library_takes() {
+        for hash in Hash::value_variants() {
+            for pbkdf in Pbkdf::value_variants() {
+                let opts = KdfOpts {
+                    pbkdf: Some(*pbkdf),
+                    hash: Some(*hash),
+                    ..KdfOpts::default()
+                };
+                let o = opts.options();
+                assert!(o.choice(2, None).is_ok(), "{o:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn values_are_spelled_as_cryptsetup_does() {
+        fn names<T: ValueEnum>(v: &[T]) -> Vec<String> {
+            v.iter().map(value_name).collect()
+        }
+        assert_eq!(names(LuksType::value_variants()), ["luks2", "luks1"]);
+        assert_eq!(
+            names(Pbkdf::value_variants()),
+            ["argon2id", "argon2i", "pbkdf2"]
+        );
+        assert_eq!(
+            names(Hash::value_variants()),
+            ["sha1", "sha224", "sha256", "sha384", "sha512", "ripemd160"]
+        );
+        assert_eq!(names(PayloadFormat::value_variants()), ["raw", "qcow2"]);
+        // Hashes in any case, as the library's parser takes them.
+        let cli = Cli::try_parse_from(["luksfuse", "format", "-h", "SHA512", "h.img"]).unwrap();
+        let Command::Format(f) = cli.command else {
+            panic!("not format")
+        };
+        assert_eq!(f.kdf.hash, Some(Hash::Sha512));
+        assert_eq!(f.kind, LuksType::Luks2);
+    }
+}
