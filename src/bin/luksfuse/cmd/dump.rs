@@ -7,6 +7,7 @@ use luksfuse::error::{Error, Result};
 use luksfuse::luks::{hex_lines, Header, HeaderFile};
 use std::io::Write;
 use std::path::Path;
+use zeroize::Zeroizing;
 
 pub fn run(a: &DumpArgs) -> Result<()> {
     let path = &a.header;
@@ -44,23 +45,24 @@ fn confirm_volume_key_dump(batch_mode: bool) -> bool {
 // To be replaced by the library's function for it (luks::dump) at merge: it unlocks (reading
 // the key as for any command) and formats cryptsetup's `luksDump --dump-volume-key` lines.
 
-/// Unlocks the header with the key and returns cryptsetup's volume key dump.
+/// Unlocks the header with the key and returns cryptsetup's volume key dump (zeroed on drop).
 fn volume_key_dump(
     path: &Path,
     file: &HeaderFile,
     header: &Header,
     key: &KeyOpts,
-) -> Result<String> {
+) -> Result<Zeroizing<String>> {
     let u = unlock(path, file, header, key)?;
     let seg = header.segment();
     let (name, mode) = seg.cipher.split_once('-').unwrap_or((&seg.cipher, ""));
-    Ok(format!(
+    let hex = Zeroizing::new(hex_lines(u.key.as_bytes(), "\t\t"));
+    Ok(Zeroizing::new(format!(
         "LUKS header information for {}\nCipher name:   \t{name}\nCipher mode:   \t{mode}\n\
          Payload offset:\t{}\nUUID:          \t{}\nMK bits:       \t{}\nMK dump:\t{}\n",
         path.display(),
         seg.offset / 512,
         header.uuid(),
         u.key.len() * 8,
-        hex_lines(u.key.as_bytes(), "\t\t"),
-    ))
+        *hex,
+    )))
 }
