@@ -1,124 +1,307 @@
-//! The header management commands (`format`, `add-key`, `remove-key`, `change-key`,
-//! `kill-slot`): read keys and consent, then change the header file through
-//! [`crate::luks::update`] (locked, crash-safe). The LUKS work itself is in [`crate::luks`];
-//! this module only orders the steps and talks to the user, as cryptsetup does.
+//! Changing a header file: writing a new header ([`NewHeader`]) and editing keyslots
+//! ([`HeaderEdit`]), each under the header's lock and crash-safe (through
+//! [`crate::luks::update`]). The LUKS work itself is in [`crate::luks`].
+//!
+//! Nothing here talks to the user: passphrases come in already read, consent is the caller's
+//! to ask for before an operation that destroys something (replacing a non-empty file, see
+//! [`NewHeader::replaces`]; removing the last keyslot, see [`HeaderEdit::is_last_slot`]), and
+//! the long steps (KDF calibration) are reported to a [`Step`] callback.
 
 use crate::error::{Error, Result};
-use crate::luks::format::{FormatOptions, KdfOptions};
+use crate::luks::format::{FormatOptions, KdfOptions, Plan};
+use crate::luks::kdf::KdfChoice;
 use crate::luks::update::{self, Locked};
 use crate::luks::{keys, Header, Unlocked};
-use crate::passphrase::{self, KeySource};
 use crate::secret::{Passphrase, VolumeKey};
 use std::path::{Path, PathBuf};
 
-fn are_you_sure(warning: &str) -> String {
-    format!("WARNING!\n========\n{warning}\n\nAre you sure? (Type 'yes' in capital letters): ")
+/// A long step of a header operation (it calibrates a KDF: about `iter_time` ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Calibrating the KDFs of a new header and building it.
+    WriteHeader,
+    /// Calibrating the KDF of a new keyslot.
+    NewKeyslot,
 }
 
-/// `luksfuse format`.
-pub struct Format {
-    pub header: PathBuf,
-    pub options: FormatOptions,
-    pub key: KeySource,
-    pub volume_key_file: Option<PathBuf>,
-    pub batch_mode: bool,
-    pub force: bool,
+/// Reported to the progress callback around each [`Task`]; `Done` follows every `Start`,
+/// whether the task succeeded or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Start(Task),
+    Done(Task),
 }
 
-/// Writes a new header file. An existing non-empty file is replaced only with `--force`,
-/// `-q` or a `YES` typed on a terminal, and never while it is locked (mounted).
-pub fn format(c: &Format) -> Result<()> {
-    let path = &c.header;
-    let plan = c.options.check().map_err(|e| e.in_file(path))?;
-    let existing = match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => return Err(Error::usage("is a directory").in_file(path)),
-        Ok(m) => Some(m),
-        Err(_) => None,
-    };
-    let locked = match existing {
-        Some(m) if m.len() > 0 => {
-            let locked = Locked::open(path)?;
-            let is_luks = Header::parse(locked.image()).is_ok();
-            let consent = c.force
-                || c.batch_mode
-                || passphrase::confirm(&are_you_sure(&format!(
-                    "This will overwrite data on {} irrevocably.",
-                    path.display()
-                )));
-            if !consent {
-                let what = if is_luks {
-                    "holds a LUKS header"
-                } else {
-                    "exists and is not empty"
+fn step<T>(progress: &mut dyn FnMut(Step), task: Task, f: impl FnOnce() -> T) -> T {
+    progress(Step::Start(task));
+    let r = f();
+    progress(Step::Done(task));
+    r
+}
+
+/// What a new header would replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldContent {
+    /// A LUKS header (of either version).
+    LuksHeader,
+    /// Other, non-empty content.
+    Data,
+}
+
+/// A new header file to write: the options are checked and an existing file is locked.
+pub struct NewHeader {
+    path: PathBuf,
+    plan: Plan,
+    old: Option<(Locked, OldContent)>,
+}
+
+impl NewHeader {
+    /// Checks `options` and, if `path` exists and is not empty, locks it (it must not be in
+    /// use: a mounted header is locked) and looks at what it holds.
+    pub fn prepare(path: &Path, options: &FormatOptions) -> Result<Self> {
+        let plan = options.check().map_err(|e| e.in_file(path))?;
+        let existing = match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => return Err(Error::usage("is a directory").in_file(path)),
+            Ok(m) => Some(m),
+            Err(_) => None,
+        };
+        let old = match existing {
+            Some(m) if m.len() > 0 => {
+                let locked = Locked::open(path)?;
+                let what = match Header::parse(locked.image()) {
+                    Ok(_) => OldContent::LuksHeader,
+                    Err(_) => OldContent::Data,
                 };
-                return Err(Error::usage(format!(
-                    "{what}; refusing to overwrite it without confirmation"
-                ))
-                .in_file(path)
-                .with_hint("type YES on a terminal, or pass --force (or -q)"));
+                Some((locked, what))
             }
-            Some(locked)
+            _ => None,
+        };
+        Ok(NewHeader {
+            path: path.to_owned(),
+            plan,
+            old,
+        })
+    }
+
+    /// What [`write`](Self::write) would destroy, if anything: ask before writing.
+    pub fn replaces(&self) -> Option<OldContent> {
+        self.old.as_ref().map(|(_, what)| *what)
+    }
+
+    /// The volume key's length in bytes.
+    pub fn key_bytes(&self) -> usize {
+        self.plan.key_bytes
+    }
+
+    /// Builds the header (with `volume_key`, else a random one) with one keyslot opened by
+    /// `pass`, and writes it, replacing (and wiping) whatever the file held.
+    pub fn write(
+        self,
+        volume_key: Option<VolumeKey>,
+        pass: &Passphrase,
+        progress: &mut dyn FnMut(Step),
+    ) -> Result<()> {
+        let path = &self.path;
+        let (image, _vk) = step(progress, Task::WriteHeader, || {
+            crate::luks::format::build(&self.plan, volume_key, pass.as_bytes())
+        })
+        .map_err(|e| e.in_file(path))?;
+        match self.old {
+            Some((l, _)) => {
+                // Everything the old file held is gone: wipe it all.
+                let old = 0..l.image().len() as u64;
+                l.commit(&image, std::slice::from_ref(&old))
+            }
+            None => update::replace(path, &image, None),
         }
-        _ => None,
-    };
-    let vk = match &c.volume_key_file {
-        Some(f) => Some(read_volume_key(f, plan.key_bytes)?),
-        None => None,
-    };
-    let pass = c
-        .key
-        .read_prompt(&format!("Enter passphrase for {}: ", path.display()), true)?;
-    let (image, _vk) = progress("Benchmarking the KDF and writing the header", || {
-        crate::luks::format::build(&plan, vk, pass.as_bytes())
-    })
-    .map_err(|e| e.in_file(path))?;
-    drop(pass);
-    match locked {
-        Some(l) => {
-            // Everything the old file held is gone: wipe it all.
-            let old = 0..l.image().len() as u64;
-            l.commit(&image, std::slice::from_ref(&old))
-        }
-        None => update::replace(path, &image, None),
     }
 }
 
-fn read_volume_key(path: &Path, len: usize) -> Result<VolumeKey> {
-    let src = KeySource {
-        key_file: Some(path.to_owned()),
-        offset: 0,
-        size: None,
-    };
-    let k = src.read("")?;
-    if k.as_bytes().len() != len {
+/// A volume key read from a file (`bytes`) must have the volume's key length.
+pub fn volume_key(bytes: &Passphrase, len: usize, file: &Path) -> Result<VolumeKey> {
+    if bytes.as_bytes().len() != len {
         return Err(Error::usage(format!(
             "volume key file holds {} bytes, expected {len}",
-            k.as_bytes().len()
+            bytes.as_bytes().len()
         ))
-        .in_file(path));
+        .in_file(file));
     }
-    Ok(VolumeKey(crate::secret::Secret::from_slice(k.as_bytes())))
+    Ok(VolumeKey(crate::secret::Secret::from_slice(
+        bytes.as_bytes(),
+    )))
 }
 
-/// A locked header file and its parsed header.
-fn open_locked(path: &Path) -> Result<(Locked, Header)> {
-    let locked = Locked::open(path)?;
-    let header = Header::parse(locked.image()).map_err(|e| e.in_file(path))?;
-    Ok((locked, header))
+/// A locked header file and its parsed header, for keyslot changes.
+pub struct HeaderEdit {
+    locked: Locked,
+    header: Header,
 }
 
-fn unlock(
-    path: &Path,
-    locked: &Locked,
-    header: &Header,
-    pass: &Passphrase,
-    slot: Option<u32>,
-) -> Result<Unlocked> {
-    let u = header
-        .unlock(locked.image(), pass.as_bytes(), slot)
-        .map_err(|e| e.in_file(path))?;
-    log::info!("key slot {} unlocked", u.slot);
-    Ok(u)
+impl HeaderEdit {
+    /// Locks the header file (it must not be in use) and parses it.
+    pub fn open(path: &Path) -> Result<Self> {
+        let locked = Locked::open(path)?;
+        let header = Header::parse(locked.image()).map_err(|e| e.in_file(path))?;
+        Ok(HeaderEdit { locked, header })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.locked.path()
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The keyslot for a new key: `wanted` if it is in range and free, else the first free one.
+    pub fn new_slot(&self, wanted: Option<u32>) -> Result<u32> {
+        let (path, header) = (self.path(), &self.header);
+        match wanted {
+            Some(s) if s > keys::max_slot(header) => Err(Error::usage(format!(
+                "keyslot {s} out of range 0..={}",
+                keys::max_slot(header)
+            ))
+            .in_file(path)),
+            Some(s) if header.slot_active(s) => Err(Error::usage(format!(
+                "Key slot {s} is full, please select another one."
+            ))
+            .in_file(path)),
+            Some(s) => Ok(s),
+            None => keys::free_slot(header).map_err(|e| e.in_file(path)),
+        }
+    }
+
+    /// The KDF a new keyslot of this header gets (LUKS1: PBKDF2 with the header's hash).
+    pub fn kdf(&self, kdf: &KdfOptions) -> Result<KdfChoice> {
+        match &self.header {
+            Header::Luks1(h) => kdf.choice(1, Some(h.hash())),
+            Header::Luks2(_) => kdf.choice(2, None),
+        }
+    }
+
+    /// The volume key's length in bytes.
+    pub fn key_bytes(&self) -> usize {
+        self.header.segment().key_size
+    }
+
+    /// Whether a volume key given instead of a passphrase matches the header's digest.
+    pub fn volume_key_matches(&self, vk: &VolumeKey) -> Result<bool> {
+        match &self.header {
+            Header::Luks1(h) => Ok(h.check_key(vk.as_bytes())),
+            Header::Luks2(h) => h.check_key(vk.as_bytes()),
+        }
+    }
+
+    /// Opens keyslot `slot`, or any, with `pass`.
+    pub fn unlock(&self, pass: &Passphrase, slot: Option<u32>) -> Result<Unlocked> {
+        let u = self
+            .header
+            .unlock(self.locked.image(), pass.as_bytes(), slot)
+            .map_err(|e| e.in_file(self.path()))?;
+        log::info!("key slot {} unlocked", u.slot);
+        Ok(u)
+    }
+
+    /// The active keyslots other than `slot`.
+    pub fn other_slots(&self, slot: u32) -> Vec<u32> {
+        keys::active_slots(&self.header)
+            .into_iter()
+            .filter(|s| *s != slot)
+            .collect()
+    }
+
+    /// Opens one of the active keyslots other than `slot` with `pass`: the proof that the
+    /// caller may remove `slot`.
+    pub fn unlock_other(&self, pass: &Passphrase, slot: u32) -> Result<u32> {
+        for s in self.other_slots(slot) {
+            if let Ok(Some(_)) = self
+                .header
+                .unlock_slot(self.locked.image(), s, pass.as_bytes())
+            {
+                log::info!("key slot {s} unlocked");
+                return Ok(s);
+            }
+        }
+        Err(Error::no_key(format!(
+            "No key available with this passphrase (in a keyslot other than {slot})."
+        ))
+        .in_file(self.path()))
+    }
+
+    /// Whether `slot` is the only active keyslot: removing it makes the volume unusable.
+    pub fn is_last_slot(&self, slot: u32) -> bool {
+        keys::active_slots(&self.header) == [slot]
+    }
+
+    /// Stores `new` in the free keyslot `slot`, sealing `vk` with a KDF from `kdf`.
+    pub fn add_key(
+        self,
+        slot: u32,
+        vk: &VolumeKey,
+        new: &Passphrase,
+        kdf: &KdfChoice,
+        progress: &mut dyn FnMut(Step),
+    ) -> Result<()> {
+        let kdf = step(progress, Task::NewKeyslot, || kdf.make(vk.len()))?;
+        let mut image = self.locked.image().to_vec();
+        keys::store(
+            &mut image,
+            &self.header,
+            slot,
+            vk.as_bytes(),
+            new.as_bytes(),
+            &kdf,
+        )
+        .map_err(|e| e.in_file(self.path()))?;
+        commit_checked(self.locked, &image, &[], Some((new.as_bytes(), slot, vk)))?;
+        log::info!("Key slot {slot} created.");
+        Ok(())
+    }
+
+    /// Replaces the passphrase of the keyslot `old` was opened from by `new`, in the same
+    /// keyslot. The whole new file is written before the old one is replaced, so a crash
+    /// leaves one or the other.
+    pub fn change_key(
+        self,
+        old: &Unlocked,
+        new: &Passphrase,
+        kdf: &KdfChoice,
+        progress: &mut dyn FnMut(Step),
+    ) -> Result<()> {
+        let path = self.path().to_owned();
+        let kdf = step(progress, Task::NewKeyslot, || kdf.make(old.key.len()))?;
+        let old_area =
+            keys::material_range(&self.header, old.slot).map_err(|e| e.in_file(&path))?;
+        let mut image = self.locked.image().to_vec();
+        keys::store(
+            &mut image,
+            &self.header,
+            old.slot,
+            old.key.as_bytes(),
+            new.as_bytes(),
+            &kdf,
+        )
+        .map_err(|e| e.in_file(&path))?;
+        commit_checked(
+            self.locked,
+            &image,
+            &[old_area],
+            Some((new.as_bytes(), old.slot, &old.key)),
+        )?;
+        log::info!("Key slot {} changed.", old.slot);
+        Ok(())
+    }
+
+    /// Removes keyslot `slot` and wipes its key material; even the last one (see
+    /// [`is_last_slot`](Self::is_last_slot): ask first).
+    pub fn remove_slot(self, slot: u32) -> Result<()> {
+        let path = self.path().to_owned();
+        let mut image = self.locked.image().to_vec();
+        let area = keys::remove(&mut image, &self.header, slot).map_err(|e| e.in_file(&path))?;
+        commit_checked(self.locked, &image, &[area], None)?;
+        log::info!("Key slot {slot} removed.");
+        Ok(())
+    }
 }
 
 /// Writes `image` after checking that it parses and that `pass` opens `slot` with the same
@@ -145,240 +328,98 @@ fn commit_checked(
     locked.commit(image, wipe)
 }
 
-/// `luksfuse add-key`.
-pub struct AddKey {
-    pub header: PathBuf,
-    pub key: KeySource,
-    pub new_key: KeySource,
-    pub slot: Option<u32>,
-    pub kdf: KdfOptions,
-    pub volume_key_file: Option<PathBuf>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
 
-pub fn add_key(c: &AddKey) -> Result<()> {
-    let path = &c.header;
-    let (locked, header) = open_locked(path)?;
-    let slot = match c.slot {
-        Some(s) if s > keys::max_slot(&header) => {
-            return Err(Error::usage(format!(
-                "keyslot {s} out of range 0..={}",
-                keys::max_slot(&header)
-            ))
-            .in_file(path))
-        }
-        Some(s) if header.slot_active(s) => {
-            return Err(
-                Error::usage(format!("Key slot {s} is full, please select another one."))
-                    .in_file(path),
-            )
-        }
-        Some(s) => s,
-        None => keys::free_slot(&header).map_err(|e| e.in_file(path))?,
-    };
-    let choice = kdf_choice(&c.kdf, &header)?;
-    let vk = match &c.volume_key_file {
-        Some(f) => {
-            let vk = read_volume_key(f, header.segment().key_size)?;
-            if !volume_key_matches(&header, &vk)? {
-                return Err(Error::no_key("Volume key does not match the volume.").in_file(f));
-            }
-            vk
-        }
-        None => {
-            let old = c
-                .key
-                .read_prompt("Enter any existing passphrase: ", false)?;
-            unlock(path, &locked, &header, &old, None)?.key
-        }
-    };
-    let new = c
-        .new_key
-        .read_prompt("Enter new passphrase for key slot: ", true)?;
-    let kdf = progress("Benchmarking the KDF for the new keyslot", || {
-        choice.make(vk.len())
-    })?;
-    let mut image = locked.image().to_vec();
-    keys::store(
-        &mut image,
-        &header,
-        slot,
-        vk.as_bytes(),
-        new.as_bytes(),
-        &kdf,
-    )
-    .map_err(|e| e.in_file(path))?;
-    commit_checked(locked, &image, &[], Some((new.as_bytes(), slot, &vk)))?;
-    log::info!("Key slot {slot} created.");
-    Ok(())
-}
-
-fn volume_key_matches(header: &Header, vk: &VolumeKey) -> Result<bool> {
-    match header {
-        Header::Luks1(h) => Ok(h.check_key(vk.as_bytes())),
-        Header::Luks2(h) => h.check_key(vk.as_bytes()),
-    }
-}
-
-fn kdf_choice(kdf: &KdfOptions, header: &Header) -> Result<crate::luks::kdf::KdfChoice> {
-    match header {
-        Header::Luks1(h) => kdf.choice(1, Some(h.hash())),
-        Header::Luks2(_) => kdf.choice(2, None),
-    }
-}
-
-/// `luksfuse change-key`.
-pub struct ChangeKey {
-    pub header: PathBuf,
-    pub key: KeySource,
-    pub new_key: KeySource,
-    pub slot: Option<u32>,
-    pub kdf: KdfOptions,
-}
-
-/// Replaces the passphrase of the keyslot the old one opens, in the same keyslot. The whole
-/// new file is written before the old one is replaced, so a crash leaves one or the other.
-pub fn change_key(c: &ChangeKey) -> Result<()> {
-    let path = &c.header;
-    let (locked, header) = open_locked(path)?;
-    let choice = kdf_choice(&c.kdf, &header)?;
-    let old = c
-        .key
-        .read_prompt("Enter passphrase to be changed: ", false)?;
-    let u = unlock(path, &locked, &header, &old, c.slot)?;
-    drop(old);
-    let new = c.new_key.read_prompt("Enter new passphrase: ", true)?;
-    let kdf = progress("Benchmarking the KDF for the new keyslot", || {
-        choice.make(u.key.len())
-    })?;
-    let old_area = keys::material_range(&header, u.slot).map_err(|e| e.in_file(path))?;
-    let mut image = locked.image().to_vec();
-    keys::store(
-        &mut image,
-        &header,
-        u.slot,
-        u.key.as_bytes(),
-        new.as_bytes(),
-        &kdf,
-    )
-    .map_err(|e| e.in_file(path))?;
-    commit_checked(
-        locked,
-        &image,
-        &[old_area],
-        Some((new.as_bytes(), u.slot, &u.key)),
-    )?;
-    log::info!("Key slot {} changed.", u.slot);
-    Ok(())
-}
-
-/// Consent to remove the last keyslot: given up front (`--force`, or `-q` as in cryptsetup),
-/// or `YES` on a terminal. Unlike cryptsetup, a run without a terminal does not count as yes.
-fn last_slot_consent(path: &Path, slot: u32, confirmed: bool) -> Result<()> {
-    if confirmed
-        || passphrase::confirm(&are_you_sure(
-            "This is the last keyslot. Device will become unusable after purging this key.",
-        ))
-    {
-        return Ok(());
-    }
-    Err(Error::usage(format!(
-        "keyslot {slot} is the last one; removing it makes the volume unusable"
-    ))
-    .in_file(path)
-    .with_hint("pass -q or --force (or type YES on a terminal) if that is what you want"))
-}
-
-/// `luksfuse remove-key`.
-pub struct RemoveKey {
-    pub header: PathBuf,
-    pub key: KeySource,
-    pub slot: Option<u32>,
-    /// Removing the last keyslot was confirmed up front.
-    pub confirmed: bool,
-}
-
-/// Removes the keyslot that the given key opens.
-pub fn remove_key(c: &RemoveKey) -> Result<()> {
-    let path = &c.header;
-    let (locked, header) = open_locked(path)?;
-    let pass = c
-        .key
-        .read_prompt("Enter passphrase to be deleted: ", false)?;
-    let u = unlock(path, &locked, &header, &pass, c.slot)?;
-    drop(pass);
-    remove_slot(locked, &header, u.slot, c.confirmed)
-}
-
-fn remove_slot(locked: Locked, header: &Header, slot: u32, confirmed: bool) -> Result<()> {
-    let path = locked.path().to_owned();
-    if keys::active_slots(header) == [slot] {
-        last_slot_consent(&path, slot, confirmed)?;
-    }
-    let mut image = locked.image().to_vec();
-    let area = keys::remove(&mut image, header, slot).map_err(|e| e.in_file(&path))?;
-    commit_checked(locked, &image, &[area], None)?;
-    log::info!("Key slot {slot} removed.");
-    Ok(())
-}
-
-/// `luksfuse kill-slot`.
-pub struct KillSlot {
-    pub header: PathBuf,
-    pub slot: u32,
-    pub key: KeySource,
-    /// `-q` or `--force`: confirmed up front, so neither a key of another keyslot (unless a
-    /// key file is given) nor a `YES` for the last keyslot is asked for.
-    pub confirmed: bool,
-}
-
-/// Removes keyslot `slot`. A key that opens another keyslot proves the right to do so;
-/// without one, `-q` (or `--force`) stands for it. The last keyslot needs `-q`, `--force` or
-/// a `YES` on a terminal.
-pub fn kill_slot(c: &KillSlot) -> Result<()> {
-    let path = &c.header;
-    let (locked, header) = open_locked(path)?;
-    if !header.slot_active(c.slot) {
-        return Err(Error::usage(format!("Keyslot {} is not active.", c.slot)).in_file(path));
-    }
-    let others: Vec<u32> = keys::active_slots(&header)
-        .into_iter()
-        .filter(|s| *s != c.slot)
-        .collect();
-    let need_key = c.key.is_file() || !c.confirmed;
-    if need_key && !others.is_empty() {
-        let pass = c
-            .key
-            .read_prompt("Enter any remaining passphrase: ", false)?;
-        let mut opened = false;
-        for s in &others {
-            if let Ok(Some(_)) = header.unlock_slot(locked.image(), *s, pass.as_bytes()) {
-                log::info!("key slot {s} unlocked");
-                opened = true;
-                break;
-            }
-        }
-        if !opened {
-            return Err(Error::no_key(format!(
-                "No key available with this passphrase (in a keyslot other than {}).",
-                c.slot
-            ))
-            .in_file(path));
+    fn options() -> FormatOptions {
+        FormatOptions {
+            version: 2,
+            cipher: "aes-xts-plain64".into(),
+            key_bits: None,
+            kdf: KdfOptions {
+                pbkdf: Some("pbkdf2".into()),
+                force_iterations: Some(1000),
+                ..KdfOptions::default()
+            },
+            sector_size: 512,
+            offset_sectors: 0,
+            uuid: None,
+            label: None,
         }
     }
-    remove_slot(locked, &header, c.slot, c.confirmed)
-}
 
-/// Runs a long step (KDF calibration takes about `--iter-time`), saying so on a terminal:
-/// "WHAT ... done (1.9 s)". Quiet when stderr is not a terminal.
-fn progress<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let tty = crate::sys::is_terminal(&std::io::stderr());
-    if tty {
-        eprint!("{what} ... ");
+    fn pass(p: &[u8]) -> Passphrase {
+        Passphrase(Secret::from_slice(p))
     }
-    let start = std::time::Instant::now();
-    let r = f();
-    if tty {
-        eprintln!("done ({:.1} s)", start.elapsed().as_secs_f64());
+
+    #[test]
+    fn a_new_header_says_what_it_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let e = NewHeader::prepare(d.path(), &options()).err().unwrap();
+        assert_eq!(e.exit_code(), 1);
+        let h = d.path().join("h.img");
+        assert_eq!(NewHeader::prepare(&h, &options()).unwrap().replaces(), None);
+        std::fs::write(&h, b"").unwrap();
+        assert_eq!(NewHeader::prepare(&h, &options()).unwrap().replaces(), None);
+        std::fs::write(&h, b"not a header").unwrap();
+        let new = NewHeader::prepare(&h, &options()).unwrap();
+        assert_eq!(new.replaces(), Some(OldContent::Data));
+        assert_eq!(new.key_bytes(), 64);
+        let mut steps = vec![];
+        new.write(None, &pass(b"one"), &mut |s| steps.push(s))
+            .unwrap();
+        assert_eq!(
+            steps,
+            [
+                Step::Start(Task::WriteHeader),
+                Step::Done(Task::WriteHeader)
+            ]
+        );
+        let again = NewHeader::prepare(&h, &options()).unwrap();
+        assert_eq!(again.replaces(), Some(OldContent::LuksHeader));
     }
-    r
+
+    #[test]
+    fn keyslots_are_added_and_removed_even_the_last() {
+        let d = tempfile::tempdir().unwrap();
+        let h = d.path().join("h.img");
+        NewHeader::prepare(&h, &options())
+            .unwrap()
+            .write(None, &pass(b"one"), &mut |_| {})
+            .unwrap();
+        let edit = HeaderEdit::open(&h).unwrap();
+        assert!(edit.is_last_slot(0));
+        assert_eq!(edit.new_slot(Some(0)).unwrap_err().exit_code(), 1);
+        let slot = edit.new_slot(None).unwrap();
+        assert_eq!(slot, 1);
+        assert_eq!(edit.unlock(&pass(b"two"), None).unwrap_err().exit_code(), 2);
+        let u = edit.unlock(&pass(b"one"), None).unwrap();
+        assert!(edit.volume_key_matches(&u.key).unwrap());
+        let kdf = edit.kdf(&options().kdf).unwrap();
+        let mut steps = vec![];
+        edit.add_key(slot, &u.key, &pass(b"two"), &kdf, &mut |s| steps.push(s))
+            .unwrap();
+        assert_eq!(
+            steps,
+            [Step::Start(Task::NewKeyslot), Step::Done(Task::NewKeyslot)]
+        );
+
+        let edit = HeaderEdit::open(&h).unwrap();
+        assert!(!edit.is_last_slot(0));
+        assert_eq!(edit.other_slots(0), [1]);
+        assert_eq!(edit.unlock_other(&pass(b"two"), 0).unwrap(), 1);
+        assert_eq!(
+            edit.unlock_other(&pass(b"one"), 0).unwrap_err().exit_code(),
+            2
+        );
+        edit.remove_slot(0).unwrap();
+        let edit = HeaderEdit::open(&h).unwrap();
+        assert!(edit.is_last_slot(1));
+        assert_eq!(
+            edit.unlock(&pass(b"two"), None).unwrap().key.as_bytes(),
+            u.key.as_bytes()
+        );
+    }
 }

@@ -35,6 +35,53 @@ fn help_lists_the_exit_codes() {
     );
 }
 
+/// The `  N  meaning` lines after "Exit codes" in a text (`--help`, the man page).
+fn exit_table_lines(text: &str) -> Vec<(i32, String)> {
+    let start = text.find("Exit codes").expect("an exit code table");
+    text[start..]
+        .lines()
+        .skip(1)
+        .map_while(|l| {
+            let (code, meaning) = l.strip_prefix("  ")?.split_once("  ")?;
+            Some((code.parse().ok()?, meaning.replace("\\-", "-")))
+        })
+        .collect()
+}
+
+#[test]
+fn help_man_page_and_readme_show_the_one_exit_code_table() {
+    let want: Vec<(i32, String)> = luksfuse::error::EXIT_CODES
+        .iter()
+        .map(|(c, m)| (*c, m.to_string()))
+        .collect();
+    let help = luksfuse(&["--help"], b"");
+    assert_eq!(help.code, 0);
+    assert_eq!(exit_table_lines(&help.stdout), want, "--help");
+
+    let dir = tmpdir();
+    let r = luksfuse(&["generate-assets", dir.path().to_str().unwrap()], b"");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let man = std::fs::read_to_string(dir.path().join("man/luksfuse.1")).expect("man page");
+    assert_eq!(exit_table_lines(&man), want, "man page");
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("### Exit codes")
+        .expect("README's exit code section");
+    // The table right under the heading: its rows with a number in the first cell.
+    let rows: Vec<(i32, String)> = readme[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| {
+            let mut cells = l.trim_matches('|').split('|').map(str::trim);
+            Some((cells.next()?.parse().ok()?, cells.next()?.to_string()))
+        })
+        .collect();
+    assert_eq!(rows, want, "README.md");
+}
+
 #[test]
 fn missing_header_exits_4_naming_the_file() {
     run_cli(

@@ -1,0 +1,49 @@
+//! `luksfuse mount`: unlock, then serve the payloads (see `luksfuse::mount`).
+
+use super::{open_header, unlock};
+use crate::cli::{MountArgs, PayloadFormat};
+use luksfuse::error::Result;
+use luksfuse::image::Format;
+use luksfuse::mount::MountConfig;
+
+pub fn run(a: MountArgs) -> Result<()> {
+    let MountArgs {
+        key,
+        readonly,
+        foreground,
+        options,
+        name,
+        payload_format,
+        allow_backing,
+        header: path,
+        mut paths,
+    } = a;
+    let mountpoint = paths.pop().expect("clap requires two paths or more");
+    let payloads = paths;
+    let mut fuse_options: Vec<String> = options
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect();
+    // `-o ro` / `-o rw` mean what --readonly means (as for mount(8) and fstab).
+    let readonly = readonly || fuse_options.iter().any(|o| o == "ro");
+    fuse_options.retain(|o| o != "ro" && o != "rw");
+    let (file, header) = open_header(&path)?;
+    let unlocked = unlock(&path, &file, &header, &key)?;
+    let cfg = MountConfig {
+        header: path,
+        payloads,
+        mountpoint,
+        name,
+        readonly,
+        foreground,
+        fuse_options,
+        payload_format: payload_format.map(|f| match f {
+            PayloadFormat::Qcow2 => Format::Qcow2,
+            PayloadFormat::Raw => Format::Raw,
+        }),
+        allow_backing,
+    };
+    luksfuse::mount::run(&cfg, unlocked.key, header.segment())
+}
