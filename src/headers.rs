@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::luks::format::{FormatOptions, KdfOptions};
 use crate::luks::update::{self, Locked};
-use crate::luks::{keys, Header, Unlocked};
+use crate::luks::{Header, Unlocked};
 use crate::passphrase::{self, KeySource};
 use crate::secret::{Passphrase, VolumeKey};
 use std::path::{Path, PathBuf};
@@ -132,7 +132,7 @@ fn commit_checked(
     let path = locked.path().to_owned();
     let h = Header::parse(&image).map_err(|e| e.context("updated header").in_file(&path))?;
     if let Some((pass, slot, vk)) = check {
-        match h.unlock_slot(&image, slot, pass) {
+        match h.open_keyslot(&image, slot, pass) {
             Ok(Some(k)) if k.0.ct_eq(vk.as_bytes()) => {}
             _ => {
                 return Err(Error::format(format!(
@@ -159,10 +159,10 @@ pub fn add_key(c: &AddKey) -> Result<()> {
     let path = &c.header;
     let (locked, header) = open_locked(path)?;
     let slot = match c.slot {
-        Some(s) if s > keys::max_slot(&header) => {
+        Some(s) if s > header.max_slot() => {
             return Err(Error::usage(format!(
                 "keyslot {s} out of range 0..={}",
-                keys::max_slot(&header)
+                header.max_slot()
             ))
             .in_file(path))
         }
@@ -173,13 +173,13 @@ pub fn add_key(c: &AddKey) -> Result<()> {
             )
         }
         Some(s) => s,
-        None => keys::free_slot(&header).map_err(|e| e.in_file(path))?,
+        None => header.free_slot().map_err(|e| e.in_file(path))?,
     };
-    let choice = kdf_choice(&c.kdf, &header)?;
+    let choice = header.kdf_choice(&c.kdf)?;
     let vk = match &c.volume_key_file {
         Some(f) => {
             let vk = read_volume_key(f, header.segment().key_size)?;
-            if !volume_key_matches(&header, &vk)? {
+            if !header.verify_key(vk.as_bytes())? {
                 return Err(Error::no_key("Volume key does not match the volume.").in_file(f));
             }
             vk
@@ -198,32 +198,12 @@ pub fn add_key(c: &AddKey) -> Result<()> {
         choice.make(vk.len())
     })?;
     let mut image = locked.image().to_vec();
-    keys::store(
-        &mut image,
-        &header,
-        slot,
-        vk.as_bytes(),
-        new.as_bytes(),
-        &kdf,
-    )
-    .map_err(|e| e.in_file(path))?;
+    header
+        .seal_keyslot(&mut image, slot, vk.as_bytes(), new.as_bytes(), &kdf)
+        .map_err(|e| e.in_file(path))?;
     commit_checked(locked, &image, &[], Some((new.as_bytes(), slot, &vk)))?;
     log::info!("Key slot {slot} created.");
     Ok(())
-}
-
-fn volume_key_matches(header: &Header, vk: &VolumeKey) -> Result<bool> {
-    match header {
-        Header::Luks1(h) => Ok(h.check_key(vk.as_bytes())),
-        Header::Luks2(h) => h.check_key(vk.as_bytes()),
-    }
-}
-
-fn kdf_choice(kdf: &KdfOptions, header: &Header) -> Result<crate::luks::kdf::KdfChoice> {
-    match header {
-        Header::Luks1(h) => kdf.choice(1, Some(h.hash())),
-        Header::Luks2(_) => kdf.choice(2, None),
-    }
 }
 
 /// `luksfuse change-key`.
@@ -240,7 +220,7 @@ pub struct ChangeKey {
 pub fn change_key(c: &ChangeKey) -> Result<()> {
     let path = &c.header;
     let (locked, header) = open_locked(path)?;
-    let choice = kdf_choice(&c.kdf, &header)?;
+    let choice = header.kdf_choice(&c.kdf)?;
     let old = c
         .key
         .read_prompt("Enter passphrase to be changed: ", false)?;
@@ -250,17 +230,11 @@ pub fn change_key(c: &ChangeKey) -> Result<()> {
     let kdf = progress("Benchmarking the KDF for the new keyslot", || {
         choice.make(u.key.len())
     })?;
-    let old_area = keys::material_range(&header, u.slot).map_err(|e| e.in_file(path))?;
+    let old_area = header.keyslot_area(u.slot).map_err(|e| e.in_file(path))?;
     let mut image = locked.image().to_vec();
-    keys::store(
-        &mut image,
-        &header,
-        u.slot,
-        u.key.as_bytes(),
-        new.as_bytes(),
-        &kdf,
-    )
-    .map_err(|e| e.in_file(path))?;
+    header
+        .seal_keyslot(&mut image, u.slot, u.key.as_bytes(), new.as_bytes(), &kdf)
+        .map_err(|e| e.in_file(path))?;
     commit_checked(
         locked,
         &image,
@@ -311,11 +285,13 @@ pub fn remove_key(c: &RemoveKey) -> Result<()> {
 
 fn remove_slot(locked: Locked, header: &Header, slot: u32, confirmed: bool) -> Result<()> {
     let path = locked.path().to_owned();
-    if keys::active_slots(header) == [slot] {
+    if header.active_slots() == [slot] {
         last_slot_consent(&path, slot, confirmed)?;
     }
     let mut image = locked.image().to_vec();
-    let area = keys::remove(&mut image, header, slot).map_err(|e| e.in_file(&path))?;
+    let area = header
+        .wipe_keyslot(&mut image, slot)
+        .map_err(|e| e.in_file(&path))?;
     commit_checked(locked, &image, &[area], None)?;
     log::info!("Key slot {slot} removed.");
     Ok(())
@@ -340,7 +316,8 @@ pub fn kill_slot(c: &KillSlot) -> Result<()> {
     if !header.slot_active(c.slot) {
         return Err(Error::usage(format!("Keyslot {} is not active.", c.slot)).in_file(path));
     }
-    let others: Vec<u32> = keys::active_slots(&header)
+    let others: Vec<u32> = header
+        .active_slots()
         .into_iter()
         .filter(|s| *s != c.slot)
         .collect();
@@ -351,7 +328,7 @@ pub fn kill_slot(c: &KillSlot) -> Result<()> {
             .read_prompt("Enter any remaining passphrase: ", false)?;
         let mut opened = false;
         for s in &others {
-            if let Ok(Some(_)) = header.unlock_slot(locked.image(), *s, pass.as_bytes()) {
+            if let Ok(Some(_)) = header.open_keyslot(locked.image(), *s, pass.as_bytes()) {
                 log::info!("key slot {s} unlocked");
                 opened = true;
                 break;

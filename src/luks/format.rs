@@ -213,7 +213,8 @@ pub fn build(
             &plan.cipher,
             plan.hash,
             vk.as_bytes(),
-            (plan.offset / 512) as u32,
+            u32::try_from(plan.offset / 512)
+                .map_err(|_| Error::usage("offset too large for LUKS1"))?,
             &plan.uuid,
             digest_iterations,
         )?,
@@ -233,7 +234,7 @@ pub fn build(
         )?,
     };
     let header = Header::parse(&image).map_err(|e| e.context("new header"))?;
-    super::keys::store(&mut image, &header, 0, vk.as_bytes(), passphrase, &kdf)?;
+    header.seal_keyslot(&mut image, 0, vk.as_bytes(), passphrase, &kdf)?;
     // The result must parse as what we meant to write.
     let check = Header::parse(&image).map_err(|e| e.context("new header"))?;
     if !check.slot_active(0) || check.segment().key_size != plan.key_bytes {

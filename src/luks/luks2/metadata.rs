@@ -6,11 +6,13 @@
 //! other copy is then used), [`Reject::Unsupported`] is valid metadata describing something
 //! luksfuse does not do (reencryption in progress, dm-integrity, non-AES ciphers, ...).
 
-use crate::crypto::CipherSpec;
-use crate::error::Error;
+use super::access::{
+    bad, base64, cipher, dec_u64, field, hash, id_list, int, int_u32, int_usize, numbered, object,
+    string, string_list, u64_field, unsupported, R,
+};
+use crate::error::{Error, Result};
 use crate::luks::hash::HashAlg;
 use crate::luks::kdf::{Argon2Variant, Kdf};
-use base64ct::{Base64, Encoding};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -19,9 +21,9 @@ pub const MAX_ID: u32 = 31;
 /// Keyslot and digest salts made by cryptsetup are 32 bytes (`LUKS_SALTSIZE`).
 pub const KEYSLOT_SALT_LEN: usize = 32;
 /// Upper bound on AF stripes (cryptsetup always writes 4000).
-pub const MAX_STRIPES: u64 = 1_000_000;
+pub const MAX_STRIPES: u32 = 1_000_000;
 /// Upper bound on a key size in bytes.
-pub const MAX_KEY_SIZE: u64 = 512;
+pub const MAX_KEY_SIZE: usize = 512;
 /// Upper bound on the length of a digest in bytes.
 pub const MAX_DIGEST_LEN: usize = 64;
 
@@ -40,16 +42,6 @@ impl Reject {
             Reject::Damaged(e) | Reject::Unsupported(e) => e,
         }
     }
-}
-
-type R<T> = std::result::Result<T, Reject>;
-
-fn bad(msg: impl Into<String>) -> Reject {
-    Reject::Damaged(Error::format(msg))
-}
-
-fn unsupported(msg: impl Into<String>) -> Reject {
-    Reject::Unsupported(Error::format(msg))
 }
 
 /// Keyslot priority (`priority`; absent means normal).
@@ -103,7 +95,7 @@ impl Keyslot {
     /// Bytes of AF-split key material.
     pub fn af_len(&self) -> usize {
         // Bounded at validation: key_size <= 512, stripes <= 1e6.
-        self.key_size * self.stripes as usize
+        self.key_size * usize::try_from(self.stripes).expect("stripes <= 1e6")
     }
     /// AF material rounded up to whole 512-byte sectors: what is read and decrypted.
     pub fn af_sectors_len(&self) -> usize {
@@ -119,6 +111,14 @@ pub struct Digest {
     /// Always [`Kdf::Pbkdf2`].
     pub kdf: Kdf,
     pub digest: Vec<u8>,
+}
+
+impl Digest {
+    /// Whether `key` is the key this digest was made of (compared in constant time).
+    pub fn matches(&self, key: &[u8]) -> Result<bool> {
+        let check = self.kdf.derive(key, self.digest.len())?;
+        Ok(check.ct_eq(&self.digest))
+    }
 }
 
 /// The data segment (type `crypt`).
@@ -159,131 +159,6 @@ pub struct Metadata {
     pub segment_digest: Option<u32>,
     pub tokens: BTreeMap<u32, Token>,
     pub config: Config,
-}
-
-// ---- small typed accessors; every one names what it looked at ----
-
-fn object<'a>(v: &'a Value, what: &str) -> R<&'a Map<String, Value>> {
-    v.as_object()
-        .ok_or_else(|| bad(format!("{what} is not a JSON object")))
-}
-
-fn field<'a>(obj: &'a Map<String, Value>, key: &str, what: &str) -> R<&'a Value> {
-    obj.get(key)
-        .ok_or_else(|| bad(format!("{what}: missing '{key}'")))
-}
-
-fn string<'a>(obj: &'a Map<String, Value>, key: &str, what: &str) -> R<&'a str> {
-    field(obj, key, what)?
-        .as_str()
-        .ok_or_else(|| bad(format!("{what}: '{key}' is not a string")))
-}
-
-/// A JSON integer in `min..=max`.
-fn int(obj: &Map<String, Value>, key: &str, what: &str, min: u64, max: u64) -> R<u64> {
-    let n = field(obj, key, what)?
-        .as_u64()
-        .ok_or_else(|| bad(format!("{what}: '{key}' is not a non-negative integer")))?;
-    if n < min || n > max {
-        return Err(bad(format!(
-            "{what}: '{key}' = {n} out of range {min}..={max}"
-        )));
-    }
-    Ok(n)
-}
-
-/// A u64 written as a decimal string (`"16384"`), as LUKS2 writes offsets and sizes.
-fn dec_u64(s: &str, what: &str) -> R<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad(format!("{what}: '{s}' is not a decimal number")));
-    }
-    s.parse::<u64>()
-        .map_err(|_| bad(format!("{what}: {s} does not fit in 64 bits")))
-}
-
-fn u64_field(obj: &Map<String, Value>, key: &str, what: &str) -> R<u64> {
-    dec_u64(string(obj, key, what)?, &format!("{what} '{key}'"))
-}
-
-/// An object key naming a keyslot, segment, digest or token: a decimal number `0..=MAX_ID`
-/// without leading zeros.
-fn id(s: &str, what: &str) -> R<u32> {
-    let ok = !s.is_empty()
-        && s.len() <= 2
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && !(s.len() > 1 && s.starts_with('0'));
-    match s.parse::<u32>() {
-        Ok(n) if ok && n <= MAX_ID => Ok(n),
-        _ => Err(bad(format!("invalid {what} id '{s}'"))),
-    }
-}
-
-/// An array of id strings (`"keyslots": ["0", "1"]`).
-fn id_list(obj: &Map<String, Value>, key: &str, what: &str) -> R<Vec<u32>> {
-    let arr = field(obj, key, what)?
-        .as_array()
-        .ok_or_else(|| bad(format!("{what}: '{key}' is not an array")))?;
-    let mut out = Vec::with_capacity(arr.len().min(MAX_ID as usize + 1));
-    for v in arr {
-        let s = v
-            .as_str()
-            .ok_or_else(|| bad(format!("{what}: '{key}' holds a non-string")))?;
-        let n = id(s, &format!("{what} {key}"))?;
-        if !out.contains(&n) {
-            out.push(n);
-        }
-    }
-    Ok(out)
-}
-
-fn string_list(obj: &Map<String, Value>, key: &str, what: &str) -> R<Vec<String>> {
-    match obj.get(key) {
-        None => Ok(Vec::new()),
-        Some(v) => {
-            let arr = v
-                .as_array()
-                .ok_or_else(|| bad(format!("{what}: '{key}' is not an array")))?;
-            arr.iter()
-                .map(|s| {
-                    s.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| bad(format!("{what}: '{key}' holds a non-string")))
-                })
-                .collect()
-        }
-    }
-}
-
-fn base64(obj: &Map<String, Value>, key: &str, what: &str) -> R<Vec<u8>> {
-    Base64::decode_vec(string(obj, key, what)?)
-        .map_err(|_| bad(format!("{what}: '{key}' is not valid base64")))
-}
-
-fn hash(obj: &Map<String, Value>, key: &str, what: &str) -> R<HashAlg> {
-    let name = string(obj, key, what)?;
-    HashAlg::from_name(name).map_err(|_| unsupported(format!("{what}: unsupported hash '{name}'")))
-}
-
-fn cipher(spec: &str, what: &str) -> R<CipherSpec> {
-    CipherSpec::parse(spec).map_err(|e| Reject::Unsupported(e.context(what)))
-}
-
-/// Entries of a section keyed by id, in id order.
-fn numbered<'a>(
-    root: &'a Map<String, Value>,
-    section: &str,
-    what: &str,
-) -> R<BTreeMap<u32, &'a Map<String, Value>>> {
-    let obj = object(field(root, section, "LUKS2 metadata")?, section)?;
-    let mut out = BTreeMap::new();
-    for (k, v) in obj {
-        let n = id(k, what)?;
-        let entry = object(v, &format!("{what} {k}"))?;
-        if out.insert(n, entry).is_some() {
-            return Err(bad(format!("duplicate {what} id {n}")));
-        }
-    }
-    Ok(out)
 }
 
 // ---- the sections ----
@@ -356,7 +231,7 @@ fn parse_segment(root: &Map<String, Value>) -> R<CryptSegment> {
     };
     let iv_tweak = u64_field(s, "iv_tweak", &what)?;
     let encryption = string(s, "encryption", &what)?.to_owned();
-    let sector_size = int(s, "sector_size", &what, 512, 4096)? as u32;
+    let sector_size = int_u32(s, "sector_size", &what, 512, 4096)?;
     if !sector_size.is_power_of_two() {
         return Err(bad(format!(
             "{what}: sector size {sector_size} is not a power of two"
@@ -406,7 +281,7 @@ fn parse_kdf(k: &Map<String, Value>, what: &str) -> R<Kdf> {
     let kdf = match kind {
         "pbkdf2" => Kdf::Pbkdf2 {
             hash: hash(k, "hash", &what)?,
-            iterations: int(k, "iterations", &what, 1, u32::MAX.into())? as u32,
+            iterations: int_u32(k, "iterations", &what, 1, u32::MAX)?,
             salt: salt_of(k)?,
         },
         "argon2i" | "argon2id" => Kdf::Argon2 {
@@ -415,9 +290,9 @@ fn parse_kdf(k: &Map<String, Value>, what: &str) -> R<Kdf> {
             } else {
                 Argon2Variant::Argon2id
             },
-            time: int(k, "time", &what, 1, u32::MAX.into())? as u32,
-            memory_kib: int(k, "memory", &what, 1, u32::MAX.into())? as u32,
-            lanes: int(k, "cpus", &what, 1, u32::MAX.into())? as u32,
+            time: int_u32(k, "time", &what, 1, u32::MAX)?,
+            memory_kib: int_u32(k, "memory", &what, 1, u32::MAX)?,
+            lanes: int_u32(k, "cpus", &what, 1, u32::MAX)?,
             salt: salt_of(k)?,
         },
         other => return Err(unsupported(format!("{what}: unknown KDF type '{other}'"))),
@@ -441,7 +316,7 @@ fn parse_keyslot(n: u32, k: &Map<String, Value>) -> R<Keyslot> {
             "{what}: keyslot type '{kind}' is not supported"
         )));
     }
-    let key_size = int(k, "key_size", &what, 1, MAX_KEY_SIZE)? as usize;
+    let key_size = int_usize(k, "key_size", &what, 1, MAX_KEY_SIZE)?;
     let priority = match k.get("priority") {
         None => Priority::Normal,
         Some(_) => match int(k, "priority", &what, 0, 2)? {
@@ -459,7 +334,7 @@ fn parse_keyslot(n: u32, k: &Map<String, Value>) -> R<Keyslot> {
             "{af_what}: AF type '{af_kind}' is not supported"
         )));
     }
-    let stripes = int(af, "stripes", &af_what, 1, MAX_STRIPES)? as u32;
+    let stripes = int_u32(af, "stripes", &af_what, 1, MAX_STRIPES)?;
     let af_hash = hash(af, "hash", &af_what)?;
 
     let area_what = format!("{what} area");
@@ -474,7 +349,7 @@ fn parse_keyslot(n: u32, k: &Map<String, Value>) -> R<Keyslot> {
         offset: u64_field(a, "offset", &area_what)?,
         size: u64_field(a, "size", &area_what)?,
         encryption: string(a, "encryption", &area_what)?.to_owned(),
-        key_size: int(a, "key_size", &area_what, 1, MAX_KEY_SIZE)? as usize,
+        key_size: int_usize(a, "key_size", &area_what, 1, MAX_KEY_SIZE)?,
     };
     cipher(&area.encryption, &area_what)?
         .check_key_size(area.key_size)
@@ -493,7 +368,7 @@ fn parse_keyslot(n: u32, k: &Map<String, Value>) -> R<Keyslot> {
         kdf,
         digest: None,
     };
-    let need = slot.af_sectors_len() as u64;
+    let need = u64::try_from(slot.af_sectors_len()).unwrap_or(u64::MAX);
     if slot.area.size < need {
         return Err(bad(format!(
             "{area_what}: {} bytes, too small for {need} bytes of key material",
@@ -519,7 +394,7 @@ fn parse_digest(n: u32, d: &Map<String, Value>) -> R<Digest> {
     }
     let kdf = Kdf::Pbkdf2 {
         hash: hash(d, "hash", &what)?,
-        iterations: int(d, "iterations", &what, 1, u32::MAX.into())? as u32,
+        iterations: int_u32(d, "iterations", &what, 1, u32::MAX)?,
         salt,
     };
     kdf.validate()
@@ -685,24 +560,6 @@ impl Metadata {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decimal_strings_must_be_plain_u64() {
-        assert_eq!(dec_u64("16384", "x").ok(), Some(16384));
-        assert_eq!(dec_u64("18446744073709551615", "x").ok(), Some(u64::MAX));
-        for bad in ["", "-1", "+1", " 1", "0x10", "1e3", "18446744073709551616"] {
-            assert!(dec_u64(bad, "x").is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn ids_are_small_decimals_without_leading_zeros() {
-        assert_eq!(id("0", "keyslot").ok(), Some(0));
-        assert_eq!(id("31", "keyslot").ok(), Some(31));
-        for bad in ["", "32", "01", "-1", "a", "1 ", "100"] {
-            assert!(id(bad, "keyslot").is_err(), "{bad:?} accepted");
-        }
-    }
 
     #[test]
     fn requirements_refuse_before_anything_else() {
