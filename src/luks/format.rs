@@ -130,8 +130,14 @@ impl FormatOptions {
             )));
         }
         let key_bytes = bits as usize / 8;
-        spec.check_key_size(key_bytes)
-            .map_err(|e| Error::usage(e.message().to_owned()))?;
+        // A wrong key size is the user's mistake here: the same words as crypto's (on-disk)
+        // refusal, as a usage error. LEAD: with a typed crypto error (e.g. a KeySize variant)
+        // this could map the variant instead of restating it.
+        if spec.check_key_size(key_bytes).is_err() {
+            return Err(Error::usage(format!(
+                "key size {bits} bits is not valid for {spec}"
+            )));
+        }
         let hash_name = self.kdf.hash.as_deref().unwrap_or("sha256");
         let hash = HashAlg::from_name(hash_name)
             .map_err(|_| Error::usage(format!("unsupported hash '{hash_name}'")))?;

@@ -56,7 +56,8 @@ pub fn new_image(
     let (offsets, size) = layout(key_bytes)?;
     let size = usize::try_from(size).map_err(|_| Error::no_mem("LUKS1 header too large"))?;
     let mut image = vec![0u8; size];
-    crate::secret::fill_random(&mut image[AREA_ALIGN as usize..])?;
+    let first_area = usize::try_from(AREA_ALIGN).expect("4096");
+    crate::secret::fill_random(&mut image[first_area..])?;
     let mut mk_digest_salt = [0u8; 32];
     crate::secret::fill_random(&mut mk_digest_salt)?;
     let mut mk_digest = [0u8; 20];

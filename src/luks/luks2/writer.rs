@@ -245,3 +245,90 @@ impl Luks2 {
         Ok(range)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::luks::format::{build, FormatOptions, KdfOptions};
+    use crate::luks::luks2::metadata::{validate, Reject};
+    use crate::luks::Header;
+
+    fn image() -> Vec<u8> {
+        let plan = FormatOptions {
+            key_bits: Some(256),
+            label: Some("round trip".into()),
+            kdf: KdfOptions {
+                pbkdf: Some("pbkdf2".into()),
+                force_iterations: Some(1000),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .check()
+        .unwrap();
+        build(&plan, None, b"pw").unwrap().0
+    }
+
+    /// A header copy with its random salt and its checksum blanked.
+    fn masked(copy: &[u8]) -> Vec<u8> {
+        let mut b = copy.to_vec();
+        b[104..168].fill(0);
+        b[binary::CSUM_OFFSET..binary::CSUM_OFFSET + binary::CSUM_LEN].fill(0);
+        b
+    }
+
+    #[test]
+    fn a_new_header_round_trips_byte_for_byte() {
+        let img = image();
+        let h = Header::parse(&img).unwrap();
+        let l = h.as_luks2().unwrap();
+        assert_eq!((l.seqid(), l.label()), (2, "round trip"));
+        for copy in [Copy::Primary, Copy::Secondary] {
+            let at = match copy {
+                Copy::Primary => 0,
+                Copy::Secondary => NEW_HDR_SIZE,
+            };
+            let (bin, area) = binary::read_copy(&img, at, copy).unwrap();
+            let text = binary::json_text(&area).unwrap();
+            // JSON text -> typed metadata -> the same text.
+            let meta = JsonMetadata::from_value(l.json()).unwrap();
+            assert_eq!(meta.to_text().unwrap(), text.as_bytes());
+            // Binary header -> struct -> the same bytes (but for the random salt).
+            let again = binary::encode_copy(
+                copy,
+                bin.hdr_size,
+                bin.seqid,
+                &l.identity(),
+                text.as_bytes(),
+            )
+            .unwrap();
+            let at = usize::try_from(at).unwrap();
+            assert_eq!(masked(&again), masked(&img[at..at + again.len()]));
+        }
+    }
+
+    #[test]
+    fn damaged_metadata_is_refused_as_damaged() {
+        let img = image();
+        let h = Header::parse(&img).unwrap();
+        let json = h.as_luks2().unwrap().json();
+        let mut j = json.clone();
+        j["segments"]["0"]["sector_size"] = 1536.into();
+        match validate(&j, NEW_HDR_SIZE) {
+            Err(Reject::Damaged(e)) => assert!(e.message().contains("power of two"), "{e}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let mut j = json.clone();
+        j["keyslots"]["0"]["area"]["offset"] = "4096".into();
+        match validate(&j, NEW_HDR_SIZE) {
+            Err(Reject::Damaged(e)) => assert!(e.message().contains("overlaps"), "{e}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let mut j = json.clone();
+        j["digests"]["0"]["keyslots"] = serde_json::json!(["0", "7"]);
+        assert!(matches!(
+            validate(&j, NEW_HDR_SIZE),
+            Err(Reject::Damaged(_))
+        ));
+    }
+}
