@@ -12,6 +12,7 @@ mod access;
 pub mod binary;
 pub mod json;
 pub mod metadata;
+mod sections;
 pub mod writer;
 
 pub use self::writer::{new_image, Identity, AREA_ALIGN, NEW_FILE_SIZE, NEW_HDR_SIZE, STRIPES};
