@@ -6,7 +6,7 @@
 //!   AF, digest check by the version);
 //! * [`luks1`], [`luks2`]: each version's on-disk codec and validation, and its writer;
 //! * [`dump`]: `luksDump`-style text and JSON, and the volume key dump;
-//! * [`format`] (new headers), [`update`] (locked, crash-safe file replacement), [`kdf`],
+//! * [`format`](mod@format) (new headers), [`update`] (locked, crash-safe file replacement), [`kdf`],
 //!   [`af`].
 //!
 //! Everything here treats the header file as hostile: sizes and offsets are checked before use,

@@ -1,5 +1,6 @@
-//! Dumps of a header: `luksDump`-style text and JSON for both versions ([`luks1`], [`luks2`]:
-//! `dump` and `dump_json` methods of the version's header, never secrets), and the text of
+//! Dumps of a header: `luksDump`-style text and JSON for both versions (`dump` and `dump_json`
+//! methods of [`Luks1`](super::luks1::Luks1) and [`Luks2`](super::luks2::Luks2), never
+//! secrets), and the text of
 //! `luksDump --dump-volume-key`, which is a secret.
 
 mod luks1;

@@ -16,7 +16,7 @@
 //! |    132 |   32 | mk_digest_salt        |
 //! |    164 |    4 | mk_digest_iter        |
 //! |    168 |   40 | uuid                  |
-//! |    208 | 8×48 | keyslots: active, iterations, salt[32], key_material_offset (sectors), stripes |
+//! |    208 | 8×48 | keyslots: active, iterations, salt\[32\], key_material_offset (sectors), stripes |
 
 use super::{data_segment, Luks1, Slot};
 use crate::crypto::CipherSpec;
