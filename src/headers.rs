@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::luks::format::{FormatOptions, KdfOptions, Plan};
 use crate::luks::kdf::KdfChoice;
 use crate::luks::update::{self, Locked};
-use crate::luks::{keys, Header, Unlocked};
+use crate::luks::{Header, Unlocked};
 use crate::secret::{Passphrase, VolumeKey};
 use std::path::{Path, PathBuf};
 
@@ -157,9 +157,9 @@ impl HeaderEdit {
     pub fn new_slot(&self, wanted: Option<u32>) -> Result<u32> {
         let (path, header) = (self.path(), &self.header);
         match wanted {
-            Some(s) if s > keys::max_slot(header) => Err(Error::usage(format!(
+            Some(s) if s > header.max_slot() => Err(Error::usage(format!(
                 "keyslot {s} out of range 0..={}",
-                keys::max_slot(header)
+                header.max_slot()
             ))
             .in_file(path)),
             Some(s) if header.slot_active(s) => Err(Error::usage(format!(
@@ -167,16 +167,13 @@ impl HeaderEdit {
             ))
             .in_file(path)),
             Some(s) => Ok(s),
-            None => keys::free_slot(header).map_err(|e| e.in_file(path)),
+            None => header.free_slot().map_err(|e| e.in_file(path)),
         }
     }
 
     /// The KDF a new keyslot of this header gets (LUKS1: PBKDF2 with the header's hash).
     pub fn kdf(&self, kdf: &KdfOptions) -> Result<KdfChoice> {
-        match &self.header {
-            Header::Luks1(h) => kdf.choice(1, Some(h.hash())),
-            Header::Luks2(_) => kdf.choice(2, None),
-        }
+        self.header.kdf_choice(kdf)
     }
 
     /// The volume key's length in bytes.
@@ -186,10 +183,7 @@ impl HeaderEdit {
 
     /// Whether a volume key given instead of a passphrase matches the header's digest.
     pub fn volume_key_matches(&self, vk: &VolumeKey) -> Result<bool> {
-        match &self.header {
-            Header::Luks1(h) => Ok(h.check_key(vk.as_bytes())),
-            Header::Luks2(h) => h.check_key(vk.as_bytes()),
-        }
+        self.header.verify_key(vk.as_bytes())
     }
 
     /// Opens keyslot `slot`, or any, with `pass`.
@@ -204,7 +198,8 @@ impl HeaderEdit {
 
     /// The active keyslots other than `slot`.
     pub fn other_slots(&self, slot: u32) -> Vec<u32> {
-        keys::active_slots(&self.header)
+        self.header
+            .active_slots()
             .into_iter()
             .filter(|s| *s != slot)
             .collect()
@@ -216,7 +211,7 @@ impl HeaderEdit {
         for s in self.other_slots(slot) {
             if let Ok(Some(_)) = self
                 .header
-                .unlock_slot(self.locked.image(), s, pass.as_bytes())
+                .open_keyslot(self.locked.image(), s, pass.as_bytes())
             {
                 log::info!("key slot {s} unlocked");
                 return Ok(s);
@@ -230,7 +225,7 @@ impl HeaderEdit {
 
     /// Whether `slot` is the only active keyslot: removing it makes the volume unusable.
     pub fn is_last_slot(&self, slot: u32) -> bool {
-        keys::active_slots(&self.header) == [slot]
+        self.header.active_slots() == [slot]
     }
 
     /// Stores `new` in the free keyslot `slot`, sealing `vk` with a KDF from `kdf`.
@@ -244,15 +239,9 @@ impl HeaderEdit {
     ) -> Result<()> {
         let kdf = step(progress, Task::NewKeyslot, || kdf.make(vk.len()))?;
         let mut image = self.locked.image().to_vec();
-        keys::store(
-            &mut image,
-            &self.header,
-            slot,
-            vk.as_bytes(),
-            new.as_bytes(),
-            &kdf,
-        )
-        .map_err(|e| e.in_file(self.path()))?;
+        self.header
+            .seal_keyslot(&mut image, slot, vk.as_bytes(), new.as_bytes(), &kdf)
+            .map_err(|e| e.in_file(self.path()))?;
         commit_checked(self.locked, &image, &[], Some((new.as_bytes(), slot, vk)))?;
         log::info!("Key slot {slot} created.");
         Ok(())
@@ -270,18 +259,20 @@ impl HeaderEdit {
     ) -> Result<()> {
         let path = self.path().to_owned();
         let kdf = step(progress, Task::NewKeyslot, || kdf.make(old.key.len()))?;
-        let old_area =
-            keys::material_range(&self.header, old.slot).map_err(|e| e.in_file(&path))?;
+        let old_area = self
+            .header
+            .keyslot_area(old.slot)
+            .map_err(|e| e.in_file(&path))?;
         let mut image = self.locked.image().to_vec();
-        keys::store(
-            &mut image,
-            &self.header,
-            old.slot,
-            old.key.as_bytes(),
-            new.as_bytes(),
-            &kdf,
-        )
-        .map_err(|e| e.in_file(&path))?;
+        self.header
+            .seal_keyslot(
+                &mut image,
+                old.slot,
+                old.key.as_bytes(),
+                new.as_bytes(),
+                &kdf,
+            )
+            .map_err(|e| e.in_file(&path))?;
         commit_checked(
             self.locked,
             &image,
@@ -297,7 +288,10 @@ impl HeaderEdit {
     pub fn remove_slot(self, slot: u32) -> Result<()> {
         let path = self.path().to_owned();
         let mut image = self.locked.image().to_vec();
-        let area = keys::remove(&mut image, &self.header, slot).map_err(|e| e.in_file(&path))?;
+        let area = self
+            .header
+            .wipe_keyslot(&mut image, slot)
+            .map_err(|e| e.in_file(&path))?;
         commit_checked(self.locked, &image, &[area], None)?;
         log::info!("Key slot {slot} removed.");
         Ok(())
@@ -315,7 +309,7 @@ fn commit_checked(
     let path = locked.path().to_owned();
     let h = Header::parse(&image).map_err(|e| e.context("updated header").in_file(&path))?;
     if let Some((pass, slot, vk)) = check {
-        match h.unlock_slot(&image, slot, pass) {
+        match h.open_keyslot(&image, slot, pass) {
             Ok(Some(k)) if k.0.ct_eq(vk.as_bytes()) => {}
             _ => {
                 return Err(Error::format(format!(

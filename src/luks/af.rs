@@ -11,8 +11,8 @@ use crate::secret::Secret;
 fn diffuse(hash: HashAlg, block: &mut [u8]) {
     let dlen = hash.len();
     let mut out = Secret::zeroed(dlen);
-    for (i, chunk) in block.chunks_mut(dlen).enumerate() {
-        let iv = (i as u32).to_be_bytes();
+    for (i, chunk) in (0u32..).zip(block.chunks_mut(dlen)) {
+        let iv = i.to_be_bytes();
         hash.hash_into(&[&iv, chunk], &mut out.as_mut_bytes()[..chunk.len()]);
         chunk.copy_from_slice(&out.as_bytes()[..chunk.len()]);
     }

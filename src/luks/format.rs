@@ -130,8 +130,14 @@ impl FormatOptions {
             )));
         }
         let key_bytes = bits as usize / 8;
-        spec.check_key_size(key_bytes)
-            .map_err(|e| Error::usage(e.message().to_owned()))?;
+        // A wrong key size is the user's mistake here: the same words as crypto's (on-disk)
+        // refusal, as a usage error. LEAD: with a typed crypto error (e.g. a KeySize variant)
+        // this could map the variant instead of restating it.
+        if spec.check_key_size(key_bytes).is_err() {
+            return Err(Error::usage(format!(
+                "key size {bits} bits is not valid for {spec}"
+            )));
+        }
         let hash_name = self.kdf.hash.as_deref().unwrap_or("sha256");
         let hash = HashAlg::from_name(hash_name)
             .map_err(|_| Error::usage(format!("unsupported hash '{hash_name}'")))?;
@@ -213,7 +219,8 @@ pub fn build(
             &plan.cipher,
             plan.hash,
             vk.as_bytes(),
-            (plan.offset / 512) as u32,
+            u32::try_from(plan.offset / 512)
+                .map_err(|_| Error::usage("offset too large for LUKS1"))?,
             &plan.uuid,
             digest_iterations,
         )?,
@@ -233,7 +240,7 @@ pub fn build(
         )?,
     };
     let header = Header::parse(&image).map_err(|e| e.context("new header"))?;
-    super::keys::store(&mut image, &header, 0, vk.as_bytes(), passphrase, &kdf)?;
+    header.seal_keyslot(&mut image, 0, vk.as_bytes(), passphrase, &kdf)?;
     // The result must parse as what we meant to write.
     let check = Header::parse(&image).map_err(|e| e.context("new header"))?;
     if !check.slot_active(0) || check.segment().key_size != plan.key_bytes {

@@ -248,7 +248,8 @@ impl KdfChoice {
     /// cryptsetup 2.6's defaults for LUKS2: argon2id, 2 s, up to 1 GiB (at most half the RAM),
     /// min(4, CPUs) threads; PBKDF2 with sha256.
     pub fn cryptsetup_default() -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let cpus = std::thread::available_parallelism()
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
         KdfChoice {
             kind: KdfKind::Argon2(Argon2Variant::Argon2id),
             hash: HashAlg::Sha256,

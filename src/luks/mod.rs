@@ -1,16 +1,30 @@
-//! LUKS headers: detection, parsing and validation of LUKS1 and LUKS2, and unlocking a keyslot.
+//! LUKS headers: detection, parsing and validation of LUKS1 and LUKS2, unlocking and changing
+//! keyslots, dumps. Shaped like cryptsetup's `lib/`:
+//!
+//! * [`header`]: [`Header`], either version, and the only place that dispatches on it;
+//! * [`keyslot`]: the keyslot open/seal pipeline both versions share (KDF, key material area,
+//!   AF, digest check by the version);
+//! * [`luks1`], [`luks2`]: each version's on-disk codec and validation, and its writer;
+//! * [`dump`]: `luksDump`-style text and JSON, and the volume key dump;
+//! * [`format`](mod@format) (new headers), [`update`] (locked, crash-safe file replacement), [`kdf`],
+//!   [`af`].
 //!
 //! Everything here treats the header file as hostile: sizes and offsets are checked before use,
 //! KDF costs before any derivation, and nothing here knows of FUSE, argv or the terminal.
 
 pub mod af;
+pub mod dump;
 pub mod format;
 pub mod hash;
+pub mod header;
 pub mod kdf;
-pub mod keys;
+pub mod keyslot;
 pub mod luks1;
 pub mod luks2;
 pub mod update;
+
+pub use self::dump::hex_lines;
+pub use self::header::Header;
 
 use crate::error::{Error, Result};
 use crate::secret::VolumeKey;
@@ -31,7 +45,7 @@ pub trait ReadAt {
 
 impl ReadAt for [u8] {
     fn size(&self) -> u64 {
-        self.len() as u64
+        self.len() as u64 // usize fits in u64
     }
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
         let start = usize::try_from(off).ok();
@@ -137,192 +151,6 @@ pub struct Segment {
 pub struct Unlocked {
     pub key: VolumeKey,
     pub slot: u32,
-}
-
-/// A parsed and validated LUKS header of either version.
-#[derive(Debug)]
-pub enum Header {
-    Luks1(Box<luks1::Luks1>),
-    Luks2(luks2::Luks2),
-}
-
-impl Header {
-    /// Detects the version by magic and parses the header from `src`.
-    pub fn parse(src: &dyn ReadAt) -> Result<Header> {
-        let mut start = [0u8; 8];
-        src.read_exact_at(&mut start, 0)
-            .map_err(|_| Error::format("not a LUKS header (file too short)"))?;
-        let version = u16::from_be_bytes([start[6], start[7]]);
-        if &start[..6] != MAGIC {
-            // A LUKS2 header whose primary copy is damaged may still have a secondary.
-            if let Ok(h) = luks2::Luks2::parse(src) {
-                return Ok(Header::Luks2(h));
-            }
-            return Err(Error::format("not a LUKS header (bad magic)"));
-        }
-        match version {
-            1 => Ok(Header::Luks1(Box::new(luks1::Luks1::parse(src)?))),
-            2 => Ok(Header::Luks2(luks2::Luks2::parse(src)?)),
-            v => Err(Error::format(format!("unsupported LUKS version {v}"))),
-        }
-    }
-
-    pub fn version(&self) -> u16 {
-        match self {
-            Header::Luks1(_) => 1,
-            Header::Luks2(_) => 2,
-        }
-    }
-
-    pub fn uuid(&self) -> &str {
-        match self {
-            Header::Luks1(h) => h.uuid(),
-            Header::Luks2(h) => h.uuid(),
-        }
-    }
-
-    /// The (single) data segment.
-    pub fn segment(&self) -> &Segment {
-        match self {
-            Header::Luks1(h) => h.segment(),
-            Header::Luks2(h) => h.segment(),
-        }
-    }
-
-    /// Active keyslots in the order they are tried: LUKS2 priority (high before normal; slots
-    /// with priority "ignore" only when asked for by number), then slot number.
-    pub fn slots_to_try(&self) -> Vec<u32> {
-        match self {
-            Header::Luks1(h) => h.active_slots(),
-            Header::Luks2(h) => h.slots_to_try(),
-        }
-    }
-
-    /// Whether `slot` exists and is active.
-    pub fn slot_active(&self, slot: u32) -> bool {
-        match self {
-            Header::Luks1(h) => h.active_slots().contains(&slot),
-            Header::Luks2(h) => h.slot_active(slot),
-        }
-    }
-
-    /// Tries one keyslot: `Ok(None)` when the passphrase is wrong for it.
-    pub fn unlock_slot(
-        &self,
-        src: &dyn ReadAt,
-        slot: u32,
-        passphrase: &[u8],
-    ) -> Result<Option<VolumeKey>> {
-        match self {
-            Header::Luks1(h) => h.unlock_slot(src, slot, passphrase),
-            Header::Luks2(h) => h.unlock_slot(src, slot, passphrase),
-        }
-    }
-
-    /// Tries `slot` or, if `None`, every active slot in order, as cryptsetup does.
-    pub fn unlock(
-        &self,
-        src: &dyn ReadAt,
-        passphrase: &[u8],
-        slot: Option<u32>,
-    ) -> Result<Unlocked> {
-        let slots = match slot {
-            Some(s) if !self.slot_active(s) => {
-                return Err(Error::no_key(format!("Keyslot {s} is not active.")));
-            }
-            Some(s) => vec![s],
-            None => self.slots_to_try(),
-        };
-        if slots.is_empty() {
-            return Err(Error::no_key("No usable keyslot is available."));
-        }
-        for s in &slots {
-            log::debug!("trying keyslot {s}");
-            match self.unlock_slot(src, *s, passphrase) {
-                Ok(Some(key)) => return Ok(Unlocked { key, slot: *s }),
-                Ok(None) => continue,
-                Err(e) => return Err(e.context(format!("keyslot {s}"))),
-            }
-        }
-        let tried: Vec<String> = slots.iter().map(|s| s.to_string()).collect();
-        Err(Error::no_key("No key available with this passphrase.")
-            .with_hint(format!("tried keyslot(s) {}", tried.join(", "))))
-    }
-
-    /// A human-readable dump like `cryptsetup luksDump` (never secrets).
-    pub fn dump(&self) -> String {
-        match self {
-            Header::Luks1(h) => h.dump(),
-            Header::Luks2(h) => h.dump(),
-        }
-    }
-
-    /// A machine-readable dump (never secrets).
-    pub fn dump_json(&self) -> serde_json::Value {
-        match self {
-            Header::Luks1(h) => h.dump_json(),
-            Header::Luks2(h) => h.dump_json(),
-        }
-    }
-}
-
-/// Formats bytes as cryptsetup does in dumps: hex pairs separated by spaces, 16 per line,
-/// continuation lines starting with `indent`.
-pub fn hex_lines(bytes: &[u8], indent: &str) -> String {
-    let mut s = String::new();
-    for (i, chunk) in bytes.chunks(16).enumerate() {
-        if i > 0 {
-            s.push('\n');
-            s.push_str(indent);
-        }
-        for b in chunk {
-            s.push_str(&format!("{b:02x} "));
-        }
-    }
-    s
-}
-
-/// Decrypts a keyslot's key material with the key derived from the passphrase, using the
-/// keyslot's cipher with 512-byte sectors and IVs counted from 0 (as cryptsetup does).
-pub(crate) fn decrypt_keyslot_area(
-    cipher: &str,
-    derived_key: &[u8],
-    material: &mut [u8],
-) -> Result<()> {
-    let spec = crate::crypto::CipherSpec::parse(cipher)?;
-    let c = crate::crypto::SectorCipher::new(&spec, derived_key)?;
-    if !material.len().is_multiple_of(512) {
-        return Err(Error::format(
-            "keyslot area is not a whole number of sectors",
-        ));
-    }
-    c.decrypt_sectors(material, 512, 0, 1);
-    Ok(())
-}
-
-/// Makes the key material of a keyslot: splits `volume_key` into `stripes` with the AF
-/// splitter (random stripes from the OS CSPRNG), pads it with random bytes to whole 512-byte
-/// sectors, and encrypts it with `cipher` under `derived_key` (IVs counted from 0, as
-/// [`decrypt_keyslot_area`] expects).
-pub(crate) fn seal_key_material(
-    cipher: &str,
-    derived_key: &[u8],
-    volume_key: &[u8],
-    stripes: u32,
-    af_hash: hash::HashAlg,
-) -> Result<crate::secret::Secret> {
-    let af_len = af::split_len(volume_key.len(), stripes)
-        .ok_or_else(|| Error::usage("key material too large"))?;
-    let random = crate::secret::Secret::random(af_len - volume_key.len())?;
-    let split = af::split(volume_key, stripes, af_hash, random.as_bytes())?;
-    drop(random);
-    let mut material = crate::secret::Secret::random(af_len.div_ceil(512) * 512)?;
-    material.as_mut_bytes()[..af_len].copy_from_slice(split.as_bytes());
-    drop(split);
-    let spec = crate::crypto::CipherSpec::parse(cipher)?;
-    let c = crate::crypto::SectorCipher::new(&spec, derived_key)?;
-    c.encrypt_sectors(material.as_mut_bytes(), 512, 0, 1);
-    Ok(material)
 }
 
 /// A new random UUID (version 4), formatted as cryptsetup writes them.

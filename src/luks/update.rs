@@ -109,7 +109,8 @@ impl Locked {
         if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
             return Err(busy(path, "replaced by another process just now"));
         }
-        let mut image = Vec::with_capacity(meta.len() as usize);
+        // At most MAX_HEADER_FILE bytes (checked above); the capacity is only a hint.
+        let mut image = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         (&file)
             .read_to_end(&mut image)
             .map_err(|e| Error::io(path, "cannot read header", &e))?;
@@ -159,9 +160,10 @@ fn wipe_ranges(file: &File, ranges: &[Range<u64>]) -> io::Result<()> {
             continue;
         }
         let mut at = r.start;
-        let mut buf = vec![0u8; (end - at).min(1 << 20) as usize];
+        let chunk = |left: u64| usize::try_from(left.min(1 << 20)).expect("at most 1 MiB");
+        let mut buf = vec![0u8; chunk(end - at)];
         while at < end {
-            let n = (end - at).min(buf.len() as u64) as usize;
+            let n = chunk(end - at).min(buf.len());
             crate::secret::fill_random(&mut buf[..n])
                 .map_err(|e| io::Error::other(e.to_string()))?;
             file.write_all_at(&buf[..n], at)?;

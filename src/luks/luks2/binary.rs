@@ -53,12 +53,51 @@ pub enum Copy {
     Secondary,
 }
 
+impl Copy {
+    /// The magic this copy starts with.
+    pub fn magic(self) -> &'static [u8; 6] {
+        match self {
+            Copy::Primary => MAGIC_PRIMARY,
+            Copy::Secondary => MAGIC_SECONDARY,
+        }
+    }
+}
+
 impl std::fmt::Display for Copy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Copy::Primary => "primary",
             Copy::Secondary => "secondary",
         })
+    }
+}
+
+/// Why there is no usable header copy at an offset: nothing that looks like one is there (the
+/// magic is not), or a copy is there but damaged (or cut short).
+#[derive(Debug)]
+pub enum NoCopy {
+    /// No header copy starts at this offset.
+    Absent(Error),
+    /// A header copy starts here but cannot be used.
+    Damaged(Error),
+}
+
+impl NoCopy {
+    pub fn into_error(self) -> Error {
+        match self {
+            NoCopy::Absent(e) | NoCopy::Damaged(e) => e,
+        }
+    }
+    pub fn error(&self) -> &Error {
+        match self {
+            NoCopy::Absent(e) | NoCopy::Damaged(e) => e,
+        }
+    }
+}
+
+impl std::fmt::Display for NoCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error().fmt(f)
     }
 }
 
@@ -104,54 +143,63 @@ pub fn checksum(alg: HashAlg, area: &[u8]) -> Vec<u8> {
 }
 
 /// Reads the header copy at `offset` and checks its binary part and checksum. Returns the
-/// binary header and the JSON area (`hdr_size - 4096` bytes). Any error means "this copy is
-/// damaged or absent".
-pub fn read_copy(src: &dyn ReadAt, offset: u64, copy: Copy) -> Result<(BinaryHeader, Vec<u8>)> {
+/// binary header and the JSON area (`hdr_size - 4096` bytes).
+pub fn read_copy(
+    src: &dyn ReadAt,
+    offset: u64,
+    copy: Copy,
+) -> Result<(BinaryHeader, Vec<u8>), NoCopy> {
+    let damaged = |msg: String| NoCopy::Damaged(Error::format(msg));
     let mut bin = [0u8; BIN_LEN];
     src.read_exact_at(&mut bin, offset)
-        .map_err(|_| Error::format(format!("no header at offset {offset} (file too short)")))?;
-    let magic = match copy {
-        Copy::Primary => MAGIC_PRIMARY,
-        Copy::Secondary => MAGIC_SECONDARY,
-    };
-    if &bin[..6] != magic {
-        return Err(Error::format(format!("bad magic at offset {offset}")));
+        .map_err(|_| damaged(format!("no header at offset {offset} (file too short)")))?;
+    if &bin[..6] != copy.magic() {
+        return Err(NoCopy::Absent(Error::format(format!(
+            "bad magic at offset {offset}"
+        ))));
     }
     let version = u16::from_be_bytes([bin[6], bin[7]]);
     if version != 2 {
-        return Err(Error::format(format!(
+        return Err(damaged(format!(
             "version {version} at offset {offset}, expected 2"
         )));
     }
     let hdr_size = be64(&bin, 8);
     if !HDR_SIZES.contains(&hdr_size) {
-        return Err(Error::format(format!("invalid header size {hdr_size}")));
+        return Err(damaged(format!("invalid header size {hdr_size}")));
     }
     let hdr_offset = be64(&bin, 256);
     if hdr_offset != offset {
-        return Err(Error::format(format!(
+        return Err(damaged(format!(
             "header at offset {offset} says it is at offset {hdr_offset}"
         )));
     }
     if copy == Copy::Secondary && hdr_size != offset {
-        return Err(Error::format(format!(
+        return Err(damaged(format!(
             "secondary header at offset {offset} has header size {hdr_size}"
         )));
     }
     let csum_name = c_str(&bin[72..104]);
     let csum_alg = HashAlg::from_name(&csum_name)
-        .map_err(|_| Error::format(format!("unsupported checksum algorithm '{csum_name}'")))?;
-    if offset.checked_add(hdr_size).is_none_or(|e| e > src.size()) {
-        return Err(Error::format(format!(
+        .map_err(|_| damaged(format!("unsupported checksum algorithm '{csum_name}'")))?;
+    let area_len = usize::try_from(hdr_size).ok();
+    let (Some(area_len), true) = (
+        area_len,
+        offset
+            .checked_add(hdr_size)
+            .is_some_and(|e| e <= src.size()),
+    ) else {
+        return Err(damaged(format!(
             "header at offset {offset} of {hdr_size} bytes runs past the end of the file"
         )));
-    }
+    };
     // hdr_size is one of HDR_SIZES (at most 4 MiB) and lies within the file.
-    let mut area = vec![0u8; hdr_size as usize];
-    src.read_exact_at(&mut area, offset)?;
+    let mut area = vec![0u8; area_len];
+    src.read_exact_at(&mut area, offset)
+        .map_err(NoCopy::Damaged)?;
     let want = checksum(csum_alg, &area);
     if area[CSUM_OFFSET..CSUM_OFFSET + want.len()] != want[..] {
-        return Err(Error::format(format!(
+        return Err(damaged(format!(
             "checksum mismatch in header at offset {offset}"
         )));
     }
@@ -167,6 +215,66 @@ pub fn read_copy(src: &dyn ReadAt, offset: u64, copy: Copy) -> Result<(BinaryHea
         hdr_offset,
     };
     Ok((header, json))
+}
+
+/// Copies `s` into the NUL-terminated field `area[off..off + len]`.
+fn put_field(area: &mut [u8], off: usize, len: usize, s: &str) -> Result<()> {
+    if s.len() >= len {
+        return Err(Error::usage(format!(
+            "'{s}' is too long for the LUKS2 header (at most {} bytes)",
+            len - 1
+        )));
+    }
+    area[off..off + s.len()].copy_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// The identity fields of the binary header.
+pub struct Identity<'a> {
+    pub uuid: &'a str,
+    pub label: &'a str,
+    pub subsystem: &'a str,
+}
+
+/// One whole header copy (`hdr_size` bytes) for `offset`: the binary header with sequence id
+/// `seqid` and a random salt, the JSON text padded with zeros, the sha256 checksum.
+pub fn encode_copy(
+    copy: Copy,
+    hdr_size: u64,
+    seqid: u64,
+    id: &Identity<'_>,
+    json: &[u8],
+) -> Result<Vec<u8>> {
+    let offset = match copy {
+        Copy::Primary => 0,
+        Copy::Secondary => hdr_size,
+    };
+    let len = usize::try_from(hdr_size)
+        .ok()
+        .filter(|_| HDR_SIZES.contains(&hdr_size))
+        .ok_or_else(|| Error::format(format!("invalid header size {hdr_size}")))?;
+    let json_size = len - BIN_LEN;
+    if json.len() >= json_size {
+        return Err(Error::usage(format!(
+            "LUKS2 metadata of {} bytes does not fit in its {json_size}-byte area",
+            json.len()
+        )));
+    }
+    let mut area = vec![0u8; len];
+    area[..6].copy_from_slice(copy.magic());
+    area[6..8].copy_from_slice(&2u16.to_be_bytes());
+    area[8..16].copy_from_slice(&hdr_size.to_be_bytes());
+    area[16..24].copy_from_slice(&seqid.to_be_bytes());
+    put_field(&mut area, 24, 48, id.label)?;
+    put_field(&mut area, 72, 32, "sha256")?;
+    crate::secret::fill_random(&mut area[104..168])?;
+    put_field(&mut area, 168, 40, id.uuid)?;
+    put_field(&mut area, 208, 48, id.subsystem)?;
+    area[256..264].copy_from_slice(&offset.to_be_bytes());
+    area[BIN_LEN..BIN_LEN + json.len()].copy_from_slice(json);
+    let csum = checksum(HashAlg::Sha256, &area);
+    area[CSUM_OFFSET..CSUM_OFFSET + csum.len()].copy_from_slice(&csum);
+    Ok(area)
 }
 
 /// The JSON text of a JSON area: the bytes before the first NUL, which must exist, as UTF-8.
@@ -204,20 +312,45 @@ mod tests {
         assert_eq!((b.hdr_size, b.seqid, b.label.as_str()), (16384, 7, "label"));
         assert_eq!(json_text(&json).unwrap(), "{}");
         h[5000] ^= 1;
-        let e = read_copy(&h, 0, Copy::Primary).unwrap_err();
-        assert!(e.message().contains("checksum"), "{}", e.message());
+        match read_copy(&h, 0, Copy::Primary).unwrap_err() {
+            NoCopy::Damaged(e) => assert!(e.message().contains("checksum"), "{e}"),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]
     fn wrong_magic_size_offset_or_truncation_is_refused() {
         let h = header(16384, 0, MAGIC_PRIMARY);
-        assert!(read_copy(&h, 0, Copy::Secondary).is_err());
+        assert!(matches!(
+            read_copy(&h, 0, Copy::Secondary),
+            Err(NoCopy::Absent(_))
+        ));
         assert!(read_copy(&h[..8000].to_vec(), 0, Copy::Primary).is_err());
         let h = header(16384, 4096, MAGIC_PRIMARY);
         assert!(read_copy(&h, 0, Copy::Primary).is_err());
         let mut h = header(16384, 0, MAGIC_PRIMARY);
         h[8..16].copy_from_slice(&20000u64.to_be_bytes());
         assert!(read_copy(&h, 0, Copy::Primary).is_err());
+    }
+
+    #[test]
+    fn encoded_copies_read_back() {
+        let id = Identity {
+            uuid: "u",
+            label: "l",
+            subsystem: "s",
+        };
+        let mut image = encode_copy(Copy::Primary, 16384, 9, &id, b"{}").unwrap();
+        image.extend(encode_copy(Copy::Secondary, 16384, 9, &id, b"{}").unwrap());
+        for (off, copy) in [(0, Copy::Primary), (16384, Copy::Secondary)] {
+            let (b, json) = read_copy(&image, off, copy).unwrap();
+            assert_eq!((b.seqid, b.label.as_str(), b.uuid.as_str()), (9, "l", "u"));
+            assert_eq!(b.subsystem, "s");
+            assert_eq!(json_text(&json).unwrap(), "{}");
+        }
+        let too_big = vec![b' '; 16384 - BIN_LEN];
+        assert!(encode_copy(Copy::Primary, 16384, 1, &id, &too_big).is_err());
+        assert!(encode_copy(Copy::Primary, 20000, 1, &id, b"{}").is_err());
     }
 
     #[test]

@@ -1,0 +1,291 @@
+//! [`Header`]: a parsed LUKS header of either version, and the one place that dispatches on
+//! the version. Everything a caller does with a header (unlock, change keyslots, dump) goes
+//! through its methods, which have the same names as the per-version ones they call.
+
+use super::format::KdfOptions;
+use super::kdf::{Kdf, KdfChoice};
+use super::{luks1, luks2, ReadAt, Segment, Unlocked, MAGIC};
+use crate::error::{Error, Result};
+use crate::secret::VolumeKey;
+use std::ops::Range;
+
+/// A parsed and validated LUKS header of either version.
+#[derive(Debug)]
+pub enum Header {
+    Luks1(Box<luks1::Luks1>),
+    Luks2(luks2::Luks2),
+}
+
+impl Header {
+    /// Detects the version by magic and parses the header from `src`.
+    pub fn parse(src: &dyn ReadAt) -> Result<Header> {
+        let mut start = [0u8; 8];
+        src.read_exact_at(&mut start, 0)
+            .map_err(|_| Error::format("not a LUKS header (file too short)"))?;
+        let version = u16::from_be_bytes([start[6], start[7]]);
+        if &start[..6] != MAGIC {
+            // A LUKS2 header whose primary copy is damaged may still have a secondary.
+            if let Ok(h) = luks2::Luks2::parse(src) {
+                return Ok(Header::Luks2(h));
+            }
+            return Err(Error::format("not a LUKS header (bad magic)"));
+        }
+        match version {
+            1 => Ok(Header::Luks1(Box::new(luks1::Luks1::parse(src)?))),
+            2 => Ok(Header::Luks2(luks2::Luks2::parse(src)?)),
+            v => Err(Error::format(format!("unsupported LUKS version {v}"))),
+        }
+    }
+
+    pub fn version(&self) -> u16 {
+        match self {
+            Header::Luks1(_) => 1,
+            Header::Luks2(_) => 2,
+        }
+    }
+
+    /// The LUKS1 header, if it is one.
+    pub fn as_luks1(&self) -> Option<&luks1::Luks1> {
+        match self {
+            Header::Luks1(h) => Some(h),
+            Header::Luks2(_) => None,
+        }
+    }
+
+    /// The LUKS2 header, if it is one.
+    pub fn as_luks2(&self) -> Option<&luks2::Luks2> {
+        match self {
+            Header::Luks1(_) => None,
+            Header::Luks2(h) => Some(h),
+        }
+    }
+
+    pub fn uuid(&self) -> &str {
+        match self {
+            Header::Luks1(h) => h.uuid(),
+            Header::Luks2(h) => h.uuid(),
+        }
+    }
+
+    /// The (single) data segment.
+    pub fn segment(&self) -> &Segment {
+        match self {
+            Header::Luks1(h) => h.segment(),
+            Header::Luks2(h) => h.segment(),
+        }
+    }
+
+    /// Highest keyslot number of the version.
+    pub fn max_slot(&self) -> u32 {
+        match self {
+            Header::Luks1(_) => luks1::MAX_SLOT,
+            Header::Luks2(_) => luks2::metadata::MAX_ID,
+        }
+    }
+
+    /// Active keyslots in the order they are tried: LUKS2 priority (high before normal; slots
+    /// with priority "ignore" only when asked for by number), then slot number.
+    pub fn slots_to_try(&self) -> Vec<u32> {
+        match self {
+            Header::Luks1(h) => h.active_slots(),
+            Header::Luks2(h) => h.slots_to_try(),
+        }
+    }
+
+    /// Whether `slot` exists and is active.
+    pub fn slot_active(&self, slot: u32) -> bool {
+        match self {
+            Header::Luks1(h) => h.slot_active(slot),
+            Header::Luks2(h) => h.slot_active(slot),
+        }
+    }
+
+    /// Active keyslots (in slot order, whatever their priority).
+    pub fn active_slots(&self) -> Vec<u32> {
+        match self {
+            Header::Luks1(h) => h.active_slots(),
+            Header::Luks2(h) => h.active_slots(),
+        }
+    }
+
+    /// The lowest inactive keyslot.
+    pub fn free_slot(&self) -> Result<u32> {
+        (0..=self.max_slot())
+            .find(|s| !self.slot_active(*s))
+            .ok_or_else(|| Error::usage("all keyslots are full"))
+    }
+
+    /// The byte range of keyslot `slot`'s key material.
+    pub fn keyslot_area(&self, slot: u32) -> Result<Range<u64>> {
+        match self {
+            Header::Luks1(h) => h.keyslot_area(slot),
+            Header::Luks2(h) => h.keyslot_area(slot),
+        }
+    }
+
+    /// Tries one keyslot: `Ok(None)` when the passphrase is wrong for it.
+    pub fn open_keyslot(
+        &self,
+        src: &dyn ReadAt,
+        slot: u32,
+        passphrase: &[u8],
+    ) -> Result<Option<VolumeKey>> {
+        match self {
+            Header::Luks1(h) => h.open_keyslot(src, slot, passphrase),
+            Header::Luks2(h) => h.open_keyslot(src, slot, passphrase),
+        }
+    }
+
+    /// Whether `key` is this volume's key.
+    pub fn verify_key(&self, key: &[u8]) -> Result<bool> {
+        match self {
+            Header::Luks1(h) => h.verify_key(key),
+            Header::Luks2(h) => h.verify_key(key),
+        }
+    }
+
+    /// Tries `slot` or, if `None`, every active slot in order, as cryptsetup does.
+    pub fn unlock(
+        &self,
+        src: &dyn ReadAt,
+        passphrase: &[u8],
+        slot: Option<u32>,
+    ) -> Result<Unlocked> {
+        let slots = match slot {
+            Some(s) if !self.slot_active(s) => {
+                return Err(Error::no_key(format!("Keyslot {s} is not active.")));
+            }
+            Some(s) => vec![s],
+            None => self.slots_to_try(),
+        };
+        if slots.is_empty() {
+            return Err(Error::no_key("No usable keyslot is available."));
+        }
+        for s in &slots {
+            log::debug!("trying keyslot {s}");
+            match self.open_keyslot(src, *s, passphrase) {
+                Ok(Some(key)) => return Ok(Unlocked { key, slot: *s }),
+                Ok(None) => continue,
+                Err(e) => return Err(e.context(format!("keyslot {s}"))),
+            }
+        }
+        let tried: Vec<String> = slots.iter().map(|s| s.to_string()).collect();
+        Err(Error::no_key("No key available with this passphrase.")
+            .with_hint(format!("tried keyslot(s) {}", tried.join(", "))))
+    }
+
+    /// The KDF choice for a new keyslot of this header from the command line's options
+    /// (LUKS1 keyslots are PBKDF2 of the header's hash).
+    pub fn kdf_choice(&self, opts: &KdfOptions) -> Result<KdfChoice> {
+        match self {
+            Header::Luks1(h) => opts.choice(1, Some(h.hash())),
+            Header::Luks2(_) => opts.choice(2, None),
+        }
+    }
+
+    /// Stores `volume_key` in keyslot `slot` of `image` (the whole header file) under the key
+    /// `kdf` derives from `passphrase`, replacing what the slot held. For LUKS2 the sequence
+    /// id is bumped.
+    pub fn seal_keyslot(
+        &self,
+        image: &mut [u8],
+        slot: u32,
+        volume_key: &[u8],
+        passphrase: &[u8],
+        kdf: &Kdf,
+    ) -> Result<()> {
+        if slot > self.max_slot() {
+            return Err(Error::usage(format!(
+                "keyslot {slot} out of range 0..={}",
+                self.max_slot()
+            )));
+        }
+        match self {
+            Header::Luks1(h) => h.seal_keyslot(image, slot, volume_key, passphrase, kdf),
+            Header::Luks2(h) => h.seal_keyslot(image, slot, volume_key, passphrase, kdf),
+        }
+    }
+
+    /// Removes keyslot `slot`: its key material is overwritten with random bytes and the slot
+    /// marked inactive. Returns the byte range of the material (to wipe in the old file too).
+    pub fn wipe_keyslot(&self, image: &mut [u8], slot: u32) -> Result<Range<u64>> {
+        if !self.slot_active(slot) {
+            return Err(Error::usage(format!("keyslot {slot} is not active")));
+        }
+        match self {
+            Header::Luks1(h) => h.wipe_keyslot(image, slot),
+            Header::Luks2(h) => h.wipe_keyslot(image, slot),
+        }
+    }
+
+    /// A human-readable dump like `cryptsetup luksDump` (never secrets).
+    pub fn dump(&self) -> String {
+        match self {
+            Header::Luks1(h) => h.dump(),
+            Header::Luks2(h) => h.dump(),
+        }
+    }
+
+    /// A machine-readable dump (never secrets).
+    pub fn dump_json(&self) -> serde_json::Value {
+        match self {
+            Header::Luks1(h) => h.dump_json(),
+            Header::Luks2(h) => h.dump_json(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::luks::format::{build, FormatOptions, KdfOptions};
+
+    fn fast_kdf() -> KdfOptions {
+        KdfOptions {
+            pbkdf: Some("pbkdf2".into()),
+            force_iterations: Some(1000),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn add_change_and_remove_keys_keep_the_volume_key() {
+        for version in [1u16, 2] {
+            let plan = FormatOptions {
+                version,
+                key_bits: Some(256),
+                kdf: fast_kdf(),
+                ..Default::default()
+            }
+            .check()
+            .unwrap();
+            let (mut image, vk) = build(&plan, None, b"one").unwrap();
+            let kdf = plan.kdf.make(32).unwrap();
+            let h = Header::parse(&image).unwrap();
+            let slot = h.free_slot().unwrap();
+            assert_eq!(slot, 1);
+            h.seal_keyslot(&mut image, slot, vk.as_bytes(), b"two", &kdf)
+                .unwrap();
+            let h = Header::parse(&image).unwrap();
+            assert_eq!(h.active_slots(), vec![0, 1]);
+            assert_eq!(h.unlock(&image, b"two", None).unwrap().slot, 1);
+            // Change slot 0's passphrase in place.
+            h.seal_keyslot(&mut image, 0, vk.as_bytes(), b"three", &kdf)
+                .unwrap();
+            let h = Header::parse(&image).unwrap();
+            assert!(h.unlock(&image, b"one", None).is_err());
+            let u = h.unlock(&image, b"three", None).unwrap();
+            assert_eq!((u.slot, u.key.as_bytes()), (0, vk.as_bytes()));
+            let r = h.wipe_keyslot(&mut image, 1).unwrap();
+            assert!(r.start >= 4096 && r.end <= image.len() as u64);
+            let h = Header::parse(&image).unwrap();
+            assert_eq!(h.active_slots(), vec![0]);
+            assert_eq!(h.unlock(&image, b"two", None).unwrap_err().exit_code(), 2);
+            // A wrong volume key is never stored.
+            let wrong = [7u8; 32];
+            assert!(h.seal_keyslot(&mut image, 2, &wrong, b"x", &kdf).is_err());
+            assert!(h.verify_key(vk.as_bytes()).unwrap());
+            assert!(!h.verify_key(&wrong).unwrap());
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! LUKS2: the two header copies, their JSON metadata, and opening a keyslot.
+//!
+//! See the LUKS2 on-disk format specification. A LUKS2 header is two copies of (binary header +
+//! JSON area), the primary at offset 0 and the secondary at offset `hdr_size`, followed by the
+//! keyslots area. [`binary`] reads, checksums and writes one copy's binary header,
+//! [`metadata`] validates its JSON into typed structs, [`json`] is the JSON as written, and
+//! [`writer`] makes new headers and changes keyslots. This module chooses the copy to trust
+//! (as cryptsetup does) and opens keyslots through the shared [`crate::luks::keyslot`]
+//! pipeline (the key is checked against the segment's digest object).
+
+mod access;
+pub mod binary;
+pub mod json;
+pub mod metadata;
+mod sections;
+pub mod writer;
+
+pub use self::writer::{new_image, Identity, AREA_ALIGN, NEW_FILE_SIZE, NEW_HDR_SIZE, STRIPES};
+
+use self::binary::{BinaryHeader, Copy, NoCopy};
+use self::metadata::{CryptSegment, Metadata, Priority, Reject};
+use super::keyslot::{self, Keyslot};
+use super::{ReadAt, Segment};
+use crate::error::{Error, Result};
+use crate::secret::VolumeKey;
+use serde_json::Value;
+
+/// A parsed and validated LUKS2 header (the copy chosen from the two on disk).
+#[derive(Debug)]
+pub struct Luks2 {
+    bin: Box<BinaryHeader>,
+    json: Value,
+    meta: Box<Metadata>,
+    segment: Segment,
+}
+
+/// A header copy that is not damaged: its metadata is either usable or valid-but-refused.
+struct Candidate {
+    bin: BinaryHeader,
+    json: Value,
+    meta: Result<Metadata>,
+}
+
+/// Reads the copy at `offset`: absent (no magic there), damaged, or a candidate.
+fn read_candidate(src: &dyn ReadAt, offset: u64, copy: Copy) -> Result<Candidate, NoCopy> {
+    let (bin, area) = binary::read_copy(src, offset, copy)?;
+    let text = binary::json_text(&area).map_err(NoCopy::Damaged)?;
+    let json: Value = serde_json::from_str(text).map_err(|e| {
+        NoCopy::Damaged(Error::format(format!("JSON metadata does not parse: {e}")))
+    })?;
+    let meta = match metadata::validate(&json, bin.hdr_size) {
+        Ok(m) => Ok(m),
+        Err(Reject::Damaged(e)) => return Err(NoCopy::Damaged(e)),
+        Err(Reject::Unsupported(e)) => Err(e),
+    };
+    Ok(Candidate { bin, json, meta })
+}
+
+/// Finds the secondary copy: after the primary if that is sound, else at every offset where
+/// one may be (as cryptsetup does when the primary is unreadable).
+fn read_secondary(src: &dyn ReadAt, primary: &Result<Candidate, NoCopy>) -> Result<Candidate> {
+    if let Ok(p) = primary {
+        return read_candidate(src, p.bin.hdr_size, Copy::Secondary).map_err(NoCopy::into_error);
+    }
+    let mut first_err = None;
+    for off in binary::HDR_SIZES {
+        match read_candidate(src, off, Copy::Secondary) {
+            Ok(c) => return Ok(c),
+            Err(NoCopy::Absent(e)) => log::debug!("no secondary LUKS2 header at offset {off}: {e}"),
+            Err(NoCopy::Damaged(e)) => {
+                log::debug!("no secondary LUKS2 header at offset {off}: {e}");
+                // Report the most telling failure: one past a recognisable magic.
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.unwrap_or_else(|| Error::format("no secondary header found")))
+}
+
+/// Of two sound copies, the one cryptsetup uses: the higher sequence id, the primary on a tie.
+fn newer(p: Candidate, s: Candidate) -> Candidate {
+    if s.bin.seqid > p.bin.seqid {
+        log::warn!(
+            "secondary LUKS2 header is newer (seqid {} > {}); using it",
+            s.bin.seqid,
+            p.bin.seqid
+        );
+        return s;
+    }
+    if p.bin.seqid > s.bin.seqid {
+        log::warn!(
+            "secondary LUKS2 header is older (seqid {} < {}); using the primary",
+            s.bin.seqid,
+            p.bin.seqid
+        );
+    }
+    p
+}
+
+/// The data segment as the rest of luksfuse sees it.
+fn data_segment(s: &CryptSegment, key_size: usize) -> Segment {
+    Segment {
+        offset: s.offset,
+        size: s.size,
+        cipher: s.encryption.clone(),
+        key_size,
+        sector_size: s.sector_size,
+        iv_tweak: s.iv_tweak,
+    }
+}
+
+impl Luks2 {
+    /// Reads both header copies and keeps the one cryptsetup would: the valid copy with the
+    /// higher sequence id, or the only valid one.
+    pub fn parse(src: &dyn ReadAt) -> Result<Self> {
+        let primary = read_candidate(src, 0, Copy::Primary);
+        let secondary = read_secondary(src, &primary);
+        let chosen = match (primary, secondary) {
+            (Ok(p), Ok(s)) => newer(p, s),
+            (Ok(p), Err(e)) => {
+                log::warn!("secondary LUKS2 header is damaged ({e}); using the primary");
+                p
+            }
+            (Err(e), Ok(s)) => {
+                log::warn!(
+                    "primary LUKS2 header is damaged ({e}); using the secondary at offset {}",
+                    s.bin.hdr_offset
+                );
+                s
+            }
+            (Err(a), Err(b)) => {
+                return Err(Error::format(format!(
+                    "both LUKS2 header copies are damaged (primary: {a}; secondary: {b})"
+                )));
+            }
+        };
+        log::debug!(
+            "using the {} LUKS2 header, seqid {}",
+            chosen.bin.copy,
+            chosen.bin.seqid
+        );
+        let meta = chosen.meta?;
+        let segment = data_segment(&meta.segment, meta.key_size());
+        Ok(Luks2 {
+            bin: Box::new(chosen.bin),
+            json: chosen.json,
+            meta: Box::new(meta),
+            segment,
+        })
+    }
+
+    pub fn uuid(&self) -> &str {
+        &self.bin.uuid
+    }
+
+    pub fn label(&self) -> &str {
+        &self.bin.label
+    }
+
+    pub fn subsystem(&self) -> &str {
+        &self.bin.subsystem
+    }
+
+    /// The sequence id ("epoch") of the copy in use.
+    pub fn seqid(&self) -> u64 {
+        self.bin.seqid
+    }
+
+    /// Size of one header copy (binary header + JSON area) in bytes.
+    pub fn hdr_size(&self) -> u64 {
+        self.bin.hdr_size
+    }
+
+    /// Size of the keyslots area in bytes.
+    pub fn keyslots_size(&self) -> u64 {
+        self.meta.config.keyslots_size
+    }
+
+    /// Which copy the metadata was taken from.
+    pub fn header_copy(&self) -> Copy {
+        self.bin.copy
+    }
+
+    /// The binary header of the copy in use.
+    pub fn binary_header(&self) -> &BinaryHeader {
+        &self.bin
+    }
+
+    /// The validated metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.meta
+    }
+
+    /// The JSON metadata exactly as read (it holds no secrets).
+    pub fn json(&self) -> &Value {
+        &self.json
+    }
+
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// Whether `slot` can unlock the data segment (it is assigned to the segment's digest).
+    pub fn bound(&self, slot: u32) -> bool {
+        self.meta
+            .keyslots
+            .get(&slot)
+            .is_some_and(|k| k.digest.is_some() && k.digest == self.meta.segment_digest)
+    }
+
+    /// Keyslots bound to the segment, high priority first, then normal, each in slot order;
+    /// priority "ignore" is left out (it is used only when asked for by number).
+    pub fn slots_to_try(&self) -> Vec<u32> {
+        let of = |p: Priority| {
+            self.meta
+                .keyslots
+                .iter()
+                .filter(move |(n, k)| k.priority == p && self.bound(**n))
+                .map(|(n, _)| *n)
+        };
+        of(Priority::High).chain(of(Priority::Normal)).collect()
+    }
+
+    /// Whether keyslot `slot` exists (is active), whatever its priority.
+    pub fn slot_active(&self, slot: u32) -> bool {
+        self.meta.keyslots.contains_key(&slot)
+    }
+
+    /// Active keyslots in slot order, whatever their priority.
+    pub fn active_slots(&self) -> Vec<u32> {
+        self.meta.keyslots.keys().copied().collect()
+    }
+
+    /// Byte range of keyslot `slot`'s area in the header file.
+    pub fn keyslot_area(&self, slot: u32) -> Result<std::ops::Range<u64>> {
+        let k = self
+            .meta
+            .keyslots
+            .get(&slot)
+            .ok_or_else(|| Error::usage(format!("keyslot {slot} is not active")))?;
+        Ok(k.area.offset..k.area.offset + k.area.size) // checked by validation
+    }
+
+    /// Tries `passphrase` on keyslot `slot`: `Ok(None)` when it is the wrong passphrase.
+    pub fn open_keyslot(
+        &self,
+        src: &dyn ReadAt,
+        slot: u32,
+        passphrase: &[u8],
+    ) -> Result<Option<VolumeKey>> {
+        let ks = self
+            .meta
+            .keyslots
+            .get(&slot)
+            .ok_or_else(|| Error::usage(format!("keyslot {slot} is not active")))?;
+        let digest =
+            match ks.digest.and_then(|d| self.meta.digests.get(&d)) {
+                Some(d) if self.bound(slot) => d,
+                _ => return Err(Error::usage(
+                    "not assigned to the data segment (unbound key); it cannot unlock the volume",
+                )),
+            };
+        let pipeline = Keyslot {
+            offset: ks.area.offset,
+            key_size: ks.key_size,
+            stripes: ks.stripes,
+            af_hash: ks.af_hash,
+            cipher: &ks.area.encryption,
+            cipher_key_size: ks.area.key_size,
+            kdf: &ks.kdf,
+        };
+        keyslot::open(src, &pipeline, passphrase, |k| digest.matches(k))
+    }
+
+    /// Whether `key` is the volume key (checked against the segment's digest).
+    pub fn verify_key(&self, key: &[u8]) -> Result<bool> {
+        self.meta
+            .segment_digest
+            .and_then(|d| self.meta.digests.get(&d))
+            .ok_or_else(|| Error::format("no digest is assigned to the data segment"))?
+            .matches(key)
+    }
+}
