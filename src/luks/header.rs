@@ -5,7 +5,7 @@
 use super::format::KdfOptions;
 use super::kdf::{Kdf, KdfChoice};
 use super::{luks1, luks2, ReadAt, Segment, Unlocked, MAGIC};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::secret::VolumeKey;
 use std::ops::Range;
 
@@ -153,7 +153,8 @@ impl Header {
     ) -> Result<Unlocked> {
         let slots = match slot {
             Some(s) if !self.slot_active(s) => {
-                return Err(Error::no_key(format!("Keyslot {s} is not active.")));
+                return Err(Error::no_key(format!("Keyslot {s} is not active."))
+                    .because(Reason::InactiveKeyslot));
             }
             Some(s) => vec![s],
             None => self.slots_to_try(),
@@ -166,11 +167,11 @@ impl Header {
             match self.open_keyslot(src, *s, passphrase) {
                 Ok(Some(key)) => return Ok(Unlocked { key, slot: *s }),
                 Ok(None) => continue,
-                Err(e) => return Err(e.context(format!("keyslot {s}"))),
+                Err(e) => return Err(e.in_keyslot(*s)),
             }
         }
         let tried: Vec<String> = slots.iter().map(|s| s.to_string()).collect();
-        Err(Error::no_key("No key available with this passphrase.")
+        Err(Error::wrong_key("No key available with this passphrase.")
             .with_hint(format!("tried keyslot(s) {}", tried.join(", "))))
     }
 
@@ -238,6 +239,7 @@ impl Header {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
     use crate::luks::format::{build, FormatOptions, KdfOptions};
 
     fn fast_kdf() -> KdfOptions {
@@ -286,6 +288,35 @@ mod tests {
             assert!(h.seal_keyslot(&mut image, 2, &wrong, b"x", &kdf).is_err());
             assert!(h.verify_key(vk.as_bytes()).unwrap());
             assert!(!h.verify_key(&wrong).unwrap());
+        }
+    }
+
+    #[test]
+    fn unlock_errors_say_why_as_values() {
+        for version in [1u16, 2] {
+            let plan = FormatOptions {
+                version,
+                key_bits: Some(256),
+                kdf: fast_kdf(),
+                ..Default::default()
+            }
+            .check()
+            .unwrap();
+            let (image, _) = build(&plan, None, b"one").unwrap();
+            let h = Header::parse(&image).unwrap();
+            let wrong = h.unlock(&image, b"two", None).unwrap_err();
+            assert_eq!(
+                (wrong.kind(), wrong.reason()),
+                (Kind::NoKey, Reason::WrongKey)
+            );
+            let inactive = h.unlock(&image, b"one", Some(5)).unwrap_err();
+            assert_eq!(inactive.reason(), Reason::InactiveKeyslot);
+            // Key material cut off: the error names the keyslot and says the file is short.
+            let start = usize::try_from(h.keyslot_area(0).unwrap().start).unwrap();
+            let cut = &image[..start + 512];
+            let e = h.unlock(&cut, b"one", None).unwrap_err();
+            assert_eq!(e.keyslot(), Some(0), "{e}");
+            assert!(matches!(e.reason(), Reason::Truncated { .. }), "{e:?}");
         }
     }
 }

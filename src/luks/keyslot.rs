@@ -73,11 +73,16 @@ pub fn open(
         .ok()
         .and_then(|l| ks.offset.checked_add(l));
     if end.is_none_or(|e| e > src.size()) {
-        return Err(Error::format(format!(
-            "key material at offset {} ({len} bytes) lies past the end of the header file ({} bytes)",
-            ks.offset,
-            src.size()
-        )));
+        return Err(Error::truncated(
+            format!(
+                "key material at offset {} ({len} bytes) lies past the end of the header file ({} bytes)",
+                ks.offset,
+                src.size()
+            ),
+            end.unwrap_or(u64::MAX),
+            src.size(),
+        )
+        .at_offset(ks.offset));
     }
     let mut material = Secret::zeroed(len);
     src.read_exact_at(material.as_mut_bytes(), ks.offset)?;

@@ -81,10 +81,13 @@ impl ReadAt for &[u8] {
 }
 
 fn truncated(off: u64, len: usize, size: u64) -> Error {
-    Error::format(format!(
-        "file truncated: needs bytes {off}..{} but has {size}",
-        off.saturating_add(len as u64)
-    ))
+    let end = off.saturating_add(len as u64);
+    Error::truncated(
+        format!("file truncated: needs bytes {off}..{end} but has {size}"),
+        end,
+        size,
+    )
+    .at_offset(off)
 }
 
 /// A header file opened read-only.

@@ -46,12 +46,8 @@ pub const HDR_SIZES: [u64; 9] = [
 pub const CSUM_OFFSET: usize = 448;
 pub const CSUM_LEN: usize = 64;
 
-/// Which of the two header copies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Copy {
-    Primary,
-    Secondary,
-}
+/// Which of the two header copies (the same type errors name them by).
+pub use crate::error::HeaderCopy as Copy;
 
 impl Copy {
     /// The magic this copy starts with.
@@ -60,15 +56,6 @@ impl Copy {
             Copy::Primary => MAGIC_PRIMARY,
             Copy::Secondary => MAGIC_SECONDARY,
         }
-    }
-}
-
-impl std::fmt::Display for Copy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Copy::Primary => "primary",
-            Copy::Secondary => "secondary",
-        })
     }
 }
 
@@ -149,14 +136,16 @@ pub fn read_copy(
     offset: u64,
     copy: Copy,
 ) -> Result<(BinaryHeader, Vec<u8>), NoCopy> {
-    let damaged = |msg: String| NoCopy::Damaged(Error::format(msg));
+    let damaged = |msg: String| NoCopy::Damaged(Error::format(msg).in_copy(copy).at_offset(offset));
     let mut bin = [0u8; BIN_LEN];
     src.read_exact_at(&mut bin, offset)
         .map_err(|_| damaged(format!("no header at offset {offset} (file too short)")))?;
     if &bin[..6] != copy.magic() {
-        return Err(NoCopy::Absent(Error::format(format!(
-            "bad magic at offset {offset}"
-        ))));
+        return Err(NoCopy::Absent(
+            Error::no_magic(format!("bad magic at offset {offset}"))
+                .in_copy(copy)
+                .at_offset(offset),
+        ));
     }
     let version = u16::from_be_bytes([bin[6], bin[7]]);
     if version != 2 {

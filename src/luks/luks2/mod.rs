@@ -21,7 +21,7 @@ use self::binary::{BinaryHeader, Copy, NoCopy};
 use self::metadata::{CryptSegment, Metadata, Priority, Reject};
 use super::keyslot::{self, Keyslot};
 use super::{ReadAt, Segment};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::secret::VolumeKey;
 use serde_json::Value;
 
@@ -50,8 +50,8 @@ fn read_candidate(src: &dyn ReadAt, offset: u64, copy: Copy) -> Result<Candidate
     })?;
     let meta = match metadata::validate(&json, bin.hdr_size) {
         Ok(m) => Ok(m),
-        Err(Reject::Damaged(e)) => return Err(NoCopy::Damaged(e)),
-        Err(Reject::Unsupported(e)) => Err(e),
+        Err(Reject::Damaged(e)) => return Err(NoCopy::Damaged(e.in_copy(copy))),
+        Err(Reject::Unsupported(e)) => Err(e.because(Reason::Unsupported).in_copy(copy)),
     };
     Ok(Candidate { bin, json, meta })
 }
