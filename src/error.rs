@@ -129,6 +129,43 @@ pub enum Reason {
     Unsupported,
     /// A system call failed with this OS error number.
     Os(i32),
+    /// A value the caller chose for this setting is wrong; the message says what is wrong
+    /// with it and [`Error::display_with`] names the setting as a front end calls it.
+    BadSetting(Setting),
+    /// Refused unless the caller turns this setting on.
+    NeedsSetting(Setting),
+}
+
+/// The settings a caller gives the library that errors refer to. The library names them in
+/// its own words ([`Setting::describe`]); a front end names them by its options (the CLI's
+/// `--iter-time`, the mount helper's `-o iter-time=`), so no library text names a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Setting {
+    /// The name of the served file (one payload only).
+    FileName,
+    /// Following a qcow2 payload's backing file.
+    AllowBacking,
+    /// The KDF's target unlock time.
+    IterTime,
+    /// Argon2's parallel lanes.
+    PbkdfParallel,
+    /// Argon2's memory cost.
+    PbkdfMemory,
+}
+
+impl Setting {
+    /// The setting in the library's words.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Setting::FileName => "a file name",
+            Setting::AllowBacking => "following backing files",
+            Setting::IterTime => "the KDF iteration time",
+            Setting::PbkdfParallel => "the Argon2 parallel cost",
+            Setting::PbkdfMemory => "the Argon2 memory cost",
+        }
+    }
 }
 
 /// Which of the two copies of a LUKS2 header an error concerns.
@@ -229,6 +266,11 @@ impl Error {
     pub fn wrong_key(msg: impl Into<String>) -> Self {
         Self::no_key(msg).because(Reason::WrongKey)
     }
+    /// The value given for `setting` is wrong: `msg` says how, without naming the setting
+    /// ("must be at least 1 ms"); see [`Error::display_with`].
+    pub fn bad_setting(setting: Setting, msg: impl Into<String>) -> Self {
+        Self::usage(msg).because(Reason::BadSetting(setting))
+    }
     /// An I/O error on `path`; `what` says what we were doing ("cannot open", "cannot read").
     pub fn io(path: &Path, what: &str, err: &io::Error) -> Self {
         let kind = match err.kind() {
@@ -327,16 +369,29 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The one line, naming a [`Reason::BadSetting`]'s setting as `name` says: a front end's
+    /// option name (`--iter-time must be at least 1 ms`). `Display` uses the library's words.
+    pub fn display_with(&self, name: impl Fn(Setting) -> String) -> String {
+        let mut line = String::new();
+        if let Some(file) = &self.0.file {
+            line += &format!("{file}: ");
+        }
+        if let Some(slot) = self.0.keyslot {
+            line += &format!("keyslot {slot}: ");
+        }
+        if let Reason::BadSetting(s) = self.0.reason {
+            line += &name(s);
+            line.push(' ');
+        }
+        line + &self.0.msg
+    }
+}
+
 impl fmt::Display for Error {
     /// One line: `file: keyslot N: message`. The hint is printed separately by the CLI.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(file) = &self.0.file {
-            write!(f, "{file}: ")?;
-        }
-        if let Some(slot) = self.0.keyslot {
-            write!(f, "keyslot {slot}: ")?;
-        }
-        f.write_str(&self.0.msg)
+        f.write_str(&self.display_with(|s| s.describe().to_owned()))
     }
 }
 
@@ -378,6 +433,21 @@ mod tests {
             .in_file(Path::new("h.img"));
         assert_eq!(e.to_string(), "h.img: keyslot 3: unsupported cipher 'x'");
         assert_eq!((e.keyslot(), e.reason()), (Some(3), Reason::Unsupported));
+    }
+
+    #[test]
+    fn a_bad_setting_is_named_by_whoever_shows_it() {
+        let e = Error::bad_setting(Setting::IterTime, "must be at least 1 ms");
+        assert_eq!(
+            e.to_string(),
+            "the KDF iteration time must be at least 1 ms"
+        );
+        let cli = |s: Setting| format!("--{}", serde_json::to_value(s).unwrap().as_str().unwrap());
+        assert_eq!(e.display_with(cli), "--iter-time must be at least 1 ms");
+        assert_eq!(
+            (e.exit_code(), e.reason()),
+            (1, Reason::BadSetting(Setting::IterTime))
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Entry point for the CLI: [`run`]. Everything that can be checked is checked *before*
 //! forking, so most errors reach the caller directly with their exit code.
 
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Kind, Result, Setting};
 use crate::fuse::{MountSpec, Mounted, VolumeFs};
 use crate::image::{self, Access, Format};
 use crate::luks::Segment;
@@ -134,7 +134,10 @@ fn file_names(cfg: &MountConfig) -> Result<Vec<OsString>> {
         return Err(Error::usage("no payload given"));
     }
     if cfg.name.is_some() && cfg.payloads.len() > 1 {
-        return Err(Error::usage("--name works with one payload only"));
+        return Err(Error::bad_setting(
+            Setting::FileName,
+            "works with one payload only",
+        ));
     }
     let mut names: Vec<OsString> = Vec::with_capacity(cfg.payloads.len());
     for payload in &cfg.payloads {

@@ -2,7 +2,7 @@
 //! checked before anything is allocated or computed.
 
 use super::hash::HashAlg;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::secret::Secret;
 use crate::sys::ZeroedMapping;
 
@@ -263,7 +263,10 @@ impl KdfChoice {
     /// Checks the parameters as cryptsetup does, before any work.
     pub fn check(&self) -> Result<()> {
         if self.iter_time_ms == 0 && self.forced_iterations.is_none() {
-            return Err(Error::usage("--iter-time must be at least 1 ms"));
+            return Err(Error::bad_setting(
+                Setting::IterTime,
+                "must be at least 1 ms",
+            ));
         }
         match self.kind {
             KdfKind::Pbkdf2 => {
@@ -285,19 +288,25 @@ impl KdfChoice {
                     }
                 }
                 if self.parallel == 0 || self.parallel > limits::ARGON2_MAX_LANES {
-                    return Err(Error::usage(format!(
-                        "--pbkdf-parallel {} out of range 1..={}",
-                        self.parallel,
-                        limits::ARGON2_MAX_LANES
-                    )));
+                    return Err(Error::bad_setting(
+                        Setting::PbkdfParallel,
+                        format!(
+                            "{} out of range 1..={}",
+                            self.parallel,
+                            limits::ARGON2_MAX_LANES
+                        ),
+                    ));
                 }
                 let min = MIN_ARGON2_MEMORY_KIB.max(8 * self.parallel);
                 if self.memory_kib < min || self.memory_kib > limits::ARGON2_MAX_MEMORY_KIB {
-                    return Err(Error::usage(format!(
-                        "--pbkdf-memory {} KiB out of range {min}..={}",
-                        self.memory_kib,
-                        limits::ARGON2_MAX_MEMORY_KIB
-                    )));
+                    return Err(Error::bad_setting(
+                        Setting::PbkdfMemory,
+                        format!(
+                            "{} KiB out of range {min}..={}",
+                            self.memory_kib,
+                            limits::ARGON2_MAX_MEMORY_KIB
+                        ),
+                    ));
                 }
             }
         }

@@ -2,15 +2,27 @@
 //! page and completions). Option names follow cryptsetup's where it has one.
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use luksfuse::error::Setting;
 use std::path::PathBuf;
 
 /// The exit code table of `--help` and the man page, from [`luksfuse::error::EXIT_CODES`].
 pub fn exit_codes_help() -> String {
-    let mut s = String::from("Exit codes (as cryptsetup):");
-    for (code, meaning) in luksfuse::error::EXIT_CODES {
-        s += &format!("\n  {code}  {meaning}");
+    let table = luksfuse::error::exit_code_table();
+    format!("Exit codes (as cryptsetup):\n{}", table.trim_end())
+}
+
+/// The option that sets a library [`Setting`], for error messages (`--iter-time must be …`).
+pub fn flag(setting: Setting) -> String {
+    match setting {
+        Setting::FileName => "--name",
+        Setting::AllowBacking => "--allow-backing",
+        Setting::IterTime => "--iter-time",
+        Setting::PbkdfParallel => "--pbkdf-parallel",
+        Setting::PbkdfMemory => "--pbkdf-memory",
+        // A setting added to the library later: its own words until it gets a flag here.
+        other => other.describe(),
     }
-    s
+    .to_owned()
 }
 
 /// `format --type`: the LUKS version.
@@ -404,6 +416,26 @@ pub struct KillSlotArgs {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_setting_named_in_errors_is_an_option_of_some_command() {
+        use clap::CommandFactory;
+        let cli = super::Cli::command();
+        let longs: Vec<String> = cli
+            .get_subcommands()
+            .flat_map(|c| c.get_arguments())
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        for s in [
+            super::Setting::FileName,
+            super::Setting::AllowBacking,
+            super::Setting::IterTime,
+            super::Setting::PbkdfParallel,
+            super::Setting::PbkdfMemory,
+        ] {
+            assert!(longs.contains(&super::flag(s)), "{s:?}: {}", super::flag(s));
+        }
+    }
+
     use super::*;
     use clap::CommandFactory;
 

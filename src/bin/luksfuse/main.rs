@@ -52,7 +52,7 @@ fn main() {
     let code = match run(cli.command) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("luksfuse: {e}");
+            eprintln!("luksfuse: {}", e.display_with(cli::flag));
             if let Some(h) = e.hint() {
                 eprintln!("hint: {h}");
             }
