@@ -5,6 +5,7 @@
 //! and `image` (payload access) → `fuse` (the FUSE adapter) → the binary (`main.rs`, `cli`).
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod buffers;
 pub mod crypto;
 pub mod error;
 pub mod fuse;

@@ -11,6 +11,8 @@
 //!   fusermount3 and its descriptor-passing protocol (`fusermount`), including the watchdog
 //!   it leaves running for `auto_unmount`.
 //!
+//! Reads are served from the worker thread's reusable buffer (`crate::buffers`); writes hand
+//! the kernel's buffer straight to the volume.
 #![warn(missing_docs)]
 
 mod fusermount;
@@ -18,6 +20,7 @@ mod session;
 
 pub use session::{MountSpec, Mounted};
 
+use crate::buffers;
 use crate::volume::Volume;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -38,11 +41,6 @@ const TTL: Duration = Duration::from_secs(1);
 const ROOT: INodeNo = INodeNo::ROOT;
 /// Inode of the first file; file `i` is `FIRST_FILE + i`.
 const FIRST_FILE: u64 = 2;
-
-thread_local! {
-    /// The read buffer of each FUSE worker thread.
-    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// What the adapter serves as one file: a fixed-size byte range to read, write and flush.
 ///
@@ -269,18 +267,9 @@ impl<F: ServedFile> Filesystem for VolumeFs<F> {
         let want = (size as usize)
             .min(MAX_READ)
             .min(usize::try_from(volume.size().saturating_sub(offset)).unwrap_or(usize::MAX));
-        // One buffer per worker thread, reused: a fresh 1 MiB allocation per request costs an
-        // mmap, 256 page faults and a munmap each time.
-        READ_BUF.with(|b| {
-            let mut b = b.borrow_mut();
-            if b.len() < want {
-                b.resize(want, 0);
-            }
-            let buf = &mut b[..want];
-            match volume.read_at(buf, offset) {
-                Ok(n) => reply.data(&buf[..n]),
-                Err(e) => reply.error(errno(&e)),
-            }
+        buffers::with_read_buf(want, |buf| match volume.read_at(buf, offset) {
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => reply.error(errno(&e)),
         })
     }
 
