@@ -17,7 +17,7 @@ use std::path::Path;
 
 fn main() {
     // Nobody but root may read our memory (keys) or get a core dump of it.
-    if let Err(e) = luksfuse::sys::set_non_dumpable() {
+    if let Err(e) = luksfuse::process::set_non_dumpable() {
         eprintln!("luksfuse: warning: cannot make the process non-dumpable: {e}");
     }
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -48,8 +48,7 @@ fn main() {
     } else {
         log::LevelFilter::Warn
     };
-    let _ = log::set_boxed_logger(Box::new(luksfuse::syslog::Logger { level }));
-    log::set_max_level(level);
+    let _ = luksfuse::process::init_logging(level);
     let code = match run(cli.command) {
         Ok(()) => 0,
         Err(e) => {
@@ -294,7 +293,7 @@ fn dump_volume_key_cmd(
          that allows access to encrypted partition without a passphrase.\n\
          This dump should be stored encrypted in a safe place.\n"
     );
-    if !batch_mode && luksfuse::sys::is_terminal(&std::io::stdin()) {
+    if !batch_mode && luksfuse::process::is_terminal(&std::io::stdin()) {
         eprint!("Are you sure? (Type 'yes' in capital letters): ");
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
