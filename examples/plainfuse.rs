@@ -64,7 +64,7 @@ fn main() {
 fn serve(image: &Path, mountpoint: &Path) -> io::Result<()> {
     let file = File::options().read(true).write(true).open(image)?;
     let size = file.metadata()?.len();
-    let (uid, gid) = luksfuse::sys::uid_gid();
+    let (uid, gid) = luksfuse::process::uid_gid();
     let fs = VolumeFs::new(
         Arc::new(Plain { file, size }),
         "plain".as_ref(),

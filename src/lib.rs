@@ -1,10 +1,27 @@
 //! luksfuse: unlock a LUKS1/LUKS2 detached header and serve the decrypted payload as a file.
 //!
-//! Layers, each depending only on those above it in this list:
-//! `error`, `secret` → `luks::hash`, `crypto` → `luks` (headers, KDFs, unlock) → `volume`
-//! and `image` (payload access) → `fuse` (the FUSE adapter) → the binary (`main.rs`, `cli`).
+//! Layers, each using only those listed before it:
+//! 1. `error` (the error type), `secret` (keys and passphrases in locked, zeroized memory),
+//!    and the crate-private foundations: `sys` (the system calls std lacks), `syslog` (the
+//!    logger that follows a daemonized mount) and `buffers` (per-thread I/O buffers);
+//! 2. `crypto`: the sector ciphers (XTS, CBC), with the hashes of `luks::hash`;
+//! 3. `luks`: both header versions, KDFs, anti-forensic split, keyslot unlock, formatting and
+//!    in-place header updates;
+//! 4. `image`: access to the payload file (raw with QEMU-compatible locks, or qcow2);
+//! 5. `volume`: the decrypted, byte-addressed view of a payload segment;
+//! 6. `fuse`: the FUSE adapter serving volumes as files, and the mount session;
+//! 7. `passphrase` (key sources), `headers` (header-file commands), `status` (the records of
+//!    live mounts) and `mount` (unlock, open, mount, daemonize, serve);
+//! 8. `process`: the process-wide set-up a program on top needs (non-dumpable, logger,
+//!    terminal test, its ids); then the binary (`main.rs`, `cli`, `helper`).
+//!
+//! `unsafe` is denied crate-wide; only `sys`, `crypto::xts_avx512` (AVX-512 intrinsics behind
+//! run-time CPU detection) and `image::qcow2::guard` (imago's unsafe storage trait) allow it,
+//! each use with a `// SAFETY:` comment.
+#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub(crate) mod buffers;
 pub mod crypto;
 pub mod error;
 pub mod fuse;
@@ -13,12 +30,25 @@ pub mod image;
 pub mod luks;
 pub mod mount;
 pub mod passphrase;
+pub mod process;
 pub mod secret;
 pub mod status;
-pub mod sys;
-pub mod syslog;
+#[allow(unsafe_code)]
+pub(crate) mod sys;
+pub(crate) mod syslog;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod volume;
 
 pub use error::{Error, Kind, Result};
+
+/// Hooks for the integration tests, not part of the supported API.
+#[doc(hidden)]
+pub mod testing_support {
+    /// The size in bytes of the largest KDF memory mapping (Argon2's, which bypasses the global
+    /// allocator) made since the last call, which resets it. The malformed-header tests bound
+    /// it.
+    pub fn take_largest_mapping() -> usize {
+        crate::sys::take_largest_mapping()
+    }
+}

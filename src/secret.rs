@@ -1,6 +1,6 @@
 //! Secret bytes: passphrases, derived keys, volume keys.
 //!
-//! They live in RAM locked against swapping (best effort, see [`crate::sys::mlock`]), zeroize
+//! They live in RAM locked against swapping (best effort, see `mlock(2)`), zeroize
 //! on drop, print as `[redacted]`, have no `Clone`, and compare in constant time.
 
 use std::fmt;

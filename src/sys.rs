@@ -1,6 +1,10 @@
-//! The few system calls the standard library does not wrap. Every `unsafe` system call of the
-//! project lives in this module, each with a `// SAFETY:` comment (the other `unsafe` code is
-//! the AVX-512 XTS path in `crypto::xts_avx512`, behind run-time CPU detection).
+//! The few system calls the standard library does not wrap. Crate-private: programs on top of
+//! the library use the wrappers in [`crate::process`].
+//!
+//! Every `unsafe` system call of the project lives in this module, each with a `// SAFETY:`
+//! comment. The crate root denies `unsafe_code` and allows it here and in two other places
+//! only: the AVX-512 XTS path in `crypto::xts_avx512` (behind run-time CPU detection) and
+//! `image::qcow2::guard` (imago's `unsafe` storage methods).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -26,6 +30,7 @@ pub struct NoEcho {
 }
 
 impl NoEcho {
+    /// Turns echo off on the terminal `fd` (fails when `fd` is not a terminal).
     pub fn new(fd: &impl AsRawFd) -> io::Result<Self> {
         let fd = fd.as_raw_fd();
         // SAFETY: termios is plain old data; tcgetattr fills it completely on success.
@@ -98,7 +103,9 @@ pub fn ofd_write_lock_conflicts(fd: BorrowedFd<'_>, byte: u64) -> io::Result<boo
 /// Whole-file `flock(2)` lock kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlockKind {
+    /// `LOCK_SH`: many holders at once.
     Shared,
+    /// `LOCK_EX`: one holder, and no shared ones.
     Exclusive,
 }
 
@@ -118,7 +125,14 @@ pub fn flock_try(fd: BorrowedFd<'_>, kind: FlockKind) -> io::Result<()> {
 
 /// The result of [`fork`].
 pub enum Forked {
-    Parent { child: libc::pid_t },
+    /// In the parent.
+    Parent {
+        /// The child's process id (unused by `mount` today, which learns the child's fate
+        /// through a pipe).
+        #[allow(dead_code)]
+        child: libc::pid_t,
+    },
+    /// In the child.
     Child,
 }
 
@@ -424,6 +438,7 @@ impl<T: ZeroIsValid> ZeroedMapping<T> {
         Ok(ZeroedMapping { ptr, len })
     }
 
+    /// The mapping as a slice of its `len` values.
     pub fn as_mut_slice(&mut self) -> &mut [T] {
         // SAFETY: the mapping holds `len` values of T, page-aligned (T's alignment is at most a
         // page), zero-filled by the kernel and zero is a valid T (ZeroIsValid); `&mut self`

@@ -1,5 +1,6 @@
 //! Logging that follows the process into the background: to stderr while there is a terminal,
 //! to syslog (`/dev/log`, RFC 3164 framing) once [`to_syslog`] was called by a daemonized mount.
+//! Crate-private: programs install it with [`crate::process::init_logging`].
 
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
@@ -37,6 +38,7 @@ pub fn send(level: log::Level, msg: &str) {
 
 /// A `log` logger: `luksfuse: message` on stderr, or syslog after [`to_syslog`].
 pub struct Logger {
+    /// The most verbose level written.
     pub level: log::LevelFilter,
 }
 

@@ -21,6 +21,7 @@
 //! [`IvUnits::for_segment`] always answers `Bytes512`; `Sector` stays for experiments and a
 //! possible plain dm-crypt `--iv-large-sectors` mode.
 
+use crate::buffers;
 use crate::crypto::{CipherSpec, SectorCipher};
 use crate::error::{Error, Result};
 use crate::image::Image;
@@ -28,12 +29,6 @@ use crate::luks::Segment;
 use crate::secret::VolumeKey;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-thread_local! {
-    /// Per-thread buffer for encrypting whole sectors (the caller's data must stay intact);
-    /// reused so that each write does not allocate and fault in a fresh megabyte.
-    static WRITE_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// One step of a read or write (see `Volume::spans`): `n` bytes at `at` in the caller's
 /// buffer, starting at byte `skip` of sector `sec`; `partial` when they cover less than
@@ -190,16 +185,6 @@ impl Volume {
     /// (the payload never grows).
     pub fn write_at(&self, buf: &[u8], off: u64) -> io::Result<usize> {
         let len = self.clamp(buf.len(), off);
-        WRITE_SCRATCH.with(|scratch| self.write_at_with(buf, off, len, &mut scratch.borrow_mut()))
-    }
-
-    fn write_at_with(
-        &self,
-        buf: &[u8],
-        off: u64,
-        len: usize,
-        scratch: &mut Vec<u8>,
-    ) -> io::Result<usize> {
         for sp in self.spans(off, len) {
             let data = &buf[sp.at..sp.at + sp.n];
             if sp.partial {
@@ -210,9 +195,8 @@ impl Volume {
                 tmp[sp.skip..sp.skip + sp.n].copy_from_slice(data);
                 self.write_sectors(tmp, sp.sec)?;
             } else {
-                scratch.clear();
-                scratch.extend_from_slice(data);
-                self.write_sectors(scratch, sp.sec)?;
+                // Encrypted in this thread's scratch (the caller's data must stay intact).
+                buffers::with_write_copy(data, |copy| self.write_sectors(copy, sp.sec))?;
             }
         }
         Ok(len)

@@ -740,7 +740,7 @@ fn run_table(fixture: &Fixture, cases: Vec<(&'static str, Mutation, Expect)>) ->
         let path = fixture.path(&format!("{name}.img"));
         write_file(&path, &bytes);
         LARGEST.store(0, Ordering::Relaxed);
-        luksfuse::sys::take_largest_mapping();
+        luksfuse::testing_support::take_largest_mapping();
         let outcome = std::panic::catch_unwind(|| {
             let file = HeaderFile::open(&path).map_err(|e| (Stage::Open, e))?;
             let header = Header::parse(&file).map_err(|e| (Stage::Parse, e))?;
@@ -752,7 +752,7 @@ fn run_table(fixture: &Fixture, cases: Vec<(&'static str, Mutation, Expect)>) ->
         // Argon2's work area is mapped directly, not taken from the allocator: count both.
         let largest = LARGEST
             .load(Ordering::Relaxed)
-            .max(luksfuse::sys::take_largest_mapping());
+            .max(luksfuse::testing_support::take_largest_mapping());
         if std::env::var_os("TABLE_DEBUG").is_some() {
             if let Ok(r) = &outcome {
                 eprintln!(

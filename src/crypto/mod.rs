@@ -12,6 +12,7 @@ use std::fmt;
 mod cbc;
 mod xts;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
 mod xts_avx512;
 
 /// Environment variable that overrides the choice of XTS implementation (read once per

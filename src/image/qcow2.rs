@@ -54,6 +54,7 @@
 //!   and locks it with the same QEMU-compatible OFD locks as a raw payload first. ([`open`]
 //!   itself takes no locks; it serves tests and tools.)
 
+#[allow(unsafe_code)]
 pub mod guard;
 
 use super::Image;

@@ -16,7 +16,7 @@ use luksfuse::error::Result;
 
 fn main() {
     // Nobody but root may read our memory (keys) or get a core dump of it.
-    if let Err(e) = luksfuse::sys::set_non_dumpable() {
+    if let Err(e) = luksfuse::process::set_non_dumpable() {
         eprintln!("luksfuse: warning: cannot make the process non-dumpable: {e}");
     }
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -47,8 +47,7 @@ fn main() {
     } else {
         log::LevelFilter::Warn
     };
-    let _ = log::set_boxed_logger(Box::new(luksfuse::syslog::Logger { level }));
-    log::set_max_level(level);
+    let _ = luksfuse::process::init_logging(level);
     let code = match run(cli.command) {
         Ok(()) => 0,
         Err(e) => {

@@ -48,7 +48,7 @@ impl KeySource {
             .map_err(key_file_error),
             Some(p) => read_key_file(p, self.offset, self.size),
             None => {
-                if luksfuse::sys::is_terminal(&io::stdin()) {
+                if luksfuse::process::is_terminal(&io::stdin()) {
                     let p = read_terminal(prompt)?;
                     if verify {
                         let again = read_terminal("Verify passphrase: ")?;
@@ -138,7 +138,7 @@ fn read_terminal(prompt: &str) -> Result<Passphrase> {
     let mut out = &tty;
     let _ = write!(out, "{prompt}");
     let _ = out.flush();
-    let guard = luksfuse::sys::NoEcho::new(&tty).ok();
+    let guard = luksfuse::process::NoEcho::new(&tty).ok();
     let p = read_line(&mut (&tty).take(MAX_PASSPHRASE as u64 + 1));
     drop(guard);
     let _ = writeln!(out);
@@ -159,7 +159,7 @@ pub fn are_you_sure(warning: &str) -> String {
 /// Asks a yes/no question on a terminal (stdin) as cryptsetup does: only `YES` is yes.
 /// Without a terminal the answer is no.
 pub fn confirm(question: &str) -> bool {
-    if !luksfuse::sys::is_terminal(&io::stdin()) {
+    if !luksfuse::process::is_terminal(&io::stdin()) {
         return false;
     }
     eprint!("{question}");
@@ -179,7 +179,7 @@ pub struct Progress {
 impl Progress {
     pub fn new() -> Self {
         Progress {
-            tty: luksfuse::sys::is_terminal(&io::stderr()),
+            tty: luksfuse::process::is_terminal(&io::stderr()),
             start: std::time::Instant::now(),
         }
     }

@@ -35,6 +35,6 @@ fn confirm_volume_key_dump(batch_mode: bool) -> bool {
          This dump should be stored encrypted in a safe place.\n"
     );
     batch_mode
-        || !luksfuse::sys::is_terminal(&std::io::stdin())
+        || !luksfuse::process::is_terminal(&std::io::stdin())
         || crate::tty::confirm("Are you sure? (Type 'yes' in capital letters): ")
 }

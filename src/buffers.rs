@@ -1,0 +1,69 @@
+//! The per-thread buffers of the I/O hot path: the FUSE adapter's read buffer and the
+//! volume's write scratch.
+//!
+//! Policy, the same for both:
+//! * one buffer of each kind per thread (FUSE worker threads serve one request at a time), in a
+//!   `thread_local`, so requests never contend for them;
+//! * reused from request to request: it grows to the largest request the thread has seen and
+//!   never shrinks, so a steady stream of requests allocates nothing (a fresh 1 MiB allocation
+//!   per request costs an mmap, 256 page faults and a munmap each time);
+//! * capped by its caller's request size: reads by the adapter's largest reply (16 MiB), the
+//!   write scratch by the volume's chunk of whole sectors (1 MiB);
+//! * not wiped between requests: the read buffer holds plaintext the volume just decrypted and
+//!   the scratch holds ciphertext, as the kernel's own buffers for the same requests do. The
+//!   buffer handed out may hold bytes of an earlier request: callers write before they read.
+
+use std::cell::RefCell;
+
+thread_local! {
+    /// Decrypted data on its way to the kernel (see [`with_read_buf`]).
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// A copy of the caller's data being encrypted in place (see [`with_write_copy`]).
+    static WRITE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's read buffer, exactly `len` bytes long (its contents are
+/// whatever an earlier request left there).
+pub(crate) fn with_read_buf<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    READ_BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() < len {
+            b.resize(len, 0);
+        }
+        f(&mut b[..len])
+    })
+}
+
+/// Runs `f` with this thread's write scratch holding a copy of `data`, so that `f` may
+/// encrypt it in place while the caller's buffer stays intact.
+pub(crate) fn with_write_copy<R>(data: &[u8], f: impl FnOnce(&mut [u8]) -> R) -> R {
+    WRITE_SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        s.clear();
+        s.extend_from_slice(data);
+        f(&mut s)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_reused_and_sized_per_call() {
+        let first = with_read_buf(8192, |b| {
+            b.fill(7);
+            b.as_ptr() as usize
+        });
+        // A smaller request reuses the same allocation, stale bytes and all.
+        let (again, len, stale) = with_read_buf(100, |b| (b.as_ptr() as usize, b.len(), b[99]));
+        assert_eq!((again, len, stale), (first, 100, 7));
+        let data = [1u8, 2, 3];
+        let out = with_write_copy(&data, |b| {
+            b[0] = 9;
+            b.to_vec()
+        });
+        assert_eq!((out, data), (vec![9, 2, 3], [1, 2, 3]));
+        with_write_copy(&[], |b| assert!(b.is_empty()));
+    }
+}

@@ -1,0 +1,386 @@
+//! The FUSE adapter: one directory holding regular files, each a decrypted [`Volume`] (one
+//! per payload; several payloads can share one detached header).
+//!
+//! Only this module and its children import `fuser`. It has two parts:
+//! * here, the adapter: [`VolumeFs`] implements [`fuser::Filesystem`]. Every callback is a thin
+//!   mapping: call the [`ServedFile`], reply with the data on `Ok` or the errno on `Err`.
+//!   Nothing here panics; I/O errors are logged by the volume and answered with their errno
+//!   (`EIO` when there is none);
+//! * `session`: putting that file system on a mountpoint and taking it off again
+//!   ([`MountSpec`], [`Mounted`]): `mount(2)` directly when we may, else the setuid
+//!   fusermount3 and its descriptor-passing protocol (`fusermount`), including the watchdog
+//!   it leaves running for `auto_unmount`.
+//!
+//! Reads are served from the worker thread's reusable buffer (`crate::buffers`); writes hand
+//! the kernel's buffer straight to the volume.
+#![warn(missing_docs)]
+
+mod fusermount;
+mod session;
+
+pub use session::{MountSpec, Mounted};
+
+use crate::buffers;
+use crate::volume::Volume;
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, WriteFlags,
+};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Largest read or write request we ask the kernel for (`max_write`, `max_readahead`).
+pub const MAX_REQUEST: u32 = 1 << 20;
+/// Largest read answered in one reply (16 × [`MAX_REQUEST`]), and so the cap on a worker's read
+/// buffer: a longer read is answered short rather than growing the buffer without bound.
+const MAX_READ: usize = MAX_REQUEST as usize * 16;
+const TTL: Duration = Duration::from_secs(1);
+const ROOT: INodeNo = INodeNo::ROOT;
+/// Inode of the first file; file `i` is `FIRST_FILE + i`.
+const FIRST_FILE: u64 = 2;
+
+/// What the adapter serves as one file: a fixed-size byte range to read, write and flush.
+///
+/// luksfuse serves only [`Volume`]s. The trait exists so that the benchmark can serve a
+/// plaintext file through this very adapter, with the same mount settings, and so measure
+/// the ceiling that FUSE itself sets (`examples/plainfuse.rs`); there is no cipherless
+/// `Volume`.
+pub trait ServedFile: Send + Sync + 'static {
+    /// Size in bytes; it never changes while mounted.
+    fn size(&self) -> u64;
+    /// Reported as the block size.
+    fn sector_size(&self) -> usize;
+    /// Whether writes are accepted; a mount with any read-only file is read-only as a whole.
+    fn writable(&self) -> bool;
+    /// Reads up to `buf.len()` bytes at `off`; fewer only at the end.
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize>;
+    /// Writes up to `buf.len()` bytes at `off`; fewer only at the end.
+    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<usize>;
+    /// Makes everything written so far durable.
+    fn flush(&self) -> io::Result<()>;
+}
+
+impl ServedFile for Volume {
+    fn size(&self) -> u64 {
+        Volume::size(self)
+    }
+    fn sector_size(&self) -> usize {
+        Volume::sector_size(self)
+    }
+    fn writable(&self) -> bool {
+        Volume::writable(self)
+    }
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        Volume::read_at(self, buf, off)
+    }
+    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<usize> {
+        Volume::write_at(self, buf, off)
+    }
+    fn flush(&self) -> io::Result<()> {
+        Volume::flush(self)
+    }
+}
+
+/// The file system: a root directory with one file per volume.
+pub struct VolumeFs<F: ServedFile = Volume> {
+    files: Vec<(OsString, Arc<F>)>,
+    readonly: bool,
+    uid: u32,
+    gid: u32,
+    /// Reported as atime/mtime/ctime: when we mounted.
+    time: SystemTime,
+}
+
+impl<F: ServedFile> VolumeFs<F> {
+    /// One volume as file `name` inside the mountpoint; `uid`/`gid` own it.
+    pub fn new(volume: Arc<F>, name: &OsStr, readonly: bool, uid: u32, gid: u32) -> Self {
+        Self::with_files(vec![(name.to_owned(), volume)], readonly, uid, gid)
+    }
+
+    /// Several volumes, each as a file with its (distinct) name.
+    pub fn with_files(files: Vec<(OsString, Arc<F>)>, readonly: bool, uid: u32, gid: u32) -> Self {
+        VolumeFs {
+            readonly: readonly || files.iter().any(|(_, v)| !v.writable()),
+            files,
+            uid,
+            gid,
+            time: SystemTime::now(),
+        }
+    }
+
+    /// The volume served as inode `ino`, if it is a file.
+    fn volume(&self, ino: INodeNo) -> Option<&Arc<F>> {
+        let i = ino.0.checked_sub(FIRST_FILE)?;
+        self.files.get(usize::try_from(i).ok()?).map(|(_, v)| v)
+    }
+
+    fn attr(&self, ino: INodeNo) -> FileAttr {
+        let (kind, perm, size, nlink, blksize) = match self.volume(ino) {
+            Some(v) => {
+                let perm = if self.readonly { 0o400 } else { 0o600 };
+                (
+                    FileType::RegularFile,
+                    perm,
+                    v.size(),
+                    1,
+                    v.sector_size() as u32,
+                )
+            }
+            None => (FileType::Directory, 0o755, 0, 2, 4096),
+        };
+        FileAttr {
+            ino,
+            size,
+            blocks: size.div_ceil(512),
+            atime: self.time,
+            mtime: self.time,
+            ctime: self.time,
+            crtime: self.time,
+            kind,
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize,
+            flags: 0,
+        }
+    }
+}
+
+fn errno(e: &io::Error) -> Errno {
+    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+impl<F: ServedFile> Filesystem for VolumeFs<F> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        if let Err(max) = config.set_max_write(MAX_REQUEST) {
+            let _ = config.set_max_write(max);
+        }
+        if let Err(max) = config.set_max_readahead(MAX_REQUEST) {
+            let _ = config.set_max_readahead(max);
+        }
+        for cap in [
+            InitFlags::FUSE_ASYNC_DIO,
+            InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+            InitFlags::FUSE_MAX_PAGES,
+            InitFlags::FUSE_BIG_WRITES,
+        ] {
+            if let Err(missing) = config.add_capabilities(cap) {
+                log::debug!("kernel lacks FUSE capability {missing:?}");
+            }
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let found = self.files.iter().position(|(n, _)| n == name);
+        if let (true, Some(i)) = (parent == ROOT, found) {
+            reply.entry(
+                &TTL,
+                &self.attr(INodeNo(FIRST_FILE + i as u64)),
+                Generation(0),
+            );
+        } else {
+            reply.error(Errno::ENOENT);
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if ino == ROOT || self.volume(ino).is_some() {
+            reply.attr(&TTL, &self.attr(ino));
+        } else {
+            reply.error(Errno::ENOENT);
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        if ino != ROOT && self.volume(ino).is_none() {
+            return reply.error(Errno::ENOENT);
+        }
+        // The size is the payload's: it can neither grow nor shrink. Ownership and mode are
+        // fixed too. Time updates (touch) are accepted and ignored.
+        match size {
+            Some(s) if self.volume(ino).is_none_or(|v| s != v.size()) => {
+                return reply.error(Errno::EPERM)
+            }
+            _ => {}
+        }
+        if mode.is_some() || uid.is_some() || gid.is_some() {
+            return reply.error(Errno::EPERM);
+        }
+        reply.attr(&TTL, &self.attr(ino));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if ino == ROOT {
+            return reply.error(Errno::EISDIR);
+        }
+        if self.volume(ino).is_none() {
+            return reply.error(Errno::ENOENT);
+        }
+        if self.readonly && flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        // Direct I/O: no page cache of plaintext in the kernel (the loop device or the
+        // application caches), and every request reaches us at its own offset and length.
+        reply.opened(
+            FileHandle(0),
+            FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES,
+        );
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let Some(volume) = self.volume(ino) else {
+            return reply.error(Errno::EISDIR);
+        };
+        let want = (size as usize)
+            .min(MAX_READ)
+            .min(usize::try_from(volume.size().saturating_sub(offset)).unwrap_or(usize::MAX));
+        buffers::with_read_buf(want, |buf| match volume.read_at(buf, offset) {
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => reply.error(errno(&e)),
+        })
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let Some(volume) = self.volume(ino) else {
+            return reply.error(Errno::EISDIR);
+        };
+        if self.readonly {
+            return reply.error(Errno::EROFS);
+        }
+        if offset >= volume.size() && !data.is_empty() {
+            return reply.error(Errno::EFBIG);
+        }
+        match volume.write_at(data, offset) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // close(2): make what was written durable, as fsync does (a qcow2 payload also has
+        // metadata cached until its flush).
+        match self.volume(ino).map_or(Ok(()), |v| v.flush()) {
+            Ok(()) => reply.ok(),
+            Err(e) => {
+                log::error!("flush of the payload failed: {e}");
+                reply.error(errno(&e))
+            }
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.volume(ino).map_or(Ok(()), |v| v.flush()) {
+            Ok(()) => reply.ok(),
+            Err(e) => {
+                log::error!("fdatasync of the payload failed: {e}");
+                reply.error(errno(&e))
+            }
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        if ino != ROOT {
+            return reply.error(Errno::ENOTDIR);
+        }
+        let mut entries: Vec<(INodeNo, FileType, &OsStr)> = vec![
+            (ROOT, FileType::Directory, OsStr::new(".")),
+            (ROOT, FileType::Directory, OsStr::new("..")),
+        ];
+        for (i, (name, _)) in self.files.iter().enumerate() {
+            entries.push((INodeNo(FIRST_FILE + i as u64), FileType::RegularFile, name));
+        }
+        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(*ino, i as u64 + 1, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let bsize = self
+            .files
+            .first()
+            .map_or(4096, |(_, v)| v.sector_size() as u32);
+        let blocks = self.files.iter().map(|(_, v)| v.size()).sum::<u64>() / bsize as u64;
+        reply.statfs(blocks, 0, 0, 2, 0, bsize, 255, bsize);
+    }
+}
