@@ -1,8 +1,9 @@
 //! luksfuse: unlock a LUKS1/LUKS2 detached header and serve the decrypted payload as a file.
 //!
 //! Layers, each depending only on those above it in this list:
-//! `error`, `secret` → `luks::hash`, `crypto` → `luks` (headers, KDFs, unlock) → `volume`
-//! and `image` (payload access) → `fuse` (the FUSE adapter) → the binary (`main.rs`, `cli`).
+//! `error`, `secret` → `crypto` (sector ciphers, `crypto::hash`) → `luks` (headers, KDFs,
+//! unlock) → `volume` and `image` (payload access) → `fuse` (the FUSE adapter) → the binary
+//! (`main.rs`, `cli`).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod crypto;

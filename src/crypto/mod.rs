@@ -4,12 +4,13 @@
 //! caller computes (dm-crypt and QEMU count it in 512-byte units from the segment start).
 
 use crate::error::{Error, Result};
-use crate::luks::hash::HashAlg;
 use aes::{Aes128, Aes192, Aes256};
 use cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+use hash::HashAlg;
 use std::fmt;
 
 mod cbc;
+pub mod hash;
 mod xts;
 #[cfg(target_arch = "x86_64")]
 mod xts_avx512;
