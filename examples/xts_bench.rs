@@ -9,6 +9,7 @@
 //! EVP call, which is what `-bytes` sets.
 
 use luksfuse::crypto::{CipherSpec, SectorCipher, XtsImpl};
+use luksfuse::units::{Iv, SectorSize};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -84,14 +85,15 @@ fn main() {
         for &keylen in &KEYS {
             let key: Vec<u8> = (0..keylen).map(|i| (i * 13 + 1) as u8).collect();
             for &sector in &SECTORS {
+                let size = SectorSize::new(sector as u64).unwrap();
                 for (i, &imp) in impls.iter().enumerate() {
                     let c = SectorCipher::with_impl(&spec, &key, imp).unwrap();
                     for enc in [true, false] {
                         let r = rate(|| {
                             if enc {
-                                c.encrypt_sectors(&mut buf, sector, 1, (sector / 512) as u64)
+                                c.encrypt_sectors(&mut buf, size, Iv(1), size.ivs_per_sector())
                             } else {
-                                c.decrypt_sectors(&mut buf, sector, 1, (sector / 512) as u64)
+                                c.decrypt_sectors(&mut buf, size, Iv(1), size.ivs_per_sector())
                             }
                         });
                         samples.entry((i, keylen, sector, enc)).or_default().push(r);

@@ -1,7 +1,7 @@
 //! luksfuse: unlock a LUKS1/LUKS2 detached header and serve the decrypted payload as a file.
 //!
 //! Layers, each depending only on those above it in this list:
-//! `error`, `secret` → `crypto` (sector ciphers, `crypto::hash`) → `luks` (headers, KDFs,
+//! `error`, `secret`, `units` → `crypto` (sector ciphers, `crypto::hash`) → `luks` (headers, KDFs,
 //! unlock) → `volume` and `image` (payload access) → `fuse` (the FUSE adapter) → the binary
 //! (`main.rs`, `cli`).
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -20,6 +20,7 @@ pub mod sys;
 pub mod syslog;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod units;
 pub mod volume;
 
 pub use error::{Error, Kind, Result};

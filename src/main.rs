@@ -304,13 +304,14 @@ fn dump_volume_key_cmd(
     }
     let u = unlock(path, file, header, key)?;
     let seg = header.segment();
-    let (name, mode) = seg.cipher.split_once('-').unwrap_or((&seg.cipher, ""));
+    let cipher = seg.cipher.as_str();
+    let (name, mode) = cipher.split_once('-').unwrap_or((cipher, ""));
     let mut out = std::io::stdout().lock();
     let text = format!(
         "LUKS header information for {}\nCipher name:   \t{name}\nCipher mode:   \t{mode}\n\
          Payload offset:\t{}\nUUID:          \t{}\nMK bits:       \t{}\nMK dump:\t{}\n",
         path.display(),
-        seg.offset / 512,
+        seg.offset.sectors512_floor(),
         header.uuid(),
         u.key.len() * 8,
         hex_lines(u.key.as_bytes(), "\t\t"),

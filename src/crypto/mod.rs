@@ -4,6 +4,7 @@
 //! caller computes (dm-crypt and QEMU count it in 512-byte units from the segment start).
 
 use crate::error::{Error, Result};
+use crate::units::{Iv, IvStep, SectorSize};
 use aes::{Aes128, Aes192, Aes256};
 use cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use hash::HashAlg;
@@ -108,6 +109,45 @@ impl fmt::Display for CipherSpec {
     }
 }
 
+/// A cipher as a header names it: the text exactly as written (dumps and `status` print it
+/// unchanged) and its parsed [`CipherSpec`], parsed once, when luksfuse supports it. A LUKS1
+/// header naming an unsupported cipher still parses and dumps; using its cipher fails with
+/// the parse error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CipherName {
+    text: String,
+    spec: Option<CipherSpec>,
+}
+
+impl CipherName {
+    /// Parses `text` (see [`CipherSpec::parse`]), keeping it as written.
+    pub fn new(text: impl Into<String>) -> Self {
+        let text = text.into();
+        let spec = CipherSpec::parse(&text).ok();
+        CipherName { text, spec }
+    }
+
+    /// The cipher as the header spells it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The parsed spec, or why it is not supported (the error [`CipherSpec::parse`] gives).
+    pub fn spec(&self) -> Result<CipherSpec> {
+        match self.spec {
+            Some(spec) => Ok(spec),
+            // Only on failure: parse again for the error, rather than keep an `Error` around.
+            None => CipherSpec::parse(&self.text),
+        }
+    }
+}
+
+impl fmt::Display for CipherName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// AES of any key size, chosen at run time.
 pub(crate) enum AnyAes {
     A128(Box<Aes128>),
@@ -152,12 +192,15 @@ impl AnyAes {
     }
 }
 
-/// The IV block (16 bytes) of `sector` for the `plain`/`plain64` generators.
-fn plain_iv(iv: IvGen, sector: u64) -> [u8; 16] {
+/// The IV block (16 bytes) of IV number `n` for the `plain`/`plain64` generators: `plain`
+/// keeps the low 32 bits of the number (as dm-crypt does), `plain64` all 64.
+#[inline(always)]
+fn plain_iv(iv: IvGen, n: Iv) -> [u8; 16] {
     let mut b = [0u8; 16];
+    let le = n.get().to_le_bytes();
     match iv {
-        IvGen::Plain => b[..4].copy_from_slice(&(sector as u32).to_le_bytes()),
-        _ => b[..8].copy_from_slice(&sector.to_le_bytes()),
+        IvGen::Plain => b[..4].copy_from_slice(&le[..4]),
+        _ => b[..8].copy_from_slice(&le),
     }
     b
 }
@@ -293,37 +336,30 @@ impl SectorCipher {
         &self.spec
     }
 
-    /// Encrypts whole sectors in place. `buf.len()` must be a multiple of `sector_size` (itself a
-    /// multiple of 16); sector `i` of `buf` uses IV number `first_iv + i * iv_step`.
-    pub fn encrypt_sectors(&self, buf: &mut [u8], sector_size: usize, first_iv: u64, iv_step: u64) {
-        self.each_sector(buf, sector_size, first_iv, iv_step, true)
+    /// Encrypts whole sectors of `sector` bytes in place (`buf.len()` must be a multiple of
+    /// it); sector `i` of `buf` uses IV number `first.nth(i, step)`.
+    #[inline]
+    pub fn encrypt_sectors(&self, buf: &mut [u8], sector: SectorSize, first: Iv, step: IvStep) {
+        self.crypt(buf, sector.bytes(), first, step, true)
     }
 
     /// Decrypts whole sectors in place; the inverse of [`Self::encrypt_sectors`].
-    pub fn decrypt_sectors(&self, buf: &mut [u8], sector_size: usize, first_iv: u64, iv_step: u64) {
-        self.each_sector(buf, sector_size, first_iv, iv_step, false)
+    #[inline]
+    pub fn decrypt_sectors(&self, buf: &mut [u8], sector: SectorSize, first: Iv, step: IvStep) {
+        self.crypt(buf, sector.bytes(), first, step, false)
     }
 
-    fn each_sector(
-        &self,
-        buf: &mut [u8],
-        sector_size: usize,
-        first_iv: u64,
-        iv_step: u64,
-        encrypt: bool,
-    ) {
+    /// En- or decrypts whole sectors of `sector_size` bytes, any multiple of 16 (the
+    /// implementations take any; the tests use odd sizes to reach every code path).
+    fn crypt(&self, buf: &mut [u8], sector_size: usize, first: Iv, step: IvStep, encrypt: bool) {
         assert!(
             sector_size >= 16
                 && sector_size.is_multiple_of(16)
                 && buf.len().is_multiple_of(sector_size)
         );
         let ivgen = self.spec.iv;
-        let iv_of = |i: usize| {
-            plain_iv(
-                ivgen,
-                first_iv.wrapping_add((i as u64).wrapping_mul(iv_step)),
-            )
-        };
+        // `usize` to `u64` widens (no target has wider pointers).
+        let iv_of = |i: usize| plain_iv(ivgen, first.nth(i as u64, step));
         match &self.engine {
             Engine::Xts(x) => x.crypt_sectors(buf, sector_size, iv_of, encrypt),
             #[cfg(target_arch = "x86_64")]
@@ -344,6 +380,10 @@ impl SectorCipher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ss(n: u64) -> SectorSize {
+        SectorSize::new(n).unwrap()
+    }
 
     #[test]
     fn parse_accepts_luks_ciphers_and_refuses_the_rest() {
@@ -370,6 +410,25 @@ mod tests {
     }
 
     #[test]
+    fn cipher_names_keep_their_spelling_and_parse_once() {
+        let n = CipherName::new("AES-XTS-plain64");
+        assert_eq!(
+            (n.as_str(), n.to_string().as_str()),
+            ("AES-XTS-plain64", "AES-XTS-plain64")
+        );
+        assert_eq!(
+            n.spec().unwrap(),
+            CipherSpec::parse("aes-xts-plain64").unwrap()
+        );
+        let bad = CipherName::new("twofish-xts-plain64");
+        assert_eq!(bad.as_str(), "twofish-xts-plain64");
+        assert_eq!(
+            bad.spec().unwrap_err().message(),
+            "unsupported cipher 'twofish-xts-plain64'"
+        );
+    }
+
+    #[test]
     fn key_sizes() {
         let x = CipherSpec::parse("aes-xts-plain64").unwrap();
         assert!(x.check_key_size(64).is_ok() && x.check_key_size(32).is_ok());
@@ -387,7 +446,7 @@ mod tests {
             let spec = CipherSpec::parse("aes-xts-plain64").unwrap();
             let ours = SectorCipher::new(&spec, &key).unwrap();
             let mut a = plain.clone();
-            ours.encrypt_sectors(&mut a, sector_size, 1 << 33, 8);
+            ours.encrypt_sectors(&mut a, ss(sector_size as u64), Iv(1 << 33), IvStep(8));
             let mut b = plain.clone();
             let half = keylen / 2;
             let first = 1u128 << 33;
@@ -409,7 +468,7 @@ mod tests {
                 }
             }
             assert_eq!(a, b, "keylen {keylen} sector {sector_size}");
-            ours.decrypt_sectors(&mut a, sector_size, 1 << 33, 8);
+            ours.decrypt_sectors(&mut a, ss(sector_size as u64), Iv(1 << 33), IvStep(8));
             assert_eq!(a, plain);
         }
     }
@@ -478,7 +537,7 @@ mod tests {
                         );
                         let plain = noise(sector * count);
                         let mut a = plain.clone();
-                        ours.encrypt_sectors(&mut a, sector, first, step);
+                        ours.crypt(&mut a, sector, Iv(first), IvStep(step), true);
                         let mut b = plain.clone();
                         reference_xts(&key, &mut b, sector, first, step, true);
                         assert!(a == b, "encryption differs: {what}");
@@ -486,7 +545,7 @@ mod tests {
                         // on its own and not only as the inverse of our encryption.
                         let cipher = noise(sector * count);
                         let mut a = cipher.clone();
-                        ours.decrypt_sectors(&mut a, sector, first, step);
+                        ours.crypt(&mut a, sector, Iv(first), IvStep(step), false);
                         let mut b = cipher.clone();
                         reference_xts(&key, &mut b, sector, first, step, false);
                         assert!(a == b, "decryption differs: {what}");
@@ -542,8 +601,8 @@ mod tests {
         let p64 = SectorCipher::new(&CipherSpec::parse("aes-xts-plain64").unwrap(), &key).unwrap();
         let mut a = vec![0u8; 512];
         let mut b = vec![0u8; 512];
-        p.encrypt_sectors(&mut a, 512, (1 << 32) + 5, 1);
-        p64.encrypt_sectors(&mut b, 512, 5, 1);
+        p.encrypt_sectors(&mut a, SectorSize::MIN, Iv((1 << 32) + 5), IvStep::ONE);
+        p64.encrypt_sectors(&mut b, SectorSize::MIN, Iv(5), IvStep::ONE);
         assert_eq!(a, b);
     }
 
@@ -554,12 +613,12 @@ mod tests {
             let c = SectorCipher::new(&spec, &[3u8; 32]).unwrap();
             let plain = vec![0u8; 1024];
             let mut buf = plain.clone();
-            c.encrypt_sectors(&mut buf, 512, 9, 1);
+            c.encrypt_sectors(&mut buf, SectorSize::MIN, Iv(9), IvStep::ONE);
             // Equal plaintext blocks give different ciphertext blocks (chaining works).
             assert_ne!(buf[0..16], buf[16..32]);
             // Two sectors with equal plaintext differ (the IV is per sector).
             assert_ne!(buf[..512], buf[512..]);
-            c.decrypt_sectors(&mut buf, 512, 9, 1);
+            c.decrypt_sectors(&mut buf, SectorSize::MIN, Iv(9), IvStep::ONE);
             assert_eq!(buf, plain);
         }
     }
@@ -572,7 +631,7 @@ mod tests {
         let c = SectorCipher::new(&CipherSpec::parse("aes-cbc-plain64").unwrap(), &key).unwrap();
         let mut buf: Vec<u8> = (0..16).map(|i| (i * 0x11) as u8).collect();
         buf.resize(512, 0);
-        c.encrypt_sectors(&mut buf, 512, 0, 1);
+        c.encrypt_sectors(&mut buf, SectorSize::MIN, Iv(0), IvStep::ONE);
         let hex: String = buf[..16].iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, "69c4e0d86a7b0430d8cdb78070b4c55a");
     }

@@ -20,9 +20,10 @@
 use super::hash::HashAlg;
 use super::kdf::Kdf;
 use super::{af, hex_lines, ReadAt, Segment};
-use crate::crypto::CipherSpec;
+use crate::crypto::{CipherName, CipherSpec};
 use crate::error::{Error, Result};
 use crate::secret::VolumeKey;
+use crate::units::{Bytes, SectorSize, Sectors512};
 use serde_json::json;
 
 pub const HEADER_SIZE: usize = 592;
@@ -276,12 +277,12 @@ impl Luks1 {
             }
         }
         let segment = Segment {
-            offset: payload,
+            offset: Bytes(payload),
             size: None,
-            cipher: cipher.clone(),
+            cipher: CipherName::new(cipher),
             key_size: raw.key_bytes as usize,
-            sector_size: 512,
-            iv_tweak: 0,
+            sector_size: SectorSize::MIN,
+            iv_tweak: Sectors512(0),
         };
         Ok(Luks1 {
             raw,
@@ -340,7 +341,7 @@ impl Luks1 {
         let mut material = crate::secret::Secret::zeroed(round_up_sector(af_len as u64) as usize);
         src.read_exact_at(material.as_mut_bytes(), s.material_offset)?;
         super::decrypt_keyslot_area(
-            &self.segment.cipher,
+            self.segment.cipher.as_str(),
             derived.as_bytes(),
             material.as_mut_bytes(),
         )?;
@@ -433,9 +434,9 @@ impl Luks1 {
         json!({
             "version": 1,
             "uuid": self.uuid,
-            "cipher": self.segment.cipher,
+            "cipher": self.segment.cipher.as_str(),
             "hash": self.hash.name(),
-            "payload_offset": self.segment.offset,
+            "payload_offset": self.segment.offset.get(),
             "key_size": self.segment.key_size,
             "sector_size": 512,
             "mk_digest": hex(&self.raw.mk_digest),
@@ -582,7 +583,7 @@ impl Luks1 {
         }
         let derived = kdf.derive(passphrase, volume_key.len())?;
         let material = super::seal_key_material(
-            &self.segment.cipher,
+            self.segment.cipher.as_str(),
             derived.as_bytes(),
             volume_key,
             STRIPES,

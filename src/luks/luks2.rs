@@ -11,9 +11,11 @@ pub mod metadata;
 use self::binary::{BinaryHeader, Copy};
 use self::metadata::{Metadata, Priority, Reject};
 use super::{af, hex_lines, ReadAt, Segment};
+use crate::crypto::CipherName;
 use crate::error::{Error, Result};
 use crate::luks::kdf::Kdf;
 use crate::secret::{Secret, VolumeKey};
+use crate::units::{Bytes, Sectors512};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -120,12 +122,12 @@ impl Luks2 {
         let meta = chosen.meta?;
         let s = &meta.segment;
         let segment = Segment {
-            offset: s.offset,
-            size: s.size,
-            cipher: s.encryption.clone(),
+            offset: Bytes(s.offset),
+            size: s.size.map(Bytes),
+            cipher: CipherName::new(s.encryption.clone()),
             key_size: meta.key_size(),
             sector_size: s.sector_size,
-            iv_tweak: s.iv_tweak,
+            iv_tweak: Sectors512(s.iv_tweak),
         };
         Ok(Luks2 {
             bin: Box::new(chosen.bin),

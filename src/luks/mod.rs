@@ -15,8 +15,10 @@ pub mod update;
 /// re-export keeps `luks::hash` paths working until they are updated.
 pub use crate::crypto::hash;
 
+use crate::crypto::CipherName;
 use crate::error::{Error, Result};
 use crate::secret::VolumeKey;
+use crate::units::{Bytes, Iv, IvStep, SectorSize, Sectors512};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -118,21 +120,21 @@ impl ReadAt for HeaderFile {
     }
 }
 
-/// The encrypted data area of the payload, as the header describes it.
+/// The encrypted data area of the payload, as the header describes it (parsed and checked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
-    /// Byte offset of the encrypted data in the payload.
-    pub offset: u64,
-    /// Length in bytes, or `None` for "the rest of the payload" (LUKS2 `dynamic`, LUKS1 always).
-    pub size: Option<u64>,
-    /// dm-crypt cipher specification, e.g. `aes-xts-plain64`.
-    pub cipher: String,
+    /// Where the encrypted data starts in the payload (a multiple of 512).
+    pub offset: Bytes,
+    /// Length, or `None` for "the rest of the payload" (LUKS2 `dynamic`, LUKS1 always).
+    pub size: Option<Bytes>,
+    /// dm-crypt cipher specification as written, e.g. `aes-xts-plain64`, and its parsed form.
+    pub cipher: CipherName,
     /// Volume key length in bytes.
     pub key_size: usize,
-    /// Encryption sector size in bytes (512 for LUKS1; 512..=4096 for LUKS2).
-    pub sector_size: u32,
+    /// Encryption sector size (512 for LUKS1; 512..=4096 for LUKS2).
+    pub sector_size: SectorSize,
     /// Added to the 512-byte sector number to form the IV (LUKS2 `iv_tweak`; 0 for LUKS1).
-    pub iv_tweak: u64,
+    pub iv_tweak: Sectors512,
 }
 
 /// A successfully unlocked volume key and the keyslot that opened it.
@@ -299,7 +301,7 @@ pub(crate) fn decrypt_keyslot_area(
             "keyslot area is not a whole number of sectors",
         ));
     }
-    c.decrypt_sectors(material, 512, 0, 1);
+    c.decrypt_sectors(material, SectorSize::MIN, Iv(0), IvStep::ONE);
     Ok(())
 }
 
@@ -324,7 +326,7 @@ pub(crate) fn seal_key_material(
     drop(split);
     let spec = crate::crypto::CipherSpec::parse(cipher)?;
     let c = crate::crypto::SectorCipher::new(&spec, derived_key)?;
-    c.encrypt_sectors(material.as_mut_bytes(), 512, 0, 1);
+    c.encrypt_sectors(material.as_mut_bytes(), SectorSize::MIN, Iv(0), IvStep::ONE);
     Ok(material)
 }
 

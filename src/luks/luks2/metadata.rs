@@ -10,6 +10,7 @@ use crate::crypto::CipherSpec;
 use crate::error::Error;
 use crate::luks::hash::HashAlg;
 use crate::luks::kdf::{Argon2Variant, Kdf};
+use crate::units::{Bytes, SectorSize};
 use base64ct::{Base64, Encoding};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -130,7 +131,7 @@ pub struct CryptSegment {
     pub size: Option<u64>,
     pub iv_tweak: u64,
     pub encryption: String,
-    pub sector_size: u32,
+    pub sector_size: SectorSize,
     pub flags: Vec<String>,
 }
 
@@ -356,19 +357,19 @@ fn parse_segment(root: &Map<String, Value>) -> R<CryptSegment> {
     };
     let iv_tweak = u64_field(s, "iv_tweak", &what)?;
     let encryption = string(s, "encryption", &what)?.to_owned();
-    let sector_size = int(s, "sector_size", &what, 512, 4096)? as u32;
-    if !sector_size.is_power_of_two() {
-        return Err(bad(format!(
+    let sector_size = int(s, "sector_size", &what, 512, 4096)?;
+    let sector_size = SectorSize::new(sector_size).map_err(|_| {
+        bad(format!(
             "{what}: sector size {sector_size} is not a power of two"
-        )));
-    }
+        ))
+    })?;
     if offset % 512 != 0 {
         return Err(bad(format!(
             "{what}: offset {offset} is not a multiple of 512"
         )));
     }
     if let Some(n) = size {
-        if n % u64::from(sector_size) != 0 {
+        if !Bytes(n).is_multiple_of(sector_size) {
             return Err(bad(format!(
                 "{what}: size {n} is not a multiple of the sector size {sector_size}"
             )));
