@@ -332,7 +332,15 @@ mod tests {
     }
 
     fn key(n: usize) -> VolumeKey {
-        VolumeKey(Secret::new((0..n).map(|i| (i * 7 + 3) as u8).collect()))
+        // The low byte of i * 7 + 3.
+        VolumeKey(Secret::new(
+            (0..n).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect(),
+        ))
+    }
+
+    /// A test size or offset as a buffer index (they are small).
+    fn us(n: u64) -> usize {
+        usize::try_from(n).unwrap()
     }
 
     /// Decrypts the whole segment of `img` independently of Volume's own paths.
@@ -366,7 +374,7 @@ mod tests {
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ sector as u64);
             let offset = 8192u64;
             // Not a whole number of sectors: the tail is not part of the volume.
-            let img_len = offset as usize + 37 * sector as usize + 100;
+            let img_len = us(offset) + 37 * sector as usize + 100;
             let mut raw = vec![0u8; img_len];
             rng.fill(&mut raw);
             let img = Arc::new(MemImage::new(raw));
@@ -380,34 +388,34 @@ mod tests {
             for _ in 0..400 {
                 let off = rng.below(vol.size() + 600);
                 let len = match rng.below(4) {
-                    0 => rng.below(20) as usize,
-                    1 => rng.below(3 * sector as u64) as usize,
-                    _ => rng.below(vol.size() + 1) as usize,
+                    0 => us(rng.below(20)),
+                    1 => us(rng.below(3 * u64::from(sector))),
+                    _ => us(rng.below(vol.size() + 1)),
                 };
                 let expect = if off >= vol.size() {
                     0
                 } else {
-                    len.min((vol.size() - off) as usize)
+                    len.min(us(vol.size() - off))
                 };
                 if rng.below(2) == 0 {
                     let mut data = vec![0u8; len];
                     rng.fill(&mut data);
                     assert_eq!(vol.write_at(&data, off).unwrap(), expect);
-                    let o = off as usize;
+                    let o = us(off);
                     if expect > 0 {
                         model[o..o + expect].copy_from_slice(&data[..expect]);
                     }
                 } else {
                     let mut got = vec![0xeeu8; len];
                     assert_eq!(vol.read_at(&mut got, off).unwrap(), expect);
-                    let o = off as usize;
+                    let o = us(off);
                     if expect > 0 {
                         assert_eq!(got[..expect], model[o..o + expect]);
                     }
                 }
             }
             assert_eq!(decrypt_all(&img, &seg, units), model);
-            assert_eq!(img.size() as usize, img_len, "the payload never grows");
+            assert_eq!(us(img.size()), img_len, "the payload never grows");
         }
     }
 
@@ -420,17 +428,17 @@ mod tests {
         vol.write_at(&vec![0u8; 64 * 512], 0).unwrap();
         const THREADS: usize = 4;
         const SLOT: usize = 37; // slot i belongs to thread i % THREADS; slots straddle sectors
-        let slots = vol.size() as usize / SLOT;
+        let slots = us(vol.size()) / SLOT;
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 let vol = vol.clone();
                 std::thread::spawn(move || {
                     let mut rng = Rng(t as u64 * 7919 + 1);
-                    let mut mine = vec![0u8; vol.size() as usize];
+                    let mut mine = vec![0u8; us(vol.size())];
                     for _ in 0..3000 {
-                        let slot = rng.below((slots / THREADS) as u64) as usize * THREADS + t;
-                        let start = slot * SLOT + rng.below(SLOT as u64) as usize;
-                        let len = 1 + rng.below((slot * SLOT + SLOT - start) as u64) as usize;
+                        let slot = us(rng.below((slots / THREADS) as u64)) * THREADS + t;
+                        let start = slot * SLOT + us(rng.below(SLOT as u64));
+                        let len = 1 + us(rng.below((slot * SLOT + SLOT - start) as u64));
                         let mut d = vec![0u8; len];
                         rng.fill(&mut d);
                         vol.write_at(&d, start as u64).unwrap();
@@ -441,7 +449,7 @@ mod tests {
             })
             .collect();
         let models: Vec<Vec<u8>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        let mut all = vec![0u8; vol.size() as usize];
+        let mut all = vec![0u8; us(vol.size())];
         vol.read_at(&mut all, 0).unwrap();
         for (i, b) in all.iter().enumerate() {
             let slot = i / SLOT;

@@ -441,8 +441,10 @@ mod tests {
     fn xts_matches_the_xts_mode_crate_for_many_sectors() {
         use xts_mode::{get_tweak_default, Xts128};
         for (keylen, sector_size) in [(64usize, 512usize), (32, 4096), (64, 4096), (32, 512)] {
-            let key: Vec<u8> = (0..keylen).map(|i| (i * 13 + 1) as u8).collect();
-            let plain: Vec<u8> = (0..sector_size * 5).map(|i| (i * 31 % 251) as u8).collect();
+            let key: Vec<u8> = (0..keylen).map(|i| (i * 13 + 1).to_le_bytes()[0]).collect();
+            let plain: Vec<u8> = (0..sector_size * 5)
+                .map(|i| (i * 31 % 251).to_le_bytes()[0])
+                .collect();
             let spec = CipherSpec::parse("aes-xts-plain64").unwrap();
             let ours = SectorCipher::new(&spec, &key).unwrap();
             let mut a = plain.clone();
@@ -517,7 +519,7 @@ mod tests {
                     seed ^= seed << 13;
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
-                    seed as u8
+                    seed.to_le_bytes()[0]
                 })
                 .collect()
         };
@@ -629,7 +631,7 @@ mod tests {
         // so instead check against single-block AES-ECB (FIPS-197 C.1) with a zero IV.
         let key: Vec<u8> = (0..16).collect();
         let c = SectorCipher::new(&CipherSpec::parse("aes-cbc-plain64").unwrap(), &key).unwrap();
-        let mut buf: Vec<u8> = (0..16).map(|i| (i * 0x11) as u8).collect();
+        let mut buf: Vec<u8> = (0..16u8).map(|i| i * 0x11).collect();
         buf.resize(512, 0);
         c.encrypt_sectors(&mut buf, SectorSize::MIN, Iv(0), IvStep::ONE);
         let hex: String = buf[..16].iter().map(|b| format!("{b:02x}")).collect();
