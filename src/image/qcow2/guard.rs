@@ -256,12 +256,8 @@ impl GuardedFile {
 
 /// A zero write's length as a buffer length (refused, not truncated, if it does not fit).
 fn zeroes_len(length: u64) -> io::Result<usize> {
-    usize::try_from(length).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("qcow2: zero write of {length} bytes is too large"),
-        )
-    })
+    let big = || io::Error::new(io::ErrorKind::InvalidInput, "qcow2: zero write too large");
+    usize::try_from(length).map_err(|_| big())
 }
 
 fn hits((a, b): (u64, u64), off: u64, len: usize) -> bool {
