@@ -29,8 +29,7 @@ pub mod limits {
 /// builds contain none of this; `fuzz/README.md` has the details.
 #[cfg(fuzzing)]
 pub(crate) mod fuzz_caps {
-    /// PBKDF2 iterations, applied in `HashAlg::pbkdf2`, which every PBKDF2 run goes through.
-    pub const PBKDF2_ITERATIONS: u32 = 16;
+    // PBKDF2's cap is `crypto::hash::FUZZ_PBKDF2_ITERATIONS`, applied in `HashAlg::pbkdf2`.
     /// Argon2 passes.
     pub const ARGON2_TIME: u32 = 1;
     /// Argon2 memory in KiB, or 8 KiB per lane if that is more (Argon2's minimum).
