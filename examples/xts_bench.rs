@@ -9,6 +9,7 @@
 //! EVP call, which is what `-bytes` sets.
 
 use luksfuse::crypto::{CipherSpec, SectorCipher, XtsImpl};
+use luksfuse::units::{Iv, SectorSize};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -75,23 +76,24 @@ fn main() {
     } else {
         println!("avx512: not available on this CPU, skipped");
     }
-    let mut buf: Vec<u8> = (0..BUF).map(|i| (i * 7 % 251) as u8).collect();
+    let mut buf: Vec<u8> = (0..BUF).map(|i| (i * 7 % 251).to_le_bytes()[0]).collect();
     // samples[(impl, key, sector, encrypt)] and ssl[(key, sector)], one entry per repetition.
     let mut samples = std::collections::BTreeMap::<(usize, usize, usize, bool), Vec<f64>>::new();
     let mut ssl = std::collections::BTreeMap::<(usize, usize), Vec<f64>>::new();
     for rep in 0..reps {
         eprintln!("repetition {}/{reps}", rep + 1);
         for &keylen in &KEYS {
-            let key: Vec<u8> = (0..keylen).map(|i| (i * 13 + 1) as u8).collect();
+            let key: Vec<u8> = (0..keylen).map(|i| (i * 13 + 1).to_le_bytes()[0]).collect();
             for &sector in &SECTORS {
+                let size = SectorSize::new(sector as u64).unwrap();
                 for (i, &imp) in impls.iter().enumerate() {
                     let c = SectorCipher::with_impl(&spec, &key, imp).unwrap();
                     for enc in [true, false] {
                         let r = rate(|| {
                             if enc {
-                                c.encrypt_sectors(&mut buf, sector, 1, (sector / 512) as u64)
+                                c.encrypt_sectors(&mut buf, size, Iv(1), size.ivs_per_sector())
                             } else {
-                                c.decrypt_sectors(&mut buf, sector, 1, (sector / 512) as u64)
+                                c.decrypt_sectors(&mut buf, size, Iv(1), size.ivs_per_sector())
                             }
                         });
                         samples.entry((i, keylen, sector, enc)).or_default().push(r);

@@ -1,10 +1,11 @@
 //! luksfuse: unlock a LUKS1/LUKS2 detached header and serve the decrypted payload as a file.
 //!
 //! Layers, each using only those listed before it:
-//! 1. `error` (the error type), `secret` (keys and passphrases in locked, zeroized memory),
+//! 1. `error` (the error type), `units` (byte offsets, sector numbers, IVs, sector sizes),
+//!    `secret` (keys and passphrases in locked, zeroized memory),
 //!    and the crate-private foundations: `sys` (the system calls std lacks), `syslog` (the
 //!    logger that follows a daemonized mount) and `buffers` (per-thread I/O buffers);
-//! 2. `crypto`: the sector ciphers (XTS, CBC), with the hashes of `luks::hash`;
+//! 2. `crypto`: the sector ciphers (XTS, CBC) and the hashes (`crypto::hash`);
 //! 3. `luks`: both header versions, KDFs, anti-forensic split, keyslot unlock, formatting and
 //!    in-place header updates;
 //! 4. `image`: access to the payload file (raw with QEMU-compatible locks, or qcow2);
@@ -38,6 +39,7 @@ pub(crate) mod sys;
 pub(crate) mod syslog;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod units;
 pub mod volume;
 
 pub use error::{Error, Kind, Result};

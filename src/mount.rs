@@ -108,8 +108,8 @@ pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<P
         pid: 0,
         mountpoint: mountpoint.clone(),
         header: header.clone(),
-        cipher: segment.cipher.clone(),
-        sector_size: segment.sector_size,
+        cipher: segment.cipher.as_str().to_owned(),
+        sector_size: segment.sector_size.get(),
         readonly: cfg.readonly,
         payloads,
     };

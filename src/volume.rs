@@ -22,11 +22,12 @@
 //! possible plain dm-crypt `--iv-large-sectors` mode.
 
 use crate::buffers;
-use crate::crypto::{CipherSpec, SectorCipher};
+use crate::crypto::SectorCipher;
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::luks::Segment;
 use crate::secret::VolumeKey;
+use crate::units::{Bytes, EncSector, Iv, IvStep, SectorSize, Sectors512};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -35,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// whole sectors.
 struct Span {
     at: usize,
-    sec: u64,
+    sec: EncSector,
     skip: usize,
     n: usize,
     partial: bool,
@@ -45,8 +46,8 @@ struct Span {
 const CHUNK: usize = 1 << 20;
 /// Number of locks in the striped table guarding partial-sector read-modify-write.
 const STRIPES: usize = 256;
-/// The largest encryption sector LUKS2 allows.
-const MAX_SECTOR: usize = 4096;
+/// The largest encryption sector LUKS2 allows (the size of the partial-sector buffers).
+const MAX_SECTOR: usize = SectorSize::MAX.bytes();
 
 /// The unit in which IV numbers count (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,25 +70,20 @@ impl IvUnits {
 pub struct Volume {
     image: Arc<dyn Image>,
     cipher: SectorCipher,
-    /// Byte offset of the segment in the image.
-    offset: u64,
-    /// Usable size in bytes, a whole number of sectors.
-    size: u64,
-    sector: usize,
+    /// Where the segment starts in the image.
+    offset: Bytes,
+    /// Usable size, a whole number of sectors; `offset + size` fits in a `u64`.
+    size: Bytes,
+    sector: SectorSize,
     iv_units: IvUnits,
-    iv_tweak: u64,
+    iv_tweak: Sectors512,
     stripes: Box<[Mutex<()>]>,
 }
 
 impl Volume {
     /// Checks `segment` against the image and the key, and keys the cipher.
     pub fn new(image: Arc<dyn Image>, segment: &Segment, key: &VolumeKey) -> Result<Self> {
-        let sector = segment.sector_size as usize;
-        if !(512..=MAX_SECTOR).contains(&sector) || !sector.is_power_of_two() {
-            return Err(Error::format(format!(
-                "unsupported encryption sector size {sector}"
-            )));
-        }
+        let sector = segment.sector_size;
         if key.len() != segment.key_size {
             return Err(Error::format(format!(
                 "volume key is {} bytes but the segment wants {}",
@@ -95,17 +91,16 @@ impl Volume {
                 segment.key_size
             )));
         }
-        let spec = CipherSpec::parse(&segment.cipher)?;
-        let cipher = SectorCipher::new(&spec, key.as_bytes())?;
-        let image_size = image.size();
-        let too_small = |need: u64| {
+        let cipher = SectorCipher::new(&segment.cipher.spec()?, key.as_bytes())?;
+        let image_size = Bytes(image.size());
+        let too_small = |need: Bytes| {
             Error::format(format!(
                 "payload is too small: {image_size} bytes, the data segment needs {need}"
             ))
         };
         let min = segment
             .offset
-            .checked_add(sector as u64)
+            .checked_add(Bytes(sector.as_u64()))
             .ok_or_else(|| Error::format("data segment offset overflows"))?;
         let raw = match segment.size {
             Some(n) => {
@@ -120,8 +115,8 @@ impl Volume {
             }
             None => image_size.saturating_sub(segment.offset),
         };
-        let size = raw / sector as u64 * sector as u64;
-        if size == 0 {
+        let size = raw.round_down(sector);
+        if size == Bytes(0) {
             return Err(too_small(min));
         }
         Ok(Volume {
@@ -144,11 +139,12 @@ impl Volume {
 
     /// Size of the decrypted view in bytes (whole sectors).
     pub fn size(&self) -> u64 {
-        self.size
+        self.size.get()
     }
 
+    /// The encryption sector size in bytes.
     pub fn sector_size(&self) -> usize {
-        self.sector
+        self.sector.bytes()
     }
 
     /// Whether the underlying image accepts writes.
@@ -168,7 +164,7 @@ impl Volume {
             let out = &mut buf[sp.at..sp.at + sp.n];
             if sp.partial {
                 let mut tmp = [0u8; MAX_SECTOR];
-                let tmp = &mut tmp[..self.sector];
+                let tmp = &mut tmp[..self.sector.bytes()];
                 {
                     let _g = self.stripe(sp.sec);
                     self.read_sectors(tmp, sp.sec)?;
@@ -189,7 +185,7 @@ impl Volume {
             let data = &buf[sp.at..sp.at + sp.n];
             if sp.partial {
                 let mut tmp = [0u8; MAX_SECTOR];
-                let tmp = &mut tmp[..self.sector];
+                let tmp = &mut tmp[..self.sector.bytes()];
                 let _g = self.stripe(sp.sec);
                 self.read_sectors(tmp, sp.sec)?;
                 tmp[sp.skip..sp.skip + sp.n].copy_from_slice(data);
@@ -206,14 +202,15 @@ impl Volume {
     /// sector (read-modify-write, under its stripe lock) where the I/O starts or ends inside
     /// one, and runs of whole sectors of at most [`CHUNK`] bytes in between.
     fn spans(&self, off: u64, len: usize) -> impl Iterator<Item = Span> {
-        let s = self.sector;
+        let sector = self.sector;
+        let s = sector.bytes();
         let mut at = 0;
         std::iter::from_fn(move || {
             if at >= len {
                 return None;
             }
-            let pos = off + at as u64;
-            let (sec, skip) = (pos / s as u64, (pos % s as u64) as usize);
+            // `at < len` bytes past `off`, inside the volume (see `clamp`): no overflow.
+            let (sec, skip) = EncSector::containing(Bytes(off + at as u64), sector);
             let rest = len - at;
             let partial = skip != 0 || rest < s;
             let n = if partial {
@@ -235,31 +232,44 @@ impl Volume {
 
     /// How many of `want` bytes at `off` lie inside the volume.
     fn clamp(&self, want: usize, off: u64) -> usize {
-        if off >= self.size {
-            return 0;
+        match self.size.get().checked_sub(off) {
+            None | Some(0) => 0,
+            // What does not fit in a `usize` is more than `want`.
+            Some(left) => usize::try_from(left).map_or(want, |left| left.min(want)),
         }
-        (self.size - off).min(want as u64) as usize
     }
 
-    fn stripe(&self, sec: u64) -> MutexGuard<'_, ()> {
-        self.stripes[(sec % STRIPES as u64) as usize]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    fn stripe(&self, sec: EncSector) -> MutexGuard<'_, ()> {
+        let i = usize::try_from(sec.get() % STRIPES as u64).expect("below STRIPES");
+        self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `(first_iv, iv_step)` for encryption sector `sec` of the segment.
-    fn iv(&self, sec: u64) -> (u64, u64) {
-        let per = (self.sector / 512) as u64;
-        let in512 = sec.wrapping_mul(per).wrapping_add(self.iv_tweak);
+    /// `(first IV, IV step)` for encryption sector `sec` of the segment. IV numbers wrap at
+    /// 2^64, as dm-crypt's do.
+    fn iv(&self, sec: EncSector) -> (Iv, IvStep) {
+        let in512 = sec
+            .to_sectors512_wrapping(self.sector)
+            .get()
+            .wrapping_add(self.iv_tweak.get());
         match self.iv_units {
-            IvUnits::Bytes512 => (in512, per),
-            IvUnits::Sector => (in512 >> per.trailing_zeros(), 1),
+            IvUnits::Bytes512 => (Iv(in512), self.sector.ivs_per_sector()),
+            IvUnits::Sector => (
+                Iv(in512 >> (self.sector.shift() - SectorSize::MIN.shift())),
+                IvStep::ONE,
+            ),
         }
+    }
+
+    /// Where encryption sector `sec` starts in the image. No overflow: `sec` lies inside the
+    /// segment, and `new` checked that the segment's end fits in a `u64`.
+    #[inline]
+    fn image_offset(&self, sec: EncSector) -> u64 {
+        self.offset.get() + (sec.get() << self.sector.shift())
     }
 
     /// Reads and decrypts whole sectors starting at sector `sec` into `buf`.
-    fn read_sectors(&self, buf: &mut [u8], sec: u64) -> io::Result<()> {
-        let at = self.offset + sec * self.sector as u64;
+    fn read_sectors(&self, buf: &mut [u8], sec: EncSector) -> io::Result<()> {
+        let at = self.image_offset(sec);
         self.image.read_at(buf, at).map_err(|e| {
             log::warn!(
                 "payload read of {} bytes at byte {at} (sector {sec}) failed: {e}",
@@ -273,10 +283,10 @@ impl Volume {
     }
 
     /// Encrypts `buf` (whole sectors, clobbered) and writes it at sector `sec`.
-    fn write_sectors(&self, buf: &mut [u8], sec: u64) -> io::Result<()> {
+    fn write_sectors(&self, buf: &mut [u8], sec: EncSector) -> io::Result<()> {
         let (iv, step) = self.iv(sec);
         self.cipher.encrypt_sectors(buf, self.sector, iv, step);
-        let at = self.offset + sec * self.sector as u64;
+        let at = self.image_offset(sec);
         self.image.write_at(buf, at).map_err(|e| {
             log::warn!(
                 "payload write of {} bytes at byte {at} (sector {sec}) failed: {e}",
@@ -296,34 +306,43 @@ mod tests {
 
     fn segment(offset: u64, size: Option<u64>, sector: u32, cipher: &str, key: usize) -> Segment {
         Segment {
-            offset,
-            size,
-            cipher: cipher.into(),
+            offset: Bytes(offset),
+            size: size.map(Bytes),
+            cipher: crate::crypto::CipherName::new(cipher),
             key_size: key,
-            sector_size: sector,
-            iv_tweak: 0,
+            sector_size: SectorSize::try_from(sector).unwrap(),
+            iv_tweak: Sectors512(0),
         }
     }
 
     fn key(n: usize) -> VolumeKey {
-        VolumeKey(Secret::new((0..n).map(|i| (i * 7 + 3) as u8).collect()))
+        // The low byte of i * 7 + 3.
+        VolumeKey(Secret::new(
+            (0..n).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect(),
+        ))
+    }
+
+    /// A test size or offset as a buffer index (they are small).
+    fn us(n: u64) -> usize {
+        usize::try_from(n).unwrap()
     }
 
     /// Decrypts the whole segment of `img` independently of Volume's own paths.
     fn decrypt_all(img: &MemImage, seg: &Segment, units: IvUnits) -> Vec<u8> {
-        let spec = CipherSpec::parse(&seg.cipher).unwrap();
+        let spec = seg.cipher.spec().unwrap();
         let c = SectorCipher::new(&spec, key(seg.key_size).as_bytes()).unwrap();
-        let s = seg.sector_size as usize;
+        let ss = seg.sector_size;
+        let s = ss.bytes();
         let all = img.contents();
-        let mut data = all[seg.offset as usize..].to_vec();
+        let mut data = all[seg.offset.to_usize().unwrap()..].to_vec();
         data.truncate(data.len() / s * s);
         for (i, chunk) in data.chunks_mut(s).enumerate() {
             let b512 = (i * s / 512) as u64;
             let (iv, step) = match units {
-                IvUnits::Bytes512 => (b512, (s / 512) as u64),
-                IvUnits::Sector => (i as u64, 1),
+                IvUnits::Bytes512 => (Iv(b512), ss.ivs_per_sector()),
+                IvUnits::Sector => (Iv(i as u64), IvStep::ONE),
             };
-            c.decrypt_sectors(chunk, s, iv, step);
+            c.decrypt_sectors(chunk, ss, iv, step);
         }
         data
     }
@@ -339,7 +358,7 @@ mod tests {
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ sector as u64);
             let offset = 8192u64;
             // Not a whole number of sectors: the tail is not part of the volume.
-            let img_len = offset as usize + 37 * sector as usize + 100;
+            let img_len = us(offset) + 37 * sector as usize + 100;
             let mut raw = vec![0u8; img_len];
             rng.fill(&mut raw);
             let img = Arc::new(MemImage::new(raw));
@@ -353,34 +372,34 @@ mod tests {
             for _ in 0..400 {
                 let off = rng.below(vol.size() + 600);
                 let len = match rng.below(4) {
-                    0 => rng.below(20) as usize,
-                    1 => rng.below(3 * sector as u64) as usize,
-                    _ => rng.below(vol.size() + 1) as usize,
+                    0 => us(rng.below(20)),
+                    1 => us(rng.below(3 * u64::from(sector))),
+                    _ => us(rng.below(vol.size() + 1)),
                 };
                 let expect = if off >= vol.size() {
                     0
                 } else {
-                    len.min((vol.size() - off) as usize)
+                    len.min(us(vol.size() - off))
                 };
                 if rng.below(2) == 0 {
                     let mut data = vec![0u8; len];
                     rng.fill(&mut data);
                     assert_eq!(vol.write_at(&data, off).unwrap(), expect);
-                    let o = off as usize;
+                    let o = us(off);
                     if expect > 0 {
                         model[o..o + expect].copy_from_slice(&data[..expect]);
                     }
                 } else {
                     let mut got = vec![0xeeu8; len];
                     assert_eq!(vol.read_at(&mut got, off).unwrap(), expect);
-                    let o = off as usize;
+                    let o = us(off);
                     if expect > 0 {
                         assert_eq!(got[..expect], model[o..o + expect]);
                     }
                 }
             }
             assert_eq!(decrypt_all(&img, &seg, units), model);
-            assert_eq!(img.size() as usize, img_len, "the payload never grows");
+            assert_eq!(us(img.size()), img_len, "the payload never grows");
         }
     }
 
@@ -393,17 +412,17 @@ mod tests {
         vol.write_at(&vec![0u8; 64 * 512], 0).unwrap();
         const THREADS: usize = 4;
         const SLOT: usize = 37; // slot i belongs to thread i % THREADS; slots straddle sectors
-        let slots = vol.size() as usize / SLOT;
+        let slots = us(vol.size()) / SLOT;
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 let vol = vol.clone();
                 std::thread::spawn(move || {
                     let mut rng = Rng(t as u64 * 7919 + 1);
-                    let mut mine = vec![0u8; vol.size() as usize];
+                    let mut mine = vec![0u8; us(vol.size())];
                     for _ in 0..3000 {
-                        let slot = rng.below((slots / THREADS) as u64) as usize * THREADS + t;
-                        let start = slot * SLOT + rng.below(SLOT as u64) as usize;
-                        let len = 1 + rng.below((slot * SLOT + SLOT - start) as u64) as usize;
+                        let slot = us(rng.below((slots / THREADS) as u64)) * THREADS + t;
+                        let start = slot * SLOT + us(rng.below(SLOT as u64));
+                        let len = 1 + us(rng.below((slot * SLOT + SLOT - start) as u64));
                         let mut d = vec![0u8; len];
                         rng.fill(&mut d);
                         vol.write_at(&d, start as u64).unwrap();
@@ -414,7 +433,7 @@ mod tests {
             })
             .collect();
         let models: Vec<Vec<u8>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        let mut all = vec![0u8; vol.size() as usize];
+        let mut all = vec![0u8; us(vol.size())];
         vol.read_at(&mut all, 0).unwrap();
         for (i, b) in all.iter().enumerate() {
             let slot = i / SLOT;
@@ -431,11 +450,11 @@ mod tests {
     fn iv_numbers_follow_the_chosen_units() {
         let img = Arc::new(MemImage::new(vec![0u8; 8 * 4096]));
         let mut seg = segment(0, Some(8 * 4096), 4096, "aes-xts-plain64", 64);
-        seg.iv_tweak = 16;
+        seg.iv_tweak = Sectors512(16);
         let v = Volume::new(img, &seg, &key(64)).unwrap();
-        assert_eq!(v.iv(3), (3 * 8 + 16, 8));
+        assert_eq!(v.iv(EncSector(3)), (Iv(3 * 8 + 16), IvStep(8)));
         let v = v.with_iv_units(IvUnits::Sector);
-        assert_eq!(v.iv(3), ((3 * 8 + 16) >> 3, 1));
+        assert_eq!(v.iv(EncSector(3)), (Iv((3 * 8 + 16) >> 3), IvStep::ONE));
     }
 
     #[test]
@@ -448,11 +467,12 @@ mod tests {
             segment(4096, None, 512, "aes-xts-plain64", 64),
             segment(3700, None, 512, "aes-xts-plain64", 64),
             segment(0, Some(8192), 512, "aes-xts-plain64", 64),
-            segment(0, None, 768, "aes-xts-plain64", 64),
             segment(0, None, 512, "aes-xts-plain64", 32),
             segment(u64::MAX, Some(2), 512, "aes-xts-plain64", 64),
         ] {
             assert!(Volume::new(img.clone(), &bad, &k).is_err(), "{bad:?}");
         }
+        // A segment cannot even hold a bad sector size (it used to be checked here).
+        assert!(SectorSize::new(768).is_err());
     }
 }

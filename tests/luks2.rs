@@ -37,10 +37,13 @@ fn unlock_matches_cryptsetup(args: &[&str], sector: u32) {
     assert_eq!(u.slot, 0);
     assert_eq!(u.key.as_bytes(), f.volume_key().as_slice());
     let seg = h.segment();
-    assert_eq!(seg.sector_size, sector);
-    assert_eq!(seg.cipher, "aes-xts-plain64");
+    assert_eq!(seg.sector_size.get(), sector);
+    assert_eq!(seg.cipher.as_str(), "aes-xts-plain64");
     assert_eq!(seg.key_size, 64);
-    assert_eq!((seg.offset, seg.size, seg.iv_tweak), (0, None, 0));
+    assert_eq!(
+        (seg.offset.get(), seg.size, seg.iv_tweak.get()),
+        (0, None, 0)
+    );
     let e = h.unlock(&img, b"wrong", None).unwrap_err();
     assert_eq!(e.exit_code(), 2, "{e}");
 }

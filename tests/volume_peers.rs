@@ -169,7 +169,7 @@ fn luks2_round_trip_with_cryptsetup(sector: u32, bits: &str) {
     );
     assert_ne!(std::fs::read(&f.payload).unwrap(), model, "not encrypted");
     let seg = segment_from_cryptsetup(&f.header);
-    assert_eq!(seg.sector_size, sector);
+    assert_eq!(seg.sector_size.get(), sector);
 
     let vol = volume(&f, Access::ReadOnly);
     assert_eq!(vol.size(), size as u64);

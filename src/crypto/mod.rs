@@ -4,12 +4,14 @@
 //! caller computes (dm-crypt and QEMU count it in 512-byte units from the segment start).
 
 use crate::error::{Error, Result};
-use crate::luks::hash::HashAlg;
+use crate::units::{Iv, IvStep, SectorSize};
 use aes::{Aes128, Aes192, Aes256};
 use cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+use hash::HashAlg;
 use std::fmt;
 
 mod cbc;
+pub mod hash;
 mod xts;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
@@ -108,6 +110,45 @@ impl fmt::Display for CipherSpec {
     }
 }
 
+/// A cipher as a header names it: the text exactly as written (dumps and `status` print it
+/// unchanged) and its parsed [`CipherSpec`], parsed once, when luksfuse supports it. A LUKS1
+/// header naming an unsupported cipher still parses and dumps; using its cipher fails with
+/// the parse error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CipherName {
+    text: String,
+    spec: Option<CipherSpec>,
+}
+
+impl CipherName {
+    /// Parses `text` (see [`CipherSpec::parse`]), keeping it as written.
+    pub fn new(text: impl Into<String>) -> Self {
+        let text = text.into();
+        let spec = CipherSpec::parse(&text).ok();
+        CipherName { text, spec }
+    }
+
+    /// The cipher as the header spells it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The parsed spec, or why it is not supported (the error [`CipherSpec::parse`] gives).
+    pub fn spec(&self) -> Result<CipherSpec> {
+        match self.spec {
+            Some(spec) => Ok(spec),
+            // Only on failure: parse again for the error, rather than keep an `Error` around.
+            None => CipherSpec::parse(&self.text),
+        }
+    }
+}
+
+impl fmt::Display for CipherName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// AES of any key size, chosen at run time.
 pub(crate) enum AnyAes {
     A128(Box<Aes128>),
@@ -152,12 +193,15 @@ impl AnyAes {
     }
 }
 
-/// The IV block (16 bytes) of `sector` for the `plain`/`plain64` generators.
-fn plain_iv(iv: IvGen, sector: u64) -> [u8; 16] {
+/// The IV block (16 bytes) of IV number `n` for the `plain`/`plain64` generators: `plain`
+/// keeps the low 32 bits of the number (as dm-crypt does), `plain64` all 64.
+#[inline(always)]
+fn plain_iv(iv: IvGen, n: Iv) -> [u8; 16] {
     let mut b = [0u8; 16];
+    let le = n.get().to_le_bytes();
     match iv {
-        IvGen::Plain => b[..4].copy_from_slice(&(sector as u32).to_le_bytes()),
-        _ => b[..8].copy_from_slice(&sector.to_le_bytes()),
+        IvGen::Plain => b[..4].copy_from_slice(&le[..4]),
+        _ => b[..8].copy_from_slice(&le),
     }
     b
 }
@@ -293,37 +337,30 @@ impl SectorCipher {
         &self.spec
     }
 
-    /// Encrypts whole sectors in place. `buf.len()` must be a multiple of `sector_size` (itself a
-    /// multiple of 16); sector `i` of `buf` uses IV number `first_iv + i * iv_step`.
-    pub fn encrypt_sectors(&self, buf: &mut [u8], sector_size: usize, first_iv: u64, iv_step: u64) {
-        self.each_sector(buf, sector_size, first_iv, iv_step, true)
+    /// Encrypts whole sectors of `sector` bytes in place (`buf.len()` must be a multiple of
+    /// it); sector `i` of `buf` uses IV number `first.nth(i, step)`.
+    #[inline]
+    pub fn encrypt_sectors(&self, buf: &mut [u8], sector: SectorSize, first: Iv, step: IvStep) {
+        self.crypt(buf, sector.bytes(), first, step, true)
     }
 
     /// Decrypts whole sectors in place; the inverse of [`Self::encrypt_sectors`].
-    pub fn decrypt_sectors(&self, buf: &mut [u8], sector_size: usize, first_iv: u64, iv_step: u64) {
-        self.each_sector(buf, sector_size, first_iv, iv_step, false)
+    #[inline]
+    pub fn decrypt_sectors(&self, buf: &mut [u8], sector: SectorSize, first: Iv, step: IvStep) {
+        self.crypt(buf, sector.bytes(), first, step, false)
     }
 
-    fn each_sector(
-        &self,
-        buf: &mut [u8],
-        sector_size: usize,
-        first_iv: u64,
-        iv_step: u64,
-        encrypt: bool,
-    ) {
+    /// En- or decrypts whole sectors of `sector_size` bytes, any multiple of 16 (the
+    /// implementations take any; the tests use odd sizes to reach every code path).
+    fn crypt(&self, buf: &mut [u8], sector_size: usize, first: Iv, step: IvStep, encrypt: bool) {
         assert!(
             sector_size >= 16
                 && sector_size.is_multiple_of(16)
                 && buf.len().is_multiple_of(sector_size)
         );
         let ivgen = self.spec.iv;
-        let iv_of = |i: usize| {
-            plain_iv(
-                ivgen,
-                first_iv.wrapping_add((i as u64).wrapping_mul(iv_step)),
-            )
-        };
+        // `usize` to `u64` widens (no target has wider pointers).
+        let iv_of = |i: usize| plain_iv(ivgen, first.nth(i as u64, step));
         match &self.engine {
             Engine::Xts(x) => x.crypt_sectors(buf, sector_size, iv_of, encrypt),
             #[cfg(target_arch = "x86_64")]
@@ -342,238 +379,4 @@ impl SectorCipher {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parse_accepts_luks_ciphers_and_refuses_the_rest() {
-        for s in [
-            "aes-xts-plain64",
-            "aes-xts-plain",
-            "aes-cbc-essiv:sha256",
-            "aes-cbc-plain64",
-            "aes-cbc-plain",
-        ] {
-            assert_eq!(CipherSpec::parse(s).unwrap().to_string(), s);
-        }
-        for s in [
-            "cipher_null-ecb",
-            "aes-ecb",
-            "serpent-xts-plain64",
-            "aes-xts-essiv:sha256",
-            "aes-xts-random",
-            "aes",
-            "",
-        ] {
-            assert!(CipherSpec::parse(s).is_err(), "{s} accepted");
-        }
-    }
-
-    #[test]
-    fn key_sizes() {
-        let x = CipherSpec::parse("aes-xts-plain64").unwrap();
-        assert!(x.check_key_size(64).is_ok() && x.check_key_size(32).is_ok());
-        assert!(x.check_key_size(16).is_err());
-        let c = CipherSpec::parse("aes-cbc-essiv:sha256").unwrap();
-        assert!(c.check_key_size(32).is_ok() && c.check_key_size(64).is_err());
-    }
-
-    #[test]
-    fn xts_matches_the_xts_mode_crate_for_many_sectors() {
-        use xts_mode::{get_tweak_default, Xts128};
-        for (keylen, sector_size) in [(64usize, 512usize), (32, 4096), (64, 4096), (32, 512)] {
-            let key: Vec<u8> = (0..keylen).map(|i| (i * 13 + 1) as u8).collect();
-            let plain: Vec<u8> = (0..sector_size * 5).map(|i| (i * 31 % 251) as u8).collect();
-            let spec = CipherSpec::parse("aes-xts-plain64").unwrap();
-            let ours = SectorCipher::new(&spec, &key).unwrap();
-            let mut a = plain.clone();
-            ours.encrypt_sectors(&mut a, sector_size, 1 << 33, 8);
-            let mut b = plain.clone();
-            let half = keylen / 2;
-            let first = 1u128 << 33;
-            if keylen == 64 {
-                let x = Xts128::new(
-                    Aes256::new_from_slice(&key[..half]).unwrap(),
-                    Aes256::new_from_slice(&key[half..]).unwrap(),
-                );
-                for (i, s) in b.chunks_mut(sector_size).enumerate() {
-                    x.encrypt_sector(s, get_tweak_default(first + 8 * i as u128));
-                }
-            } else {
-                let x = Xts128::new(
-                    Aes128::new_from_slice(&key[..half]).unwrap(),
-                    Aes128::new_from_slice(&key[half..]).unwrap(),
-                );
-                for (i, s) in b.chunks_mut(sector_size).enumerate() {
-                    x.encrypt_sector(s, get_tweak_default(first + 8 * i as u128));
-                }
-            }
-            assert_eq!(a, b, "keylen {keylen} sector {sector_size}");
-            ours.decrypt_sectors(&mut a, sector_size, 1 << 33, 8);
-            assert_eq!(a, plain);
-        }
-    }
-
-    /// Reference XTS from the `xts-mode` crate over whole sectors, IV `first + i * step`
-    /// (plain64, wrapping like dm-crypt's 64-bit sector numbers).
-    fn reference_xts(key: &[u8], buf: &mut [u8], sector: usize, first: u64, step: u64, enc: bool) {
-        use xts_mode::{get_tweak_default, Xts128};
-        fn run<C>(key: &[u8], buf: &mut [u8], sector: usize, iv: impl Fn(usize) -> u64, enc: bool)
-        where
-            C: BlockCipherEncrypt + BlockCipherDecrypt + KeyInit,
-            C: cipher::BlockSizeUser<BlockSize = cipher::consts::U16>,
-        {
-            let (k1, k2) = key.split_at(key.len() / 2);
-            let x = Xts128::new(
-                C::new_from_slice(k1).unwrap(),
-                C::new_from_slice(k2).unwrap(),
-            );
-            for (i, s) in buf.chunks_mut(sector).enumerate() {
-                let t = get_tweak_default(iv(i) as u128);
-                if enc {
-                    x.encrypt_sector(s, t)
-                } else {
-                    x.decrypt_sector(s, t)
-                }
-            }
-        }
-        let iv = |i: usize| first.wrapping_add((i as u64).wrapping_mul(step));
-        match key.len() {
-            32 => run::<Aes128>(key, buf, sector, iv, enc),
-            48 => run::<Aes192>(key, buf, sector, iv, enc),
-            64 => run::<Aes256>(key, buf, sector, iv, enc),
-            n => panic!("XTS key of {n} bytes"),
-        }
-    }
-
-    /// Checks `imp` against the `xts-mode` crate: sector sizes from one block to 4096 bytes
-    /// (including sizes that are not a multiple of 256 bytes), 1..=40 sectors per call (more
-    /// than one batch of tweaks), IVs that wrap past 2^64, encryption and decryption.
-    fn check_xts_impl(imp: XtsImpl, key_sizes: &[usize]) {
-        let spec = CipherSpec::parse("aes-xts-plain64").unwrap();
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed as u8
-                })
-                .collect()
-        };
-        for &keylen in key_sizes {
-            let key = noise(keylen);
-            let ours = SectorCipher::with_impl(&spec, &key, imp).unwrap();
-            assert_eq!(ours.xts_impl(), Some(imp));
-            for sector in [16, 48, 272, 512, 784, 1008, 1024, 4096] {
-                for count in [1, 2, 3, 5, 15, 16, 17, 33, 40] {
-                    if sector * count > 64 * 1024 && count != 17 {
-                        continue;
-                    }
-                    for (first, step) in [(u64::MAX - 3, 1), (u64::MAX - 20, 8), (1 << 33, 8)] {
-                        let what = format!(
-                            "{} key {keylen} sector {sector} x{count} iv {first:#x}+{step}",
-                            imp.name()
-                        );
-                        let plain = noise(sector * count);
-                        let mut a = plain.clone();
-                        ours.encrypt_sectors(&mut a, sector, first, step);
-                        let mut b = plain.clone();
-                        reference_xts(&key, &mut b, sector, first, step, true);
-                        assert!(a == b, "encryption differs: {what}");
-                        // Decrypt other data than we encrypted, so that decryption is checked
-                        // on its own and not only as the inverse of our encryption.
-                        let cipher = noise(sector * count);
-                        let mut a = cipher.clone();
-                        ours.decrypt_sectors(&mut a, sector, first, step);
-                        let mut b = cipher.clone();
-                        reference_xts(&key, &mut b, sector, first, step, false);
-                        assert!(a == b, "decryption differs: {what}");
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn xts_portable_matches_the_xts_mode_crate() {
-        check_xts_impl(XtsImpl::Portable, &[32, 48, 64]);
-    }
-
-    #[test]
-    fn xts_avx512_matches_the_xts_mode_crate() {
-        if !XtsImpl::Avx512.available() {
-            // Written past libtest's capture, so that a skip is never a silent pass.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED xts_avx512_matches_the_xts_mode_crate: this CPU lacks AVX-512/VAES"
-            );
-            return;
-        }
-        check_xts_impl(XtsImpl::Avx512, &[32, 64]);
-    }
-
-    #[test]
-    fn xts_impl_choice() {
-        let spec = CipherSpec::parse("aes-xts-plain64").unwrap();
-        let cbc = CipherSpec::parse("aes-cbc-plain64").unwrap();
-        // AES-192 and CBC never take the vector path; forcing it is an error, not a fallback.
-        assert!(SectorCipher::with_impl(&spec, &[1; 48], XtsImpl::Avx512).is_err());
-        assert!(SectorCipher::with_impl(&cbc, &[1; 32], XtsImpl::Portable).is_err());
-        assert_eq!(SectorCipher::new(&cbc, &[1; 32]).unwrap().xts_impl(), None);
-        let auto = SectorCipher::new(&spec, &[1; 64]).unwrap().xts_impl();
-        match std::env::var(XTS_IMPL_ENV).as_deref() {
-            Ok("portable") => assert_eq!(auto, Some(XtsImpl::Portable)),
-            _ if XtsImpl::Avx512.available() => assert_eq!(auto, Some(XtsImpl::Avx512)),
-            _ => assert_eq!(auto, Some(XtsImpl::Portable)),
-        }
-        assert_eq!(
-            SectorCipher::with_impl(&spec, &[1; 64], XtsImpl::Avx512).is_ok(),
-            XtsImpl::Avx512.available()
-        );
-    }
-
-    #[test]
-    fn xts_plain_truncates_the_sector_number_to_32_bits() {
-        let key = [7u8; 64];
-        let p = SectorCipher::new(&CipherSpec::parse("aes-xts-plain").unwrap(), &key).unwrap();
-        let p64 = SectorCipher::new(&CipherSpec::parse("aes-xts-plain64").unwrap(), &key).unwrap();
-        let mut a = vec![0u8; 512];
-        let mut b = vec![0u8; 512];
-        p.encrypt_sectors(&mut a, 512, (1 << 32) + 5, 1);
-        p64.encrypt_sectors(&mut b, 512, 5, 1);
-        assert_eq!(a, b);
-    }
-
-    #[test]
-    fn cbc_round_trips_and_chains() {
-        for spec in ["aes-cbc-essiv:sha256", "aes-cbc-plain64", "aes-cbc-plain"] {
-            let spec = CipherSpec::parse(spec).unwrap();
-            let c = SectorCipher::new(&spec, &[3u8; 32]).unwrap();
-            let plain = vec![0u8; 1024];
-            let mut buf = plain.clone();
-            c.encrypt_sectors(&mut buf, 512, 9, 1);
-            // Equal plaintext blocks give different ciphertext blocks (chaining works).
-            assert_ne!(buf[0..16], buf[16..32]);
-            // Two sectors with equal plaintext differ (the IV is per sector).
-            assert_ne!(buf[..512], buf[512..]);
-            c.decrypt_sectors(&mut buf, 512, 9, 1);
-            assert_eq!(buf, plain);
-        }
-    }
-
-    #[test]
-    fn cbc_plain64_known_answer() {
-        // AES-128-CBC, key 000102..0f, IV = LE64(0): NIST SP 800-38A F.2.1 uses IV 000102..0f,
-        // so instead check against single-block AES-ECB (FIPS-197 C.1) with a zero IV.
-        let key: Vec<u8> = (0..16).collect();
-        let c = SectorCipher::new(&CipherSpec::parse("aes-cbc-plain64").unwrap(), &key).unwrap();
-        let mut buf: Vec<u8> = (0..16).map(|i| (i * 0x11) as u8).collect();
-        buf.resize(512, 0);
-        c.encrypt_sectors(&mut buf, 512, 0, 1);
-        let hex: String = buf[..16].iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "69c4e0d86a7b0430d8cdb78070b4c55a");
-    }
-}
+mod tests;

@@ -119,14 +119,14 @@ impl Image for MemImage {
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
         let bytes = self.bytes.read().unwrap_or_else(|e| e.into_inner());
         check_range(off, buf.len(), bytes.len() as u64)?;
-        let off = off as usize;
+        let off = usize::try_from(off).expect("inside the in-memory image");
         buf.copy_from_slice(&bytes[off..off + buf.len()]);
         Ok(())
     }
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
         let mut bytes = self.bytes.write().unwrap_or_else(|e| e.into_inner());
         check_range(off, buf.len(), bytes.len() as u64)?;
-        let off = off as usize;
+        let off = usize::try_from(off).expect("inside the in-memory image");
         bytes[off..off + buf.len()].copy_from_slice(buf);
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! so that destroying any one block destroys the key. See the LUKS1 on-disk format
 //! specification, section 2.4, and cryptsetup's `lib/luks1/af.c`.
 
-use super::hash::HashAlg;
+use crate::crypto::hash::HashAlg;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 

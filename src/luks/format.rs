@@ -5,12 +5,13 @@
 //!
 //! Everything is checked by [`FormatOptions::check`] before a key is derived or a file touched.
 
-use super::hash::HashAlg;
 use super::kdf::{KdfChoice, KdfKind, MIN_PBKDF2_ITERATIONS};
 use super::{luks1, luks2, Header};
+use crate::crypto::hash::HashAlg;
 use crate::crypto::CipherSpec;
 use crate::error::{Error, Result};
 use crate::secret::{Secret, VolumeKey};
+use crate::units::{Bytes, SectorSize};
 
 /// KDF options as given on the command line (`None`: cryptsetup's default).
 #[derive(Debug, Clone, Default)]
@@ -104,7 +105,7 @@ pub struct Plan {
     pub key_bytes: usize,
     pub hash: HashAlg,
     pub kdf: KdfChoice,
-    pub sector_size: u32,
+    pub sector_size: SectorSize,
     pub offset: u64,
     pub uuid: String,
     pub label: String,
@@ -142,19 +143,14 @@ impl FormatOptions {
         let hash = HashAlg::from_name(hash_name)
             .map_err(|_| Error::usage(format!("unsupported hash '{hash_name}'")))?;
         let kdf = self.kdf.choice(version, Some(hash))?;
-        let ss = self.sector_size;
-        if !(512..=4096).contains(&ss) || !ss.is_power_of_two() {
-            return Err(Error::usage(format!(
-                "sector size {ss} is not a power of two between 512 and 4096"
-            )));
-        }
-        if version == 1 && ss != 512 {
+        let ss = SectorSize::try_from(self.sector_size).map_err(|e| Error::usage(e.to_string()))?;
+        if version == 1 && ss != SectorSize::MIN {
             return Err(Error::usage("LUKS1 supports only 512-byte sectors"));
         }
         let offset = self
             .offset_sectors
             .checked_mul(512)
-            .filter(|o| o % u64::from(ss) == 0)
+            .filter(|o| Bytes(*o).is_multiple_of(ss))
             .ok_or_else(|| {
                 Error::usage(format!(
                     "offset of {} sectors is not a multiple of the sector size {ss}",
@@ -232,7 +228,7 @@ pub fn build(
                 subsystem: "",
             },
             &plan.cipher,
-            plan.sector_size,
+            plan.sector_size.get(),
             plan.offset,
             vk.as_bytes(),
             plan.hash,

@@ -1,7 +1,7 @@
 //! Key derivation: PBKDF2 (LUKS1 and LUKS2) and Argon2i/Argon2id (LUKS2), with cost limits
 //! checked before anything is allocated or computed.
 
-use super::hash::HashAlg;
+use crate::crypto::hash::HashAlg;
 use crate::error::{Error, Result, Setting};
 use crate::secret::Secret;
 use crate::sys::ZeroedMapping;
@@ -29,8 +29,7 @@ pub mod limits {
 /// builds contain none of this; `fuzz/README.md` has the details.
 #[cfg(fuzzing)]
 pub(crate) mod fuzz_caps {
-    /// PBKDF2 iterations, applied in `HashAlg::pbkdf2`, which every PBKDF2 run goes through.
-    pub const PBKDF2_ITERATIONS: u32 = 16;
+    // PBKDF2's cap is `crypto::hash::FUZZ_PBKDF2_ITERATIONS`, applied in `HashAlg::pbkdf2`.
     /// Argon2 passes.
     pub const ARGON2_TIME: u32 = 1;
     /// Argon2 memory in KiB, or 8 KiB per lane if that is more (Argon2's minimum).

@@ -11,12 +11,13 @@
 //! Each version only says where the area is and which KDF, cipher, stripes and AF hash it
 //! uses ([`Keyslot`]); nothing here knows of headers or JSON.
 
-use super::hash::HashAlg;
 use super::kdf::Kdf;
 use super::{af, ReadAt};
+use crate::crypto::hash::HashAlg;
 use crate::crypto::{CipherSpec, SectorCipher};
 use crate::error::{Error, Result};
 use crate::secret::{Secret, VolumeKey};
+use crate::units::{Iv, IvStep, SectorSize};
 
 /// Keyslot areas are encrypted in 512-byte sectors whatever the data segment uses.
 pub const AREA_SECTOR: usize = 512;
@@ -34,8 +35,8 @@ pub struct Keyslot<'a> {
     pub stripes: u32,
     /// Hash of the AF diffuser.
     pub af_hash: HashAlg,
-    /// The cipher the key material is encrypted with, e.g. `aes-xts-plain64`.
-    pub cipher: &'a str,
+    /// The cipher the key material is encrypted with, e.g. `aes-xts-plain64`, parsed.
+    pub cipher: CipherSpec,
     /// Length of the key derived from the passphrase (the area cipher's key size).
     pub cipher_key_size: usize,
     /// The KDF turning the passphrase into that key.
@@ -87,11 +88,11 @@ pub fn open(
     let mut material = Secret::zeroed(len);
     src.read_exact_at(material.as_mut_bytes(), ks.offset)?;
     let derived = ks.kdf.derive(passphrase, ks.cipher_key_size)?;
-    cipher(ks.cipher, derived.as_bytes())?.decrypt_sectors(
+    SectorCipher::new(&ks.cipher, derived.as_bytes())?.decrypt_sectors(
         material.as_mut_bytes(),
-        AREA_SECTOR,
-        0,
-        1,
+        SectorSize::MIN,
+        Iv(0),
+        IvStep::ONE,
     );
     drop(derived);
     let key = af::merge(
@@ -133,17 +134,13 @@ pub fn seal(ks: &Keyslot<'_>, volume_key: &[u8], passphrase: &[u8]) -> Result<Se
     let mut material = Secret::random(len)?;
     material.as_mut_bytes()[..af_len].copy_from_slice(split.as_bytes());
     drop(split);
-    cipher(ks.cipher, derived.as_bytes())?.encrypt_sectors(
+    SectorCipher::new(&ks.cipher, derived.as_bytes())?.encrypt_sectors(
         material.as_mut_bytes(),
-        AREA_SECTOR,
-        0,
-        1,
+        SectorSize::MIN,
+        Iv(0),
+        IvStep::ONE,
     );
     Ok(material)
-}
-
-fn cipher(spec: &str, key: &[u8]) -> Result<SectorCipher> {
-    SectorCipher::new(&CipherSpec::parse(spec)?, key)
 }
 
 #[cfg(test)]
@@ -163,7 +160,7 @@ mod tests {
             key_size: 32,
             stripes: 10,
             af_hash: HashAlg::Sha256,
-            cipher: "aes-xts-plain64",
+            cipher: CipherSpec::parse("aes-xts-plain64").unwrap(),
             cipher_key_size: 32,
             kdf: &kdf,
         };

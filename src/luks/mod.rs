@@ -15,7 +15,6 @@
 pub mod af;
 pub mod dump;
 pub mod format;
-pub mod hash;
 pub mod header;
 pub mod kdf;
 pub mod keyslot;
@@ -26,8 +25,10 @@ pub mod update;
 pub use self::dump::hex_lines;
 pub use self::header::Header;
 
+use crate::crypto::CipherName;
 use crate::error::{Error, Result};
 use crate::secret::VolumeKey;
+use crate::units::{Bytes, SectorSize, Sectors512};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -132,21 +133,21 @@ impl ReadAt for HeaderFile {
     }
 }
 
-/// The encrypted data area of the payload, as the header describes it.
+/// The encrypted data area of the payload, as the header describes it (parsed and checked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
-    /// Byte offset of the encrypted data in the payload.
-    pub offset: u64,
-    /// Length in bytes, or `None` for "the rest of the payload" (LUKS2 `dynamic`, LUKS1 always).
-    pub size: Option<u64>,
-    /// dm-crypt cipher specification, e.g. `aes-xts-plain64`.
-    pub cipher: String,
+    /// Where the encrypted data starts in the payload (a multiple of 512).
+    pub offset: Bytes,
+    /// Length, or `None` for "the rest of the payload" (LUKS2 `dynamic`, LUKS1 always).
+    pub size: Option<Bytes>,
+    /// dm-crypt cipher specification as written, e.g. `aes-xts-plain64`, and its parsed form.
+    pub cipher: CipherName,
     /// Volume key length in bytes.
     pub key_size: usize,
-    /// Encryption sector size in bytes (512 for LUKS1; 512..=4096 for LUKS2).
-    pub sector_size: u32,
+    /// Encryption sector size (512 for LUKS1; 512..=4096 for LUKS2).
+    pub sector_size: SectorSize,
     /// Added to the 512-byte sector number to form the IV (LUKS2 `iv_tweak`; 0 for LUKS1).
-    pub iv_tweak: u64,
+    pub iv_tweak: Sectors512,
 }
 
 /// A successfully unlocked volume key and the keyslot that opened it.

@@ -3,6 +3,8 @@
 
 use super::mounts::SETTLE;
 use super::proc::{forking, luksfuse, run_ok};
+use luksfuse::crypto::CipherName;
+use luksfuse::units::{Bytes, SectorSize, Sectors512};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -66,12 +68,16 @@ pub fn segment_from_cryptsetup(header: &Path) -> luksfuse::luks::Segment {
     };
     if field("Version:") == "1" {
         return luksfuse::luks::Segment {
-            offset: field("Payload offset:").parse::<u64>().unwrap() * 512,
+            offset: Bytes(field("Payload offset:").parse::<u64>().unwrap() * 512),
             size: None,
-            cipher: format!("{}-{}", field("Cipher name:"), field("Cipher mode:")),
+            cipher: CipherName::new(format!(
+                "{}-{}",
+                field("Cipher name:"),
+                field("Cipher mode:")
+            )),
             key_size: field("MK bits:").parse::<usize>().unwrap() / 8,
-            sector_size: 512,
-            iv_tweak: 0,
+            sector_size: SectorSize::MIN,
+            iv_tweak: Sectors512(0),
         };
     }
     let json = run_ok(
@@ -87,15 +93,15 @@ pub fn segment_from_cryptsetup(header: &Path) -> luksfuse::luks::Segment {
         .as_u64()
         .unwrap() as usize;
     luksfuse::luks::Segment {
-        offset: num(&seg["offset"]),
+        offset: Bytes(num(&seg["offset"])),
         size: match seg["size"].as_str().unwrap() {
             "dynamic" => None,
-            n => Some(n.parse().unwrap()),
+            n => Some(Bytes(n.parse().unwrap())),
         },
-        cipher: seg["encryption"].as_str().unwrap().to_string(),
+        cipher: CipherName::new(seg["encryption"].as_str().unwrap()),
         key_size,
-        sector_size: seg["sector_size"].as_u64().unwrap() as u32,
-        iv_tweak: num(&seg["iv_tweak"]),
+        sector_size: SectorSize::new(seg["sector_size"].as_u64().unwrap()).unwrap(),
+        iv_tweak: Sectors512(num(&seg["iv_tweak"])),
     }
 }
 

@@ -22,7 +22,15 @@ const L1_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 /// Refcount table entry bits 9..=63: offset of the refcount block.
 const RT_OFFSET_MASK: u64 = !0x1ff;
 /// The header bytes that hold the L1 and refcount table pointers end here.
-const HEADER_POINTERS_END: u64 = 60;
+const HEADER_POINTERS_END: u64 = HEADER_POINTERS_LEN as u64;
+/// [`HEADER_POINTERS_END`] as a buffer length.
+const HEADER_POINTERS_LEN: usize = 60;
+
+/// `n` as an index into (or length of) an in-memory buffer, where the caller has checked
+/// that it lies inside one: it then fits, and a failure is a bug, not bad input.
+fn idx(n: u64) -> usize {
+    usize::try_from(n).expect("an offset inside an in-memory buffer")
+}
 
 /// Where the pointer tables are (from the header; updated when the header changes).
 #[derive(Debug, Clone, Copy)]
@@ -77,14 +85,14 @@ impl Patch {
         if self.byte < off || self.byte + self.len() > off + buf.len() as u64 {
             return;
         }
-        let at = (self.byte - off) as usize;
+        let at = idx(self.byte - off);
         if self.bits >= 8 {
-            let entry = &mut buf[at..at + self.len() as usize];
+            let entry = &mut buf[at..at + idx(self.len())];
             if entry.iter().all(|&b| b == 0) {
                 *entry.last_mut().unwrap() = 1;
             }
         } else {
-            let mask = ((1u16 << self.bits) - 1) as u8;
+            let mask = u8::MAX >> (8 - self.bits); // the low `bits` bits (bits < 8)
             if (buf[at] >> self.shift) & mask == 0 {
                 buf[at] |= 1 << self.shift;
             }
@@ -192,7 +200,7 @@ impl GuardedFile {
 
     /// Copies `bufv` into a vector (only for the rare writes the guard has to look at).
     fn to_vec(bufv: &IoVector<'_>) -> Vec<u8> {
-        let mut v = vec![0u8; bufv.len() as usize];
+        let mut v = vec![0u8; idx(bufv.len())];
         bufv.copy_into_slice(&mut v);
         v
     }
@@ -246,6 +254,12 @@ impl GuardedFile {
     }
 }
 
+/// A zero write's length as a buffer length (refused, not truncated, if it does not fit).
+fn zeroes_len(length: u64) -> io::Result<usize> {
+    let big = || io::Error::new(io::ErrorKind::InvalidInput, "qcow2: zero write too large");
+    usize::try_from(length).map_err(|_| big())
+}
+
 fn hits((a, b): (u64, u64), off: u64, len: usize) -> bool {
     off < b && a < off + len as u64
 }
@@ -270,7 +284,7 @@ fn read_be64(file: &File, off: u64) -> io::Result<u64> {
 
 /// Reads the pointer fields of the header from the file.
 fn read_layout(file: &File, old: Layout) -> io::Result<Layout> {
-    let mut h = [0u8; HEADER_POINTERS_END as usize];
+    let mut h = [0u8; HEADER_POINTERS_LEN];
     read_zero_padded(file, &mut h, 0)?;
     Ok(header_layout(&h, old))
 }
@@ -313,7 +327,7 @@ fn referenced(
             if at < off || at + 8 > off + new.len() as u64 {
                 continue;
             }
-            let r = (at - off) as usize..(at - off) as usize + 8;
+            let r = idx(at - off)..idx(at - off) + 8;
             if new[r.clone()] != old[r.clone()] {
                 v.push((i, u64::from_be_bytes(new[r].try_into().unwrap())));
             }
@@ -350,10 +364,10 @@ fn referenced(
     }
     // Header: a new L1 table or a new refcount table.
     if off < HEADER_POINTERS_END {
-        let mut h = [0u8; HEADER_POINTERS_END as usize];
+        let mut h = [0u8; HEADER_POINTERS_LEN];
         read_zero_padded(file, &mut h, 0)?;
-        let n = (HEADER_POINTERS_END - off).min(new.len() as u64) as usize;
-        h[off as usize..off as usize + n].copy_from_slice(&new[..n]);
+        let n = idx((HEADER_POINTERS_END - off).min(new.len() as u64));
+        h[idx(off)..idx(off) + n].copy_from_slice(&new[..n]);
         let next = header_layout(&h, *layout);
         let clusters =
             |from: u64, bytes: u64| (from >> cb)..(from + bytes).div_ceil(layout.cluster_size());
@@ -401,7 +415,7 @@ fn ensure_refcount(st: &mut State, file: &File, cluster: u64, view: TableView) -
         bits,
         shift: (bit % 8) as u32,
     };
-    let mut entry = vec![0u8; patch.len() as usize];
+    let mut entry = vec![0u8; idx(patch.len())];
     read_zero_padded(file, &mut entry, patch.byte)?;
     let before = entry.clone();
     patch.apply(&mut entry, patch.byte);
@@ -465,7 +479,7 @@ impl Storage for GuardedFile {
     }
     unsafe fn pure_write_zeroes(&self, offset: u64, length: u64) -> io::Result<()> {
         if self.zeroes_need_bytes(offset, length) {
-            let zeros = vec![0u8; length as usize];
+            let zeros = vec![0u8; zeroes_len(length)?];
             return self.guarded_write(IoVector::from(&zeros), offset);
         }
         let _io = self.guarded.as_ref().map(|(g, _)| g.io.read());
@@ -474,7 +488,7 @@ impl Storage for GuardedFile {
     }
     unsafe fn pure_write_allocated_zeroes(&self, offset: u64, length: u64) -> io::Result<()> {
         if self.zeroes_need_bytes(offset, length) {
-            let zeros = vec![0u8; length as usize];
+            let zeros = vec![0u8; zeroes_len(length)?];
             return self.guarded_write(IoVector::from(&zeros), offset);
         }
         let _io = self.guarded.as_ref().map(|(g, _)| g.io.read());

@@ -13,6 +13,11 @@ use std::time::Duration;
 
 const MIB: u64 = 1 << 20;
 
+/// A test size or offset as a buffer index (they are small).
+fn us(n: u64) -> usize {
+    usize::try_from(n).unwrap()
+}
+
 fn have_qemu() -> bool {
     let ok = testing::output(Command::new("qemu-img").arg("--version"))
         .map(|o| o.status.success())
@@ -88,7 +93,7 @@ fn rw() -> Qcow2Options {
 
 /// Reads the whole image in odd-sized pieces.
 fn read_all(img: &dyn Image) -> Vec<u8> {
-    let mut out = vec![0u8; img.size() as usize];
+    let mut out = vec![0u8; us(img.size())];
     let mut off = 0usize;
     let mut step = 777_777usize;
     while off < out.len() {
@@ -184,8 +189,8 @@ fn random_writes_against_model(path: &Path, seed: u64, count: usize, threads: u6
                     .min(span);
                     let off = t * span + rng.below(span - len + 1);
                     let off = if rng.below(2) == 0 { off & !511 } else { off };
-                    let byte = (seed as usize + i * 7 + t as usize) as u8 | 1;
-                    (off, vec![byte; len as usize])
+                    let byte = (seed + i as u64 * 7 + t).to_le_bytes()[0] | 1;
+                    (off, vec![byte; us(len)])
                 })
                 .collect()
         })
@@ -205,7 +210,7 @@ fn random_writes_against_model(path: &Path, seed: u64, count: usize, threads: u6
     });
     for plan in &plans {
         for (off, data) in plan {
-            model[*off as usize..*off as usize + data.len()].copy_from_slice(data);
+            model[us(*off)..us(*off) + data.len()].copy_from_slice(data);
         }
     }
     assert_same("read back before close", &read_all(&img), &model);
@@ -239,15 +244,15 @@ fn random_writes_pass_qemu_check_and_equal_model() {
 /// A raw file with patterns, compressed by `qemu-img convert -c`.
 fn compressed_image(dir: &Path, cluster_size: u32) -> PathBuf {
     let raw = dir.join(format!("src{cluster_size}.raw"));
-    let mut data = vec![0u8; (16 * MIB) as usize];
+    let mut data = vec![0u8; us(16 * MIB)];
     for (i, chunk) in data.chunks_mut(4096).enumerate() {
         match i % 5 {
             0 => chunk.fill(0),
-            1 => chunk.fill(i as u8),
+            1 => chunk.fill(i.to_le_bytes()[0]),
             _ => chunk
                 .iter_mut()
                 .enumerate()
-                .for_each(|(j, b)| *b = (j * 31 + i) as u8),
+                .for_each(|(j, b)| *b = (j * 31 + i).to_le_bytes()[0]),
         }
     }
     std::fs::write(&raw, &data).unwrap();
@@ -291,7 +296,7 @@ fn compressed_clusters_read_and_overwrite() {
         ] {
             let data = vec![0xc5u8; len];
             img.write_at(&data, off).unwrap();
-            model[off as usize..off as usize + len].copy_from_slice(&data);
+            model[us(off)..us(off) + len].copy_from_slice(&data);
         }
         img.flush().unwrap();
         testing::close(img);
@@ -407,7 +412,7 @@ fn crash_plan(seed: u64) -> Vec<(u64, usize, u8)> {
     let mut rng = Rng(seed);
     (0..400)
         .map(|i| {
-            let len = 1 + rng.below(40_000) as usize;
+            let len = 1 + us(rng.below(40_000));
             let off = rng.below(64 * MIB - len as u64);
             (off, len, (i % 251) as u8 + 1)
         })
@@ -501,15 +506,15 @@ fn verify_after_crash(path: &Path, seed: u64, flushed: usize) -> Result<(), Stri
         return Err(format!("qemu-img check exit {code}: {text}"));
     }
     let plan = crash_plan(seed);
-    let mut model = vec![0u8; (64 * MIB) as usize];
+    let mut model = vec![0u8; us(64 * MIB)];
     for &(off, len, byte) in &plan[..flushed] {
-        model[off as usize..off as usize + len].fill(byte);
+        model[us(off)..us(off) + len].fill(byte);
     }
     let got = qemu_raw(path);
     let in_flight = plan.get(flushed).copied();
     for (i, (&g, &w)) in got.iter().zip(&model).enumerate() {
-        let maybe = in_flight
-            .is_some_and(|(off, len, b)| (off as usize..off as usize + len).contains(&i) && g == b);
+        let maybe =
+            in_flight.is_some_and(|(off, len, b)| (us(off)..us(off) + len).contains(&i) && g == b);
         if g != w && !maybe {
             return Err(format!(
                 "byte {i:#x}: {g:#04x}, want {w:#04x} after {flushed} flushed writes"

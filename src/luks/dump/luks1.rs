@@ -70,9 +70,9 @@ impl Luks1 {
         json!({
             "version": 1,
             "uuid": self.uuid(),
-            "cipher": self.segment().cipher,
+            "cipher": self.segment().cipher.as_str(),
             "hash": self.hash().name(),
-            "payload_offset": self.segment().offset,
+            "payload_offset": self.segment().offset.get(),
             "key_size": self.segment().key_size,
             "sector_size": 512,
             "mk_digest": hex(&self.raw().mk_digest),

@@ -37,12 +37,13 @@ fn push_hex_lines(s: &mut String, bytes: &[u8], indent: &str) {
 /// key in hex. It is as secret as the key, so it comes in a [`Secret`] (UTF-8 text).
 pub fn volume_key_text(header: &Header, path: &Path, key: &VolumeKey) -> Secret {
     let seg = header.segment();
-    let (name, mode) = seg.cipher.split_once('-').unwrap_or((&seg.cipher, ""));
+    let cipher = seg.cipher.as_str();
+    let (name, mode) = cipher.split_once('-').unwrap_or((cipher, ""));
     let head = format!(
         "LUKS header information for {}\nCipher name:   \t{name}\nCipher mode:   \t{mode}\n\
          Payload offset:\t{}\nUUID:          \t{}\nMK bits:       \t{}\nMK dump:\t",
         path.display(),
-        seg.offset / 512,
+        seg.offset.sectors512_floor(),
         header.uuid(),
         key.len() * 8,
     );

@@ -19,9 +19,9 @@
 //! |    208 | 8×48 | keyslots: active, iterations, salt\[32\], key_material_offset (sectors), stripes |
 
 use super::{data_segment, Luks1, Slot};
+use crate::crypto::hash::HashAlg;
 use crate::crypto::CipherSpec;
 use crate::error::{Error, Result};
-use crate::luks::hash::HashAlg;
 use crate::luks::kdf::Kdf;
 
 pub const HEADER_SIZE: usize = 592;
@@ -314,7 +314,7 @@ mod tests {
         assert_eq!(h.raw(), &raw);
         assert_eq!(h.active_slots(), vec![0]);
         assert_eq!(h.hash(), HashAlg::Sha256);
-        assert_eq!(h.segment().cipher, "aes-xts-plain64");
+        assert_eq!(h.segment().cipher.as_str(), "aes-xts-plain64");
     }
 
     #[test]

@@ -6,17 +6,19 @@
 pub mod codec;
 pub mod writer;
 
-use self::codec::{round_up_sector, SECTOR};
+use self::codec::round_up_sector;
 pub use self::codec::{
     RawHeader, RawSlot, HEADER_SIZE, KEYSLOTS, SLOT_DISABLED, SLOT_ENABLED, STRIPES,
 };
 pub use self::writer::new_image;
-use super::hash::HashAlg;
 use super::kdf::Kdf;
 use super::keyslot::{self, Keyslot};
 use super::{ReadAt, Segment};
+use crate::crypto::hash::HashAlg;
+use crate::crypto::CipherName;
 use crate::error::{Error, Result};
 use crate::secret::{Secret, VolumeKey};
+use crate::units::{Bytes, SectorSize, Sectors512};
 use std::ops::Range;
 
 /// Highest keyslot number.
@@ -49,12 +51,12 @@ pub struct Luks1 {
 /// 512-byte sectors, no IV tweak.
 fn data_segment(raw: &RawHeader, cipher: String, key_size: usize) -> Segment {
     Segment {
-        offset: u64::from(raw.payload_offset) * SECTOR,
+        offset: Bytes::from_sectors512_u32(raw.payload_offset),
         size: None,
-        cipher,
+        cipher: CipherName::new(cipher),
         key_size,
-        sector_size: 512,
-        iv_tweak: 0,
+        sector_size: SectorSize::MIN,
+        iv_tweak: Sectors512(0),
     }
 }
 
@@ -116,16 +118,16 @@ impl Luks1 {
     }
 
     /// What the keyslot pipeline needs to know of `s`, with `kdf` its PBKDF2.
-    fn pipeline<'a>(&'a self, s: &Slot, kdf: &'a Kdf) -> Keyslot<'a> {
-        Keyslot {
+    fn pipeline<'a>(&'a self, s: &Slot, kdf: &'a Kdf) -> Result<Keyslot<'a>> {
+        Ok(Keyslot {
             offset: s.material_offset,
             key_size: self.segment.key_size,
             stripes: s.stripes,
             af_hash: self.hash,
-            cipher: &self.segment.cipher,
+            cipher: self.segment.cipher.spec()?,
             cipher_key_size: self.segment.key_size,
             kdf,
-        }
+        })
     }
 
     /// Tries `passphrase` on keyslot `slot`: `Ok(None)` when it is the wrong passphrase.
@@ -144,7 +146,7 @@ impl Luks1 {
             iterations: s.iterations,
             salt: s.salt.to_vec(),
         };
-        keyslot::open(src, &self.pipeline(s, &kdf), passphrase, |k| {
+        keyslot::open(src, &self.pipeline(s, &kdf)?, passphrase, |k| {
             self.verify_key(k)
         })
     }

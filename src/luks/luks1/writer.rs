@@ -2,9 +2,9 @@
 
 use super::codec::{put_str, RawHeader, RawSlot, SECTOR};
 use super::{Luks1, HEADER_SIZE, KEYSLOTS, MAX_SLOT, SLOT_DISABLED, SLOT_ENABLED, STRIPES};
+use crate::crypto::hash::HashAlg;
 use crate::crypto::CipherSpec;
 use crate::error::{Error, Result};
-use crate::luks::hash::HashAlg;
 use crate::luks::kdf::Kdf;
 use crate::luks::keyslot;
 use std::ops::Range;
@@ -138,7 +138,7 @@ impl Luks1 {
             ))
         })?;
         let s = self.slot(slot).expect("keyslot_area checked the slot");
-        let material = keyslot::seal(&self.pipeline(s, kdf), volume_key, passphrase)?;
+        let material = keyslot::seal(&self.pipeline(s, kdf)?, volume_key, passphrase)?;
         image[at].copy_from_slice(material.as_bytes());
         drop(material);
         let mut raw = self.raw.clone();

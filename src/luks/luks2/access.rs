@@ -2,9 +2,9 @@
 //! looked at in its error, and each refusal says whether the copy is damaged or unsupported.
 
 use super::metadata::{Reject, MAX_ID};
+use crate::crypto::hash::HashAlg;
 use crate::crypto::CipherSpec;
 use crate::error::Error;
-use crate::luks::hash::HashAlg;
 use base64ct::{Base64, Encoding};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

@@ -19,8 +19,8 @@
 //!
 //! The secondary copy starts at offset hdr_size.
 
+use crate::crypto::hash::HashAlg;
 use crate::error::{Error, Result};
-use crate::luks::hash::HashAlg;
 use crate::luks::ReadAt;
 
 /// Size of the binary part of a LUKS2 header.

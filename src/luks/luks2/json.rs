@@ -7,8 +7,8 @@
 //! newer version wrote (token contents, flags, requirements, unknown keys) survives a change.
 //! The text is written with object keys sorted, as `serde_json::Value` orders them.
 
+use crate::crypto::hash::HashAlg;
 use crate::error::{Error, Result};
-use crate::luks::hash::HashAlg;
 use crate::luks::kdf::Kdf;
 use base64ct::{Base64, Encoding};
 use serde::{Deserialize, Serialize};

@@ -8,9 +8,10 @@
 
 use super::access::{bad, cipher, numbered, object, R};
 use super::sections::{parse_config, parse_digest, parse_keyslot, parse_segment, parse_token};
+use crate::crypto::hash::HashAlg;
 use crate::error::{Error, Result};
-use crate::luks::hash::HashAlg;
 use crate::luks::kdf::Kdf;
+use crate::units::SectorSize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -128,7 +129,7 @@ pub struct CryptSegment {
     pub size: Option<u64>,
     pub iv_tweak: u64,
     pub encryption: String,
-    pub sector_size: u32,
+    pub sector_size: SectorSize,
     pub flags: Vec<String>,
 }
 

@@ -21,8 +21,10 @@ use self::binary::{BinaryHeader, Copy, NoCopy};
 use self::metadata::{CryptSegment, Metadata, Priority, Reject};
 use super::keyslot::{self, Keyslot};
 use super::{ReadAt, Segment};
+use crate::crypto::{CipherName, CipherSpec};
 use crate::error::{Error, Reason, Result};
 use crate::secret::VolumeKey;
+use crate::units::{Bytes, Sectors512};
 use serde_json::Value;
 
 /// A parsed and validated LUKS2 header (the copy chosen from the two on disk).
@@ -100,12 +102,12 @@ fn newer(p: Candidate, s: Candidate) -> Candidate {
 /// The data segment as the rest of luksfuse sees it.
 fn data_segment(s: &CryptSegment, key_size: usize) -> Segment {
     Segment {
-        offset: s.offset,
-        size: s.size,
-        cipher: s.encryption.clone(),
+        offset: Bytes(s.offset),
+        size: s.size.map(Bytes),
+        cipher: CipherName::new(s.encryption.clone()),
         key_size,
         sector_size: s.sector_size,
-        iv_tweak: s.iv_tweak,
+        iv_tweak: Sectors512(s.iv_tweak),
     }
 }
 
@@ -265,7 +267,7 @@ impl Luks2 {
             key_size: ks.key_size,
             stripes: ks.stripes,
             af_hash: ks.af_hash,
-            cipher: &ks.area.encryption,
+            cipher: CipherSpec::parse(&ks.area.encryption)?,
             cipher_key_size: ks.area.key_size,
             kdf: &ks.kdf,
         };

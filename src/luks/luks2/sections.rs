@@ -11,6 +11,7 @@ use super::metadata::{
     MAX_DIGEST_LEN, MAX_KEY_SIZE, MAX_STRIPES,
 };
 use crate::luks::kdf::{Argon2Variant, Kdf};
+use crate::units::{Bytes, SectorSize};
 use serde_json::{Map, Value};
 
 pub(super) fn parse_config(root: &Map<String, Value>, hdr_size: u64) -> R<Config> {
@@ -82,18 +83,18 @@ pub(super) fn parse_segment(root: &Map<String, Value>) -> R<CryptSegment> {
     let iv_tweak = u64_field(s, "iv_tweak", &what)?;
     let encryption = string(s, "encryption", &what)?.to_owned();
     let sector_size = int_u32(s, "sector_size", &what, 512, 4096)?;
-    if !sector_size.is_power_of_two() {
-        return Err(bad(format!(
+    let sector_size = SectorSize::try_from(sector_size).map_err(|_| {
+        bad(format!(
             "{what}: sector size {sector_size} is not a power of two"
-        )));
-    }
+        ))
+    })?;
     if offset % 512 != 0 {
         return Err(bad(format!(
             "{what}: offset {offset} is not a multiple of 512"
         )));
     }
     if let Some(n) = size {
-        if n % u64::from(sector_size) != 0 {
+        if !Bytes(n).is_multiple_of(sector_size) {
             return Err(bad(format!(
                 "{what}: size {n} is not a multiple of the sector size {sector_size}"
             )));

@@ -5,8 +5,8 @@ pub use super::binary::Identity;
 use super::binary::{self, Copy};
 use super::json::{self, JsonConfig, JsonKeyslot, JsonMetadata, NewKeyslot};
 use super::Luks2;
+use crate::crypto::hash::HashAlg;
 use crate::error::{Error, Result};
-use crate::luks::hash::HashAlg;
 use crate::luks::kdf::Kdf;
 use crate::luks::keyslot::{self, Keyslot};
 use serde_json::Map;
@@ -185,7 +185,7 @@ impl Luks2 {
             key_size,
             stripes: STRIPES,
             af_hash,
-            cipher,
+            cipher: self.segment.cipher.spec()?,
             cipher_key_size: key_size,
             kdf,
         };
