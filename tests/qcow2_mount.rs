@@ -262,6 +262,14 @@ fn backing_files_are_refused_unless_allowed() {
     );
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(r.stderr.contains("backing"), "{}", r.stderr);
+    // The library says which setting would allow it; the CLI names its option.
+    assert!(
+        r.stderr.contains(
+            "hint: allow it with --allow-backing, or flatten: qemu-img convert -O qcow2 IMAGE NEW.qcow2"
+        ),
+        "{}",
+        r.stderr
+    );
     assert!(!is_mounted(&mnt));
     let r = luksfuse(
         &[

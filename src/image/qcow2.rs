@@ -58,7 +58,7 @@
 pub mod guard;
 
 use super::Image;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result, Setting};
 use guard::{GuardedFile, Layout};
 use imago::qcow2::Qcow2;
 use imago::FormatAccess;
@@ -334,10 +334,9 @@ pub fn open_file(file: File, path: &Path, opts: &Qcow2Options) -> Result<Qcow2Im
         return Err(Error::format(format!(
             "qcow2 image has a backing file ({name}); refusing to follow it"
         ))
+        .because(Reason::NeedsSetting(Setting::AllowBacking))
         .in_file(path)
-        .with_hint(
-            "allow it with --allow-backing, or flatten: qemu-img convert -O qcow2 IMAGE NEW.qcow2",
-        ));
+        .with_hint("flatten: qemu-img convert -O qcow2 IMAGE NEW.qcow2"));
     }
 
     let guard = opts.writable.then(|| {

@@ -12,7 +12,7 @@ mod tty;
 
 use clap::Parser;
 use cli::{Cli, Command};
-use luksfuse::error::Result;
+use luksfuse::error::{Reason, Result};
 
 fn main() {
     // Nobody but root may read our memory (keys) or get a core dump of it.
@@ -52,13 +52,25 @@ fn main() {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("luksfuse: {}", e.display_with(cli::flag));
-            if let Some(h) = e.hint() {
+            if let Some(h) = hint(&e) {
                 eprintln!("hint: {h}");
             }
             e.exit_code()
         }
     };
     std::process::exit(code);
+}
+
+/// The error's hint; for something refused unless a setting is on, first the option that
+/// turns it on.
+fn hint(e: &luksfuse::Error) -> Option<String> {
+    match (e.reason(), e.hint()) {
+        (Reason::NeedsSetting(s), Some(h)) => {
+            Some(format!("allow it with {}, or {h}", cli::flag(s)))
+        }
+        (Reason::NeedsSetting(s), None) => Some(format!("allow it with {}", cli::flag(s))),
+        (_, h) => h.map(str::to_owned),
+    }
 }
 
 /// `mount -t fuse.luksfuse` (through fuse3's mount.fuse) runs `luksfuse SOURCE MOUNTPOINT -o
