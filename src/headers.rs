@@ -328,20 +328,7 @@ mod tests {
     use crate::secret::Secret;
 
     fn options() -> FormatOptions {
-        FormatOptions {
-            version: 2,
-            cipher: "aes-xts-plain64".into(),
-            key_bits: None,
-            kdf: KdfOptions {
-                pbkdf: Some("pbkdf2".into()),
-                force_iterations: Some(1000),
-                ..KdfOptions::default()
-            },
-            sector_size: 512,
-            offset_sectors: 0,
-            uuid: None,
-            label: None,
-        }
+        crate::testing::fast_options(2)
     }
 
     fn pass(p: &[u8]) -> Passphrase {

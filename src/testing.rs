@@ -69,3 +69,28 @@ impl Rng {
         }
     }
 }
+
+/// Options for a header of LUKS `version` that unlocks fast: PBKDF2 with 1000 iterations
+/// (cryptsetup's minimum), everything else cryptsetup's default.
+pub fn fast_options(version: u16) -> crate::luks::format::FormatOptions {
+    crate::luks::format::FormatOptions {
+        version,
+        kdf: crate::luks::format::KdfOptions {
+            pbkdf: Some("pbkdf2".into()),
+            force_iterations: Some(1000),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// A header made in memory from `options` (checked) with `passphrase` in keyslot 0, and its
+/// volume key (`key`, or a random one).
+pub fn header_image(
+    options: crate::luks::format::FormatOptions,
+    key: Option<crate::secret::VolumeKey>,
+    passphrase: &[u8],
+) -> (Vec<u8>, crate::secret::VolumeKey) {
+    let plan = options.check().expect("valid test format options");
+    crate::luks::format::build(&plan, key, passphrase).expect("test header")
+}

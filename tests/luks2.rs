@@ -88,10 +88,7 @@ fn fast_image() -> (Fixture, Vec<u8>) {
 }
 
 fn luks2(h: &Header) -> &luksfuse::luks::luks2::Luks2 {
-    match h {
-        Header::Luks2(l) => l,
-        Header::Luks1(_) => panic!("expected LUKS2"),
-    }
+    h.as_luks2().expect("expected LUKS2")
 }
 
 fn opens_with(img: &dyn luksfuse::luks::ReadAt, key: &[u8]) -> Header {

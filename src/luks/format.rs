@@ -249,17 +249,7 @@ pub fn build(
 mod tests {
     use super::*;
 
-    fn fast(version: u16) -> FormatOptions {
-        FormatOptions {
-            version,
-            kdf: KdfOptions {
-                pbkdf: Some("pbkdf2".into()),
-                force_iterations: Some(1000),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
+    use crate::testing::fast_options as fast;
 
     #[test]
     fn new_headers_unlock_with_their_passphrase_only() {

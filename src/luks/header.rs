@@ -240,29 +240,18 @@ impl Header {
 mod tests {
     use super::*;
     use crate::error::Kind;
-    use crate::luks::format::{build, FormatOptions, KdfOptions};
-
-    fn fast_kdf() -> KdfOptions {
-        KdfOptions {
-            pbkdf: Some("pbkdf2".into()),
-            force_iterations: Some(1000),
-            ..Default::default()
-        }
-    }
+    use crate::luks::format::FormatOptions;
+    use crate::testing;
 
     #[test]
     fn add_change_and_remove_keys_keep_the_volume_key() {
         for version in [1u16, 2] {
-            let plan = FormatOptions {
-                version,
+            let options = FormatOptions {
                 key_bits: Some(256),
-                kdf: fast_kdf(),
-                ..Default::default()
-            }
-            .check()
-            .unwrap();
-            let (mut image, vk) = build(&plan, None, b"one").unwrap();
-            let kdf = plan.kdf.make(32).unwrap();
+                ..testing::fast_options(version)
+            };
+            let kdf = options.clone().check().unwrap().kdf.make(32).unwrap();
+            let (mut image, vk) = testing::header_image(options, None, b"one");
             let h = Header::parse(&image).unwrap();
             let slot = h.free_slot().unwrap();
             assert_eq!(slot, 1);
@@ -294,15 +283,11 @@ mod tests {
     #[test]
     fn unlock_errors_say_why_as_values() {
         for version in [1u16, 2] {
-            let plan = FormatOptions {
-                version,
+            let options = FormatOptions {
                 key_bits: Some(256),
-                kdf: fast_kdf(),
-                ..Default::default()
-            }
-            .check()
-            .unwrap();
-            let (image, _) = build(&plan, None, b"one").unwrap();
+                ..testing::fast_options(version)
+            };
+            let (image, _) = testing::header_image(options, None, b"one");
             let h = Header::parse(&image).unwrap();
             let wrong = h.unlock(&image, b"two", None).unwrap_err();
             assert_eq!(

@@ -59,7 +59,8 @@ pub fn volume_key_text(header: &Header, path: &Path, key: &VolumeKey) -> Secret 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::luks::format::{build, FormatOptions, KdfOptions};
+    use crate::luks::format::FormatOptions;
+    use crate::testing;
 
     #[test]
     fn hex_lines_break_every_16_bytes() {
@@ -72,23 +73,15 @@ mod tests {
 
     #[test]
     fn volume_key_text_is_cryptsetups() {
-        let plan = FormatOptions {
-            version: 1,
+        let options = FormatOptions {
             key_bits: Some(256),
             offset_sectors: 4096,
             uuid: Some("0a1b2c3d-0000-4000-8000-00000000abcd".into()),
-            kdf: KdfOptions {
-                pbkdf: Some("pbkdf2".into()),
-                force_iterations: Some(1000),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .check()
-        .unwrap();
+            ..testing::fast_options(1)
+        };
         let key: Vec<u8> = (0..32).collect();
         let vk = VolumeKey(Secret::from_slice(&key));
-        let (image, _) = build(&plan, Some(vk), b"pw").unwrap();
+        let (image, _) = testing::header_image(options, Some(vk), b"pw");
         let h = Header::parse(&image).unwrap();
         let vk = VolumeKey(Secret::from_slice(&key));
         let text = volume_key_text(&h, Path::new("/tmp/h.img"), &vk);

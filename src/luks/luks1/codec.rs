@@ -283,22 +283,15 @@ fn validate_slots(raw: &RawHeader, hash: HashAlg, file_size: u64) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::luks::format::{build, FormatOptions, KdfOptions};
+    use crate::luks::format::FormatOptions;
+    use crate::testing;
 
     fn image() -> Vec<u8> {
-        let plan = FormatOptions {
-            version: 1,
+        let options = FormatOptions {
             key_bits: Some(256),
-            kdf: KdfOptions {
-                pbkdf: Some("pbkdf2".into()),
-                force_iterations: Some(1000),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .check()
-        .unwrap();
-        build(&plan, None, b"pw").unwrap().0
+            ..testing::fast_options(1)
+        };
+        testing::header_image(options, None, b"pw").0
     }
 
     fn head(image: &[u8]) -> [u8; HEADER_SIZE] {

@@ -249,24 +249,18 @@ impl Luks2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::luks::format::{build, FormatOptions, KdfOptions};
+    use crate::luks::format::FormatOptions;
     use crate::luks::luks2::metadata::{validate, Reject};
     use crate::luks::Header;
+    use crate::testing;
 
     fn image() -> Vec<u8> {
-        let plan = FormatOptions {
+        let options = FormatOptions {
             key_bits: Some(256),
             label: Some("round trip".into()),
-            kdf: KdfOptions {
-                pbkdf: Some("pbkdf2".into()),
-                force_iterations: Some(1000),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .check()
-        .unwrap();
-        build(&plan, None, b"pw").unwrap().0
+            ..testing::fast_options(2)
+        };
+        testing::header_image(options, None, b"pw").0
     }
 
     /// A header copy with its random salt and its checksum blanked.
