@@ -23,6 +23,16 @@ pub enum HashAlg {
 }
 
 impl HashAlg {
+    /// Every hash luksfuse implements, in the order `--help` lists them.
+    pub const ALL: [HashAlg; 6] = [
+        HashAlg::Sha1,
+        HashAlg::Sha224,
+        HashAlg::Sha256,
+        HashAlg::Sha384,
+        HashAlg::Sha512,
+        HashAlg::Ripemd160,
+    ];
+
     /// Parses a cryptsetup/kernel hash name (case-insensitive, as cryptsetup accepts).
     pub fn from_name(name: &str) -> Result<Self> {
         Ok(match name.to_ascii_lowercase().as_str() {

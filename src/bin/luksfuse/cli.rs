@@ -2,6 +2,7 @@
 //! page and completions). Option names follow cryptsetup's where it has one.
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use luksfuse::crypto::hash::HashAlg;
 use luksfuse::error::Setting;
 use std::path::PathBuf;
 
@@ -50,15 +51,19 @@ pub enum Pbkdf {
     Pbkdf2,
 }
 
-/// `-h/--hash`: the hashes the library knows (any case, as cryptsetup).
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hash {
-    Sha1,
-    Sha224,
-    Sha256,
-    Sha384,
-    Sha512,
-    Ripemd160,
+/// `-h/--hash`: one of the hashes the library implements ([`HashAlg::ALL`], by their
+/// cryptsetup names; any case, as cryptsetup), so a hash added there is an option here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hash(pub HashAlg);
+
+impl ValueEnum for Hash {
+    fn value_variants<'a>() -> &'a [Self] {
+        static ALL: std::sync::OnceLock<Vec<Hash>> = std::sync::OnceLock::new();
+        ALL.get_or_init(|| HashAlg::ALL.into_iter().map(Hash).collect())
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()))
+    }
 }
 
 /// `mount --payload-format`.
@@ -479,7 +484,7 @@ mod tests {
         let Command::Format(f) = cli.command else {
             panic!("not format")
         };
-        assert_eq!(f.kdf.hash, Some(Hash::Sha512));
+        assert_eq!(f.kdf.hash, Some(Hash(HashAlg::Sha512)));
         assert_eq!(f.kind, LuksType::Luks2);
     }
 }
