@@ -11,10 +11,14 @@
 //! 4. `image`: access to the payload file (raw with QEMU-compatible locks, or qcow2);
 //! 5. `volume`: the decrypted, byte-addressed view of a payload segment;
 //! 6. `fuse`: the FUSE adapter serving volumes as files, and the mount session;
-//! 7. `passphrase` (key sources), `headers` (header-file commands), `status` (the records of
-//!    live mounts) and `mount` (unlock, open, mount, daemonize, serve);
+//! 7. `passphrase` (key files), `headers` (changing a header file: new header, keyslots),
+//!    `status` (the records of live mounts) and `mount` (open, mount, daemonize, serve);
 //! 8. `process`: the process-wide set-up a program on top needs (non-dumpable, logger,
-//!    terminal test, its ids); then the binary (`main.rs`, `cli`, `helper`).
+//!    terminal test, its ids, terminal echo); then the binary (`src/bin/luksfuse/`), the only
+//!    code that talks to the user: prompts, confirmations, progress and option names.
+//!
+//! Errors are [`Error`] values: a [`Kind`] (exit code, errno), a [`error::Reason`] and where
+//! (file, keyslot, header copy, offset); code matches on those, never on a message.
 //!
 //! `unsafe` is denied crate-wide; only `sys`, `crypto::xts_avx512` (AVX-512 intrinsics behind
 //! run-time CPU detection) and `image::qcow2::guard` (imago's unsafe storage trait) allow it,

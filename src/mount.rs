@@ -48,10 +48,11 @@ pub struct MountConfig {
 ///   `umount`) or a SIGTERM/SIGINT/SIGHUP unmounted it, all writes being flushed and the
 ///   payload `fdatasync`ed.
 /// * Background (the default): forks; the child detaches (setsid, stdio on /dev/null, messages
-///   to syslog, see [`crate::syslog`]) and serves. In the parent, `run` returns `Ok(())` only
-///   once the mount is live and the file is visible, or the child's error with its exit code,
-///   so `luksfuse mount … && losetup …` is safe. The child never returns: it exits 0 after
-///   unmounting, or with the error's exit code.
+///   to syslog through the crate-private `syslog` logger) and serves. In the parent, `run`
+///   returns `Ok(())` only once the mount is live and the file is visible, or the child's
+///   error (the same value: kind, reason, file, hint), so `luksfuse mount … && losetup …` is
+///   safe. The child never returns: it exits 0 after unmounting, or with the error's exit
+///   code.
 ///
 /// Prints nothing itself; errors are returned (`Busy` for a locked payload or a mountpoint
 /// already in use, `Device` for I/O errors or a payload too small for the segment).
