@@ -121,7 +121,7 @@ fn luks1_cases() -> Vec<(&'static str, Mutation, Expect)> {
         ),
         (
             "luks1_unknown_cipher_refused_at_unlock",
-            |b| put_str(b, 8, 32, "twofish"),
+            |b| put_str(b, 8, 32, "camellia"),
             Fails(4, "unsupported cipher"),
         ),
         (
@@ -503,7 +503,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
             "luks2_unknown_cipher",
             |b| {
                 rewrite_json(b, &|j| {
-                    j["segments"]["0"]["encryption"] = json!("serpent-xts-plain64")
+                    j["segments"]["0"]["encryption"] = json!("camellia-xts-plain64")
                 })
             },
             Refused(4, "unsupported cipher"),

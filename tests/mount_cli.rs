@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -282,27 +281,6 @@ fn random_multithreaded_workload_matches_a_model() {
         "remount differs from model"
     );
     m.unmount();
-}
-
-/// Writes at unaligned offsets through the mounted file and into the model alike.
-fn unaligned_writes_through(file: &Path, model: &mut [u8], seed: u64) {
-    let f = std::fs::File::options().write(true).open(file).unwrap();
-    let size = model.len() as u64;
-    for (i, (off, len)) in [
-        (1u64, 3u64),
-        (4091, 10),
-        (3 * 4096 + 17, 5 * 4096 + 100),
-        (500_001, 70_000),
-        (size - 7, 7),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let data = noise(len as usize, seed + i as u64);
-        f.write_all_at(&data, off).unwrap();
-        model[off as usize..(off + len) as usize].copy_from_slice(&data);
-    }
-    f.sync_all().unwrap();
 }
 
 #[test]

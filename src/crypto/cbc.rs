@@ -1,28 +1,29 @@
-//! AES-CBC per sector, with the `plain`, `plain64` and `essiv:HASH` IV generators of dm-crypt.
+//! CBC per sector, with the `plain`, `plain64` and `essiv:HASH` IV generators of dm-crypt.
 //! Used by old LUKS1 volumes (`aes-cbc-essiv:sha256`).
 
-use super::{AnyAes, IvGen};
+use super::{Alg, AnyBlock, IvGen};
 use crate::error::Result;
 use crate::secret::Secret;
 
 pub(super) struct Cbc {
-    aes: AnyAes,
-    /// For ESSIV: AES keyed with HASH(volume key), which encrypts the plain64 IV.
-    essiv: Option<AnyAes>,
+    block: AnyBlock,
+    /// For ESSIV: the same cipher keyed with HASH(volume key), which encrypts the plain64 IV
+    /// (as dm-crypt and QEMU do: the ESSIV cipher is the data cipher).
+    essiv: Option<AnyBlock>,
 }
 
 impl Cbc {
-    pub(super) fn new(key: &[u8], iv: IvGen) -> Result<Self> {
+    pub(super) fn new(alg: Alg, key: &[u8], iv: IvGen) -> Result<Self> {
         let essiv = match iv {
             IvGen::Essiv(hash) => {
                 let mut salt = Secret::zeroed(hash.len());
                 hash.hash_into(&[key], salt.as_mut_bytes());
-                Some(AnyAes::new(salt.as_bytes())?)
+                Some(AnyBlock::new(alg, salt.as_bytes())?)
             }
             _ => None,
         };
         Ok(Cbc {
-            aes: AnyAes::new(key)?,
+            block: AnyBlock::new(alg, key)?,
             essiv,
         })
     }
@@ -41,7 +42,7 @@ impl Cbc {
             for (b, p) in block.iter_mut().zip(prev.iter()) {
                 *b ^= p;
             }
-            self.aes.encrypt_blocks(block);
+            self.block.encrypt_blocks(block);
             prev.copy_from_slice(block);
         }
     }
@@ -53,7 +54,7 @@ impl Cbc {
         let mut prev_block = iv;
         let mut saved = [0u8; 16];
         let ciphertext: Vec<u8> = sector.to_vec();
-        self.aes.decrypt_blocks(sector);
+        self.block.decrypt_blocks(sector);
         for (i, block) in sector.chunks_exact_mut(16).enumerate() {
             saved.copy_from_slice(&ciphertext[i * 16..i * 16 + 16]);
             for (b, p) in block.iter_mut().zip(prev_block.iter()) {

@@ -1,6 +1,6 @@
-//! The sector ciphers LUKS uses for payloads and keyslot areas: AES in XTS or CBC mode, with
-//! dm-crypt's IV generators (`plain`, `plain64`, `essiv:HASH`). Only this module touches the
-//! cipher crates. Every sector is encrypted independently; the IV of a sector is a number the
+//! The sector ciphers LUKS uses for payloads and keyslot areas: AES, Serpent or Twofish in XTS
+//! or CBC mode, with dm-crypt's IV generators (`plain`, `plain64`, `essiv:HASH`). Only this
+//! module touches the cipher crates. Every sector is encrypted independently; the IV of a sector is a number the
 //! caller computes (dm-crypt and QEMU count it in 512-byte units from the segment start).
 
 use crate::error::{Error, Result};
@@ -8,7 +8,9 @@ use crate::units::{Iv, IvStep, SectorSize};
 use aes::{Aes128, Aes192, Aes256};
 use cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use hash::HashAlg;
+use serpent::Serpent;
 use std::fmt;
+use twofish::Twofish;
 
 mod cbc;
 pub mod hash;
@@ -20,6 +22,31 @@ mod xts_avx512;
 /// Environment variable that overrides the choice of XTS implementation (read once per
 /// process): `portable` forces the portable path, `avx512` requires the vector path.
 pub const XTS_IMPL_ENV: &str = "LUKSFUSE_XTS_IMPL";
+
+/// The block cipher (all have 16-byte blocks and take 128-, 192- and 256-bit keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alg {
+    Aes,
+    Serpent,
+    Twofish,
+}
+
+impl Alg {
+    /// The name dm-crypt, cryptsetup and QEMU use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::Aes => "aes",
+            Alg::Serpent => "serpent",
+            Alg::Twofish => "twofish",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Alg> {
+        [Alg::Aes, Alg::Serpent, Alg::Twofish]
+            .into_iter()
+            .find(|a| a.name() == name)
+    }
+}
 
 /// Block cipher chaining mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,13 +70,14 @@ pub enum IvGen {
 /// `cipher_name` + `-` + `cipher_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CipherSpec {
+    pub alg: Alg,
     pub mode: Mode,
     pub iv: IvGen,
 }
 
 impl CipherSpec {
-    /// Parses `cipher-mode-iv`. Only AES is supported; `cipher_null`, ECB and anything unknown
-    /// is refused with a message naming it (never guessed).
+    /// Parses `cipher-mode-iv` (cipher: aes, serpent or twofish); `cipher_null`, ECB and
+    /// anything unknown is refused with a message naming it (never guessed).
     pub fn parse(spec: &str) -> Result<Self> {
         let unsupported = || Error::format(format!("unsupported cipher '{spec}'"));
         let lower = spec.to_ascii_lowercase();
@@ -60,9 +88,7 @@ impl CipherSpec {
         }
         let mut parts = lower.splitn(3, '-');
         let (cipher, mode, iv) = (parts.next(), parts.next(), parts.next());
-        if cipher != Some("aes") {
-            return Err(unsupported());
-        }
+        let alg = cipher.and_then(Alg::from_name).ok_or_else(unsupported)?;
         let mode = match mode {
             Some("xts") => Mode::Xts,
             Some("cbc") => Mode::Cbc,
@@ -76,7 +102,7 @@ impl CipherSpec {
             }
             _ => return Err(unsupported()),
         };
-        Ok(CipherSpec { mode, iv })
+        Ok(CipherSpec { alg, mode, iv })
     }
 
     /// Checks that `bytes` is a valid key length for this spec.
@@ -102,10 +128,11 @@ impl fmt::Display for CipherSpec {
             Mode::Xts => "xts",
             Mode::Cbc => "cbc",
         };
+        let alg = self.alg.name();
         match self.iv {
-            IvGen::Plain => write!(f, "aes-{mode}-plain"),
-            IvGen::Plain64 => write!(f, "aes-{mode}-plain64"),
-            IvGen::Essiv(h) => write!(f, "aes-{mode}-essiv:{}", h.name()),
+            IvGen::Plain => write!(f, "{alg}-{mode}-plain"),
+            IvGen::Plain64 => write!(f, "{alg}-{mode}-plain64"),
+            IvGen::Essiv(h) => write!(f, "{alg}-{mode}-essiv:{}", h.name()),
         }
     }
 }
@@ -149,33 +176,45 @@ impl fmt::Display for CipherName {
     }
 }
 
-/// AES of any key size, chosen at run time.
-pub(crate) enum AnyAes {
+/// A keyed 16-byte block cipher of any supported algorithm and key size, chosen at run time.
+pub(crate) enum AnyBlock {
     A128(Box<Aes128>),
     A192(Box<Aes192>),
     A256(Box<Aes256>),
+    Serpent(Box<Serpent>),
+    Twofish(Box<Twofish>),
 }
 
-/// Calls `$body` with `$c` bound to the concrete AES type inside an [`AnyAes`].
-#[allow(unused_macros)]
-macro_rules! with_aes {
+/// Calls `$body` with `$c` bound to the concrete cipher inside an [`AnyBlock`].
+macro_rules! with_block {
     ($any:expr, $c:ident => $body:expr) => {
         match $any {
-            $crate::crypto::AnyAes::A128($c) => $body,
-            $crate::crypto::AnyAes::A192($c) => $body,
-            $crate::crypto::AnyAes::A256($c) => $body,
+            $crate::crypto::AnyBlock::A128($c) => $body,
+            $crate::crypto::AnyBlock::A192($c) => $body,
+            $crate::crypto::AnyBlock::A256($c) => $body,
+            $crate::crypto::AnyBlock::Serpent($c) => $body,
+            $crate::crypto::AnyBlock::Twofish($c) => $body,
         }
     };
 }
 
-impl AnyAes {
-    pub(crate) fn new(key: &[u8]) -> Result<Self> {
-        let bad = |_| Error::format("invalid AES key length");
-        Ok(match key.len() {
-            16 => AnyAes::A128(Box::new(Aes128::new_from_slice(key).map_err(bad)?)),
-            24 => AnyAes::A192(Box::new(Aes192::new_from_slice(key).map_err(bad)?)),
-            32 => AnyAes::A256(Box::new(Aes256::new_from_slice(key).map_err(bad)?)),
-            n => return Err(Error::format(format!("invalid AES key length {n}"))),
+impl AnyBlock {
+    /// `alg` keyed with `key` (16, 24 or 32 bytes).
+    pub(crate) fn new(alg: Alg, key: &[u8]) -> Result<Self> {
+        let bad = |_| Error::format(format!("invalid {} key length {}", alg.name(), key.len()));
+        if !matches!(key.len(), 16 | 24 | 32) {
+            return Err(bad(cipher::InvalidLength));
+        }
+        Ok(match (alg, key.len()) {
+            (Alg::Aes, 16) => AnyBlock::A128(Box::new(Aes128::new_from_slice(key).map_err(bad)?)),
+            (Alg::Aes, 24) => AnyBlock::A192(Box::new(Aes192::new_from_slice(key).map_err(bad)?)),
+            (Alg::Aes, _) => AnyBlock::A256(Box::new(Aes256::new_from_slice(key).map_err(bad)?)),
+            (Alg::Serpent, _) => {
+                AnyBlock::Serpent(Box::new(Serpent::new_from_slice(key).map_err(bad)?))
+            }
+            (Alg::Twofish, _) => {
+                AnyBlock::Twofish(Box::new(Twofish::new_from_slice(key).map_err(bad)?))
+            }
         })
     }
 
@@ -183,13 +222,13 @@ impl AnyAes {
     pub(crate) fn encrypt_blocks(&self, buf: &mut [u8]) {
         let (blocks, rest) = aes::Block::slice_as_chunks_mut(buf);
         debug_assert!(rest.is_empty());
-        with_aes!(self, c => c.encrypt_blocks(blocks))
+        with_block!(self, c => c.encrypt_blocks(blocks))
     }
 
     pub(crate) fn decrypt_blocks(&self, buf: &mut [u8]) {
         let (blocks, rest) = aes::Block::slice_as_chunks_mut(buf);
         debug_assert!(rest.is_empty());
-        with_aes!(self, c => c.decrypt_blocks(blocks))
+        with_block!(self, c => c.decrypt_blocks(blocks))
     }
 }
 
@@ -269,13 +308,14 @@ impl SectorCipher {
     /// CPU has it and the key size suits it, else the portable one; [`XTS_IMPL_ENV`] overrides.
     pub fn new(spec: &CipherSpec, key: &[u8]) -> Result<Self> {
         if let Some(imp) = XtsImpl::from_env() {
-            if spec.mode == Mode::Xts && (imp == XtsImpl::Portable || key.len() != 48) {
+            let aes_xts = spec.mode == Mode::Xts && spec.alg == Alg::Aes;
+            if aes_xts && (imp == XtsImpl::Portable || key.len() != 48) {
                 return Self::with_impl(spec, key, imp);
             }
         }
         spec.check_key_size(key.len())?;
         #[cfg(target_arch = "x86_64")]
-        if spec.mode == Mode::Xts {
+        if spec.mode == Mode::Xts && spec.alg == Alg::Aes {
             if let Some(v) = xts_avx512::XtsAvx512::new(key) {
                 log::debug!("{spec}: using the avx512 XTS implementation");
                 return Ok(SectorCipher {
@@ -285,8 +325,8 @@ impl SectorCipher {
             }
         }
         let engine = match spec.mode {
-            Mode::Xts => Engine::Xts(xts::Xts::new(key)?),
-            Mode::Cbc => Engine::Cbc(cbc::Cbc::new(key, spec.iv)?),
+            Mode::Xts => Engine::Xts(xts::Xts::new(spec.alg, key)?),
+            Mode::Cbc => Engine::Cbc(cbc::Cbc::new(spec.alg, key, spec.iv)?),
         };
         Ok(SectorCipher {
             spec: *spec,
@@ -301,8 +341,14 @@ impl SectorCipher {
         if spec.mode != Mode::Xts {
             return Err(Error::format(format!("{spec} is not an XTS cipher")));
         }
+        if imp == XtsImpl::Avx512 && spec.alg != Alg::Aes {
+            return Err(Error::format(format!(
+                "the avx512 XTS implementation is for AES, not {}",
+                spec.alg.name()
+            )));
+        }
         let engine = match imp {
-            XtsImpl::Portable => Engine::Xts(xts::Xts::new(key)?),
+            XtsImpl::Portable => Engine::Xts(xts::Xts::new(spec.alg, key)?),
             #[cfg(target_arch = "x86_64")]
             XtsImpl::Avx512 => {
                 Engine::XtsAvx512(xts_avx512::XtsAvx512::new(key).ok_or_else(|| {

@@ -1,15 +1,15 @@
-//! XTS-AES (IEEE 1619) over whole sectors, batched: the tweaks of a sector are computed first,
+//! XTS (IEEE 1619) over whole sectors, batched: the tweaks of a sector are computed first,
 //! then all its blocks go through AES in one multi-block call (AES-NI/VAES pipelines them).
 
-use super::AnyAes;
+use super::{Alg, AnyBlock};
 use crate::error::Result;
 
 /// Bytes processed per batch: several sectors per multi-block AES call.
 const CHUNK: usize = 16 * 1024;
 
 pub(super) struct Xts {
-    data: AnyAes,
-    tweak: AnyAes,
+    data: AnyBlock,
+    tweak: AnyBlock,
 }
 
 /// Multiplies the tweak by x in GF(2^128) (little-endian convention of IEEE 1619).
@@ -19,11 +19,11 @@ fn mul_x(t: u128) -> u128 {
 }
 
 impl Xts {
-    pub(super) fn new(key: &[u8]) -> Result<Self> {
+    pub(super) fn new(alg: Alg, key: &[u8]) -> Result<Self> {
         let (k1, k2) = key.split_at(key.len() / 2);
         Ok(Xts {
-            data: AnyAes::new(k1)?,
-            tweak: AnyAes::new(k2)?,
+            data: AnyBlock::new(alg, k1)?,
+            tweak: AnyBlock::new(alg, k2)?,
         })
     }
 

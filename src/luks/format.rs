@@ -268,7 +268,7 @@ mod tests {
     fn wrong_parameters_are_usage_errors() {
         let bad = [
             FormatOptions {
-                cipher: "twofish-xts-plain64".into(),
+                cipher: "camellia-xts-plain64".into(),
                 ..fast(2)
             },
             FormatOptions {

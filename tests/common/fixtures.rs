@@ -5,6 +5,7 @@ use super::peers::parse_mk_dump;
 use super::proc::forking;
 use super::s;
 use sha2::Digest as _;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -150,4 +151,25 @@ pub fn fast_kdf(kdf: &str) -> Vec<&'static str> {
 /// SHA-256 of a whole file (to show that a refused operation changed no byte).
 pub fn sha256_file(path: &Path) -> Vec<u8> {
     sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}
+
+/// Writes at unaligned offsets through the mounted file and into the model alike.
+pub fn unaligned_writes_through(file: &Path, model: &mut [u8], seed: u64) {
+    let f = std::fs::File::options().write(true).open(file).unwrap();
+    let size = model.len() as u64;
+    for (i, (off, len)) in [
+        (1u64, 3u64),
+        (4091, 10),
+        (3 * 4096 + 17, 5 * 4096 + 100),
+        (500_001, 70_000),
+        (size - 7, 7),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = super::rng::noise(len as usize, seed + i as u64);
+        f.write_all_at(&data, off).unwrap();
+        model[off as usize..(off + len) as usize].copy_from_slice(&data);
+    }
+    f.sync_all().unwrap();
 }
