@@ -43,7 +43,7 @@ fn serpent_and_twofish_luks1_from_qemu_through_the_mount_both_ways() {
         let mut f = Fixture::new();
         f.header = f.path("qemu.luks");
         f.payload = f.header.clone();
-        let secret = format!("secret,id=s,file={}", s(&f.keyfile));
+        let secret = qemu_secret(&f);
         let mut opts = format!(
             "key-secret=s,cipher-alg={alg},cipher-mode={mode},ivgen-alg={ivgen},hash-alg={hash},iter-time=10"
         );
@@ -72,42 +72,7 @@ fn serpent_and_twofish_luks1_from_qemu_through_the_mount_both_ways() {
             dump.stdout
         );
         let image_opts = format!("driver=luks,key-secret=s,file.filename={}", s(&f.header));
-        let plain = f.path("plain.bin");
-        let mut model = noise(4 << 20, 149);
-        write_file(&plain, &model);
-        run_ok(Command::new("qemu-img").args([
-            "convert",
-            "-n",
-            "-f",
-            "raw",
-            "--object",
-            &secret,
-            s(&plain),
-            "--target-image-opts",
-            &image_opts,
-        ]));
-        let m = Mounted::new(&f, &["--name", "p"], "p");
-        assert!(
-            std::fs::read(m.mnt.join("p")).unwrap() == model,
-            "{spec}: the mount reads what QEMU wrote"
-        );
-        unaligned_writes_through(&m.mnt.join("p"), &mut model, 5);
-        m.unmount();
-        let out = f.path("out.bin");
-        run_ok(Command::new("qemu-img").args([
-            "convert",
-            "--object",
-            &secret,
-            "-O",
-            "raw",
-            "--image-opts",
-            &image_opts,
-            s(&out),
-        ]));
-        assert!(
-            std::fs::read(&out).unwrap() == model,
-            "{spec}: QEMU reads what the mount wrote"
-        );
+        let model = qemu_round_trip(&f, &["--name", "p"], &image_opts, 4 << 20, 149, spec);
         luks2_with_the_same_key_reads_it(&mut f, spec, &dump.stdout, &model);
     }
 }
@@ -134,30 +99,25 @@ fn luks2_with_the_same_key_reads_it(f: &mut Fixture, spec: &str, dump: &str, mod
         .expect("payload offset in the dump");
     let bits = (vk.len() * 8).to_string();
     let luks2 = f.path("luks2.img");
-    let r = luksfuse(
-        &[
-            "format",
-            "-q",
-            "--type",
-            "luks2",
-            "-c",
-            spec,
-            "-s",
-            &bits,
-            "--offset",
-            offset,
-            "--volume-key-file",
-            s(&vk_file),
-            "--pbkdf",
-            "pbkdf2",
-            "--pbkdf-force-iterations",
-            "1000",
-            "-d",
-            s(&f.keyfile),
-            s(&luks2),
-        ],
-        b"",
-    );
+    let mut args = vec![
+        "format",
+        "-q",
+        "--type",
+        "luks2",
+        "-c",
+        spec,
+        "-s",
+        &bits,
+        "--offset",
+        offset,
+        "--volume-key-file",
+        s(&vk_file),
+        "-d",
+        s(&f.keyfile),
+        s(&luks2),
+    ];
+    args.extend(fast_kdf("pbkdf2"));
+    let r = luksfuse(&args, b"");
     assert_eq!(r.code, 0, "{spec}: {}", r.stderr);
     f.header = luks2;
     let m = Mounted::new(f, &["--name", "p"], "p");

@@ -8,10 +8,6 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
-fn secret(f: &Fixture) -> String {
-    format!("secret,id=s,file={}", s(&f.keyfile))
-}
-
 /// QEMU's image options for `payload` (raw or qcow2) under the fixture's header.
 fn opts(f: &Fixture, payload: &Path) -> String {
     let driver = if payload.extension().is_some_and(|e| e == "qcow2") {
@@ -26,37 +22,6 @@ fn opts(f: &Fixture, payload: &Path) -> String {
     )
 }
 
-fn qemu_write_plain(f: &Fixture, payload: &Path, plain: &[u8]) {
-    let src = f.path("src.bin");
-    write_file(&src, plain);
-    run_ok(Command::new("qemu-img").args([
-        "convert",
-        "-n",
-        "-f",
-        "raw",
-        "--object",
-        &secret(f),
-        s(&src),
-        "--target-image-opts",
-        &opts(f, payload),
-    ]));
-}
-
-fn qemu_read_plain(f: &Fixture, payload: &Path) -> Vec<u8> {
-    let out = f.path("out.bin");
-    run_ok(Command::new("qemu-img").args([
-        "convert",
-        "--object",
-        &secret(f),
-        "--image-opts",
-        &opts(f, payload),
-        "-O",
-        "raw",
-        s(&out),
-    ]));
-    std::fs::read(out).unwrap()
-}
-
 #[test]
 fn one_header_several_payloads_together_and_from_two_processes() {
     let f = luks_format(&["--type", "luks1", "--pbkdf-force-iterations", "1000"]);
@@ -69,8 +34,8 @@ fn one_header_several_payloads_together_and_from_two_processes() {
     let p3 = f.path("third.qcow2");
     run_ok(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2", s(&p3), "16M"]));
     let (d1, d3) = (noise(16 << 20, 1), noise(16 << 20, 3));
-    qemu_write_plain(&f, &p1, &d1);
-    qemu_write_plain(&f, &p3, &d3);
+    qemu_write_plain(&f, &opts(&f, &p1), &d1);
+    qemu_write_plain(&f, &opts(&f, &p3), &d3);
 
     // Two payloads in one mount: two files.
     let mnt = f.path("mnt");
@@ -105,7 +70,7 @@ fn one_header_several_payloads_together_and_from_two_processes() {
     let out = Command::new("qemu-io")
         .args([
             "--object",
-            &secret(&f),
+            &qemu_secret(&f),
             "--image-opts",
             &opts(&f, &p1),
             "-c",
@@ -157,10 +122,10 @@ fn one_header_several_payloads_together_and_from_two_processes() {
         );
     }
     assert!(
-        qemu_read_plain(&f, &p2) == d2,
+        qemu_read_plain(&f, &opts(&f, &p2)) == d2,
         "QEMU reads what the second process wrote"
     );
-    assert!(qemu_read_plain(&f, &p1) == d1);
+    assert!(qemu_read_plain(&f, &opts(&f, &p1)) == d1);
 }
 
 #[test]

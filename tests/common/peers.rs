@@ -1,8 +1,10 @@
 //! What the real peers say: cryptsetup's volume key and data segment for a header, luksfuse's
 //! own dump of the volume key, and QEMU's locks on a file.
 
-use super::mounts::SETTLE;
+use super::fixtures::{unaligned_writes_through, write_file, Fixture};
+use super::mounts::{Mounted, SETTLE};
 use super::proc::{forking, luksfuse, run_ok};
+use super::rng::noise;
 use luksfuse::crypto::CipherName;
 use luksfuse::units::{Bytes, SectorSize, Sectors512};
 use std::path::Path;
@@ -145,4 +147,70 @@ pub fn wait_qemu_locks(file: &Path) {
         };
         last = now;
     }
+}
+
+/// `--object` for QEMU: the secret `s` from the fixture's key file.
+pub fn qemu_secret(f: &Fixture) -> String {
+    format!("secret,id=s,file={}", super::s(&f.keyfile))
+}
+
+/// QEMU writes `plain` from offset 0 through the image `image_opts` describes.
+pub fn qemu_write_plain(f: &Fixture, image_opts: &str, plain: &[u8]) {
+    let src = f.path("src.bin");
+    write_file(&src, plain);
+    run_ok(Command::new("qemu-img").args([
+        "convert",
+        "-n",
+        "-f",
+        "raw",
+        "--object",
+        &qemu_secret(f),
+        super::s(&src),
+        "--target-image-opts",
+        image_opts,
+    ]));
+}
+
+/// What QEMU reads through the image `image_opts` describes, all of it.
+pub fn qemu_read_plain(f: &Fixture, image_opts: &str) -> Vec<u8> {
+    let out = f.path("out.bin");
+    run_ok(Command::new("qemu-img").args([
+        "convert",
+        "--object",
+        &qemu_secret(f),
+        "--image-opts",
+        image_opts,
+        "-O",
+        "raw",
+        super::s(&out),
+    ]));
+    std::fs::read(out).unwrap()
+}
+
+/// Data both ways between QEMU's `luks` driver (opened with `image_opts`, the key in
+/// `f.keyfile`) and a luksfuse mount of `f` (file `p`, `mount_extra` options): QEMU writes
+/// `len` bytes of noise from `seed`; the mount must read exactly them; unaligned writes go
+/// through the mount; QEMU must then read them. Returns the plaintext as it ends up.
+pub fn qemu_round_trip(
+    f: &Fixture,
+    mount_extra: &[&str],
+    image_opts: &str,
+    len: usize,
+    seed: u64,
+    what: &str,
+) -> Vec<u8> {
+    let mut model = noise(len, seed);
+    qemu_write_plain(f, image_opts, &model);
+    let m = Mounted::new(f, mount_extra, "p");
+    assert!(
+        std::fs::read(m.mnt.join("p")).unwrap() == model,
+        "{what}: the mount reads what QEMU wrote"
+    );
+    unaligned_writes_through(&m.mnt.join("p"), &mut model, 5);
+    m.unmount();
+    assert!(
+        qemu_read_plain(f, image_opts) == model,
+        "{what}: QEMU reads what the mount wrote"
+    );
+    model
 }
