@@ -18,6 +18,7 @@ use crate::crypto::{CipherSpec, SectorCipher};
 use crate::error::{Error, Result};
 use crate::secret::{Secret, VolumeKey};
 use crate::units::{Iv, IvStep, SectorSize};
+use std::ops::Range;
 
 /// Keyslot areas are encrypted in 512-byte sectors whatever the data segment uses.
 pub const AREA_SECTOR: usize = 512;
@@ -141,6 +142,25 @@ pub fn seal(ks: &Keyslot<'_>, volume_key: &[u8], passphrase: &[u8]) -> Result<Se
         IvStep::ONE,
     );
     Ok(material)
+}
+
+/// `range` of `image` (a whole header file) as indices, if it lies inside it.
+pub(crate) fn within(image: &[u8], range: &Range<u64>) -> Option<Range<usize>> {
+    let (a, b) = (
+        usize::try_from(range.start).ok()?,
+        usize::try_from(range.end).ok()?,
+    );
+    (a <= b && b <= image.len()).then_some(a..b)
+}
+
+/// Overwrites the key material area `range` of `image` with random bytes (the part of it
+/// inside the image), as removing a keyslot does in either version.
+pub(crate) fn wipe_area(image: &mut [u8], range: &Range<u64>) -> Result<()> {
+    let end = range.end.min(image.len() as u64);
+    if let Some(r) = within(image, &(range.start..end)) {
+        crate::secret::fill_random(&mut image[r])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -94,15 +94,6 @@ pub fn new_image(
     Ok(image)
 }
 
-/// `range` of `image` as indices, if it lies inside it.
-fn within(image: &[u8], range: &Range<u64>) -> Option<Range<usize>> {
-    let (a, b) = (
-        usize::try_from(range.start).ok()?,
-        usize::try_from(range.end).ok()?,
-    );
-    (a <= b && b <= image.len()).then_some(a..b)
-}
-
 impl Luks1 {
     /// Stores `volume_key` in keyslot `slot` of `image` (the whole header file) under the key
     /// `kdf` derives from `passphrase`; `kdf` must be PBKDF2 with the header's hash. Whatever
@@ -132,7 +123,7 @@ impl Luks1 {
             return Err(Error::usage("not this volume's key"));
         }
         let range = self.keyslot_area(slot)?;
-        let at = within(image, &range).ok_or_else(|| {
+        let at = keyslot::within(image, &range).ok_or_else(|| {
             Error::format(format!(
                 "keyslot {slot}: key material area ends past the end of the header file"
             ))
@@ -156,10 +147,7 @@ impl Luks1 {
     /// of the material, for wiping other copies of the file.
     pub fn wipe_keyslot(&self, image: &mut [u8], slot: u32) -> Result<Range<u64>> {
         let range = self.keyslot_area(slot)?;
-        let end = range.end.min(image.len() as u64);
-        if let Some(r) = within(image, &(range.start..end)) {
-            crate::secret::fill_random(&mut image[r])?;
-        }
+        keyslot::wipe_area(image, &range)?;
         let mut raw = self.raw.clone();
         let s = &mut raw.slots[slot_index(slot)?];
         s.active = SLOT_DISABLED;

@@ -23,15 +23,6 @@ pub const AREA_ALIGN: u64 = 4096;
 /// The AF stripes every LUKS2 keyslot gets.
 pub const STRIPES: u32 = 4000;
 
-/// `range` of `image` as indices, if it lies inside it.
-fn within(image: &[u8], range: &Range<u64>) -> Option<Range<usize>> {
-    let (a, b) = (
-        usize::try_from(range.start).ok()?,
-        usize::try_from(range.end).ok()?,
-    );
-    (a <= b && b <= image.len()).then_some(a..b)
-}
-
 /// Writes both header copies (binary header, JSON padded with zeros, sha256 checksum) of
 /// `hdr_size` bytes each into the start of `image`, with sequence id `seqid`.
 pub fn write_copies(
@@ -198,7 +189,7 @@ impl Luks2 {
             Some(k) if k.area.size >= len => k.area.offset,
             _ => self.free_area(len, slot)?,
         };
-        let at = within(image, &(offset..offset + len))
+        let at = keyslot::within(image, &(offset..offset + len))
             .ok_or_else(|| Error::format("keyslots area lies past the end of the file"))?;
         let material = keyslot::seal(&pipeline, volume_key, passphrase)?;
         let area = &mut image[at];
@@ -235,10 +226,7 @@ impl Luks2 {
     /// copies. Returns the area's byte range, for wiping other copies of the file.
     pub fn wipe_keyslot(&self, image: &mut [u8], slot: u32) -> Result<Range<u64>> {
         let range = self.keyslot_area(slot)?;
-        let end = range.end.min(image.len() as u64);
-        if let Some(r) = within(image, &(range.start..end)) {
-            crate::secret::fill_random(&mut image[r])?;
-        }
+        keyslot::wipe_area(image, &range)?;
         let mut meta = JsonMetadata::from_value(&self.json)?;
         meta.remove_keyslot(slot);
         self.rewrite(image, &meta)?;
