@@ -78,11 +78,6 @@ impl Kind {
             Kind::Busy => libc::EBUSY,
         }
     }
-
-    /// The kind whose exit code is `code`.
-    pub fn from_exit_code(code: i32) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.exit_code() == code)
-    }
 }
 
 /// The exit code of success, and its meaning.
@@ -291,13 +286,6 @@ impl Error {
         self.0.reason = reason;
         self
     }
-    /// Changes the kind, keeping everything else: for a caller that knows better what the
-    /// error means to the user (a cipher name refused in a header is a bad device; the same
-    /// name given on the command line is a usage error).
-    pub fn as_kind(mut self, kind: Kind) -> Self {
-        self.0.kind = kind;
-        self
-    }
     /// Names the file this error concerns, unless one is named already.
     pub fn in_file(mut self, path: &Path) -> Self {
         if self.0.file.is_none() {
@@ -411,12 +399,10 @@ mod tests {
             (Kind::Busy, 5),
         ] {
             assert_eq!(kind.exit_code(), code);
-            assert_eq!(Kind::from_exit_code(code), Some(kind));
             assert!(EXIT_CODES.contains(&(code, kind.meaning())));
         }
         assert_eq!(EXIT_CODES.len(), Kind::ALL.len() + 1);
         assert_eq!(EXIT_CODES[0], SUCCESS);
-        assert_eq!(Kind::from_exit_code(0), None);
         assert!(exit_code_table().contains("  2  no key available with this passphrase"));
     }
 

@@ -105,13 +105,17 @@ impl CipherSpec {
         Ok(CipherSpec { alg, mode, iv })
     }
 
-    /// Checks that `bytes` is a valid key length for this spec.
-    pub fn check_key_size(&self, bytes: usize) -> Result<()> {
-        let ok = match self.mode {
+    /// Whether `bytes` is a valid key length for this spec (XTS: two keys of 16, 24 or 32).
+    pub fn key_size_ok(&self, bytes: usize) -> bool {
+        match self.mode {
             Mode::Xts => matches!(bytes, 32 | 48 | 64),
             Mode::Cbc => matches!(bytes, 16 | 24 | 32),
-        };
-        if ok {
+        }
+    }
+
+    /// Checks that `bytes` is a valid key length for this spec.
+    pub fn check_key_size(&self, bytes: usize) -> Result<()> {
+        if self.key_size_ok(bytes) {
             Ok(())
         } else {
             Err(Error::format(format!(

@@ -131,10 +131,9 @@ impl FormatOptions {
             )));
         }
         let key_bytes = bits as usize / 8;
-        // A wrong key size is the user's mistake here: the same words as crypto's (on-disk)
-        // refusal, as a usage error. LEAD: with a typed crypto error (e.g. a KeySize variant)
-        // this could map the variant instead of restating it.
-        if spec.check_key_size(key_bytes).is_err() {
+        // A wrong key size is the user's mistake here, so a usage error (the same words as
+        // crypto's refusal of one read from a header).
+        if !spec.key_size_ok(key_bytes) {
             return Err(Error::usage(format!(
                 "key size {bits} bits is not valid for {spec}"
             )));
