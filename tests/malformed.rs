@@ -105,9 +105,9 @@ fn luks1_cases() -> Vec<(&'static str, Mutation, Expect)> {
             Fails(4, "not NUL-terminated"),
         ),
         (
-            "luks1_hash_md5",
-            |b| put_str(b, 72, 32, "md5"),
-            Fails(4, "unsupported hash 'md5'"),
+            "luks1_hash_wp256",
+            |b| put_str(b, 72, 32, "wp256"),
+            Fails(4, "unsupported hash 'wp256'"),
         ),
         (
             "luks1_cipher_null",
@@ -711,8 +711,8 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         ),
         (
             "luks2_unknown_hash",
-            |b| rewrite_json(b, &|j| j["keyslots"]["0"]["af"]["hash"] = json!("md5")),
-            Refused(4, "unsupported hash 'md5'"),
+            |b| rewrite_json(b, &|j| j["keyslots"]["0"]["af"]["hash"] = json!("wp256")),
+            Refused(4, "unsupported hash 'wp256'"),
         ),
         (
             "luks2_missing_config",

@@ -141,6 +141,12 @@ impl FormatOptions {
         let hash_name = self.kdf.hash.as_deref().unwrap_or("sha256");
         let hash = HashAlg::from_name(hash_name)
             .map_err(|_| Error::usage(format!("unsupported hash '{hash_name}'")))?;
+        if version == 1 && !hash.luks1_format_ok() {
+            // cryptsetup's words: its LUKS1 digest is 20 bytes of PBKDF2 output.
+            return Err(Error::usage(format!(
+                "Requested LUKS hash {hash_name} is not supported (LUKS1 needs 20 bytes or more)"
+            )));
+        }
         let kdf = self.kdf.choice(version, Some(hash))?;
         let ss = SectorSize::try_from(self.sector_size).map_err(|e| Error::usage(e.to_string()))?;
         if version == 1 && ss != SectorSize::MIN {
