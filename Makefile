@@ -3,6 +3,7 @@
 #   make test   install missing system packages, then fmt check, clippy, all tests
 #   make bench  benchmarks against cryptsetup and QEMU (not part of the tests)
 #   make bench-xts  XTS throughput of each implementation against openssl speed
+#   make bench-ciphers  every cipher x mode through the sector interface, against raw and openssl
 #   make fuzz   seed the fuzz corpora, then run each cargo-fuzz target FUZZ_SECONDS (see below)
 
 CARGO ?= cargo
@@ -28,7 +29,7 @@ DOCDIR ?= $(PREFIX)/share/doc/luksfuse
 BIN ?= target/release/luksfuse
 ASSETS := target/assets
 
-.PHONY: all build deps test check demo bench bench-xts fuzz clean install install-files uninstall
+.PHONY: all build deps test check demo bench bench-xts bench-ciphers fuzz clean install install-files uninstall
 
 all: build
 
@@ -79,6 +80,13 @@ bench: deps
 XTS_REPS ?= 5
 bench-xts:
 	$(CARGO) run --release --example xts_bench -- $(XTS_REPS)
+
+# CIPHER_REPS repetitions (median reported), single thread: each cipher x mode through
+# SectorCipher (512- and 4096-byte sectors) against the crate's raw multi-block speed, and
+# openssl speed where OpenSSL has the cipher. A few minutes.
+CIPHER_REPS ?= 3
+bench-ciphers:
+	$(CARGO) run --release --example cipher_bench -- $(CIPHER_REPS)
 
 install: build install-files
 

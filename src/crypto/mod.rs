@@ -12,6 +12,8 @@ use serpent::Serpent;
 use std::fmt;
 use twofish::Twofish;
 
+#[doc(hidden)]
+pub mod bench;
 mod cbc;
 pub mod hash;
 mod xts;
