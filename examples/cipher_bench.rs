@@ -98,6 +98,15 @@ enum What {
     OpenSsl(usize, usize, bool),
 }
 
+/// MB/s with as many decimals as make two or three significant digits (slow ciphers).
+fn mbs(v: f64) -> String {
+    match v {
+        v if v < 10.0 => format!("{v:.2}"),
+        v if v < 100.0 => format!("{v:.1}"),
+        v => format!("{v:.0}"),
+    }
+}
+
 fn key(bytes: usize) -> Vec<u8> {
     (0..bytes).map(|i| (i * 13 + 1).to_le_bytes()[0]).collect()
 }
@@ -185,10 +194,10 @@ fn main() {
             for enc in [true, false] {
                 let s = med(What::Sector(row, sector, enc)).expect("measured");
                 let r = med(What::Raw(row, enc)).expect("measured");
-                cells.push(format!("{s:>7.0} {r:>7.0} {:>5.2}", s / r));
+                cells.push(format!("{:>7} {:>7} {:>5.2}", mbs(s), mbs(r), s / r));
             }
             let o = |enc| match (ssl, med(What::OpenSsl(row, sector, enc))) {
-                (Some(_), Some(o)) => format!("{o:.0}"),
+                (Some(_), Some(o)) => mbs(o),
                 (Some(_), None) => "n/a".to_string(),
                 (None, _) => "-".to_string(),
             };
