@@ -152,6 +152,7 @@ pub struct KdfOpts {
     #[arg(long = "pbkdf", value_name = "argon2id|argon2i|pbkdf2")]
     pub pbkdf: Option<Pbkdf>,
     /// Hash of PBKDF2 (and, for format, of the header and the AF splitter). Default sha256.
+    /// LUKS1 takes only hashes of 20 bytes or more (not md5 or blake2s-128), as cryptsetup.
     #[arg(short = 'h', long = "hash", value_name = "HASH", ignore_case = true)]
     pub hash: Option<Hash>,
     /// Time to spend on the key derivation, in milliseconds (default 2000).
