@@ -726,7 +726,8 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_metadata_not_an_object",
             |b| rewrite_json(b, &|j| *j = json!([1, 2])),
-            Refused(4, "not a JSON object"),
+            // As cryptsetup's validate_json_area: the area must open with '{'.
+            Refused(4, "JSON area starts with byte 0x5b, not '{'"),
         ),
     ]
 }
