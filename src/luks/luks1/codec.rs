@@ -209,8 +209,10 @@ impl Luks1 {
     }
 }
 
-/// Checks the keyslot table: states, stripes, KDF costs of active slots, key material after
-/// the header, inside the file, not overlapping each other nor the payload.
+/// Checks the keyslot table as cryptsetup's `LUKS_check_keyslots` and `LUKS_check_device_size`
+/// do (for every keyslot, used or not): stripes, key material after the header, inside the
+/// file, not overlapping each other nor the payload; plus states and the KDF costs of active
+/// slots.
 fn validate_slots(raw: &RawHeader, hash: HashAlg, file_size: u64) -> Result<Vec<Slot>> {
     let key_bytes = u64::from(raw.key_bytes);
     let mut slots = Vec::with_capacity(KEYSLOTS);
@@ -244,11 +246,13 @@ fn validate_slots(raw: &RawHeader, hash: HashAlg, file_size: u64) -> Result<Vec<
             }
             .validate()
             .map_err(|e| e.context(format!("LUKS1 keyslot {i}")))?;
-            if end > file_size {
-                return Err(bad(format!(
-                    "key material ends at byte {end}, past the end of the file ({file_size})"
-                )));
-            }
+        }
+        // As cryptsetup (LUKS_check_device_size), every keyslot area, used or not, must lie
+        // within the file: the header owns them all.
+        if end > file_size {
+            return Err(bad(format!(
+                "key material ends at byte {end}, past the end of the file ({file_size} bytes)"
+            )));
         }
         areas.push((material_offset, end, i));
         slots.push(Slot {
@@ -326,6 +330,20 @@ mod tests {
         let raw = RawHeader::decode(&head(&img));
         let e = Luks1::from_raw(raw, 4096).unwrap_err();
         assert!(e.message().contains("past the end of the file"), "{e}");
+
+        // An unused keyslot's material must fit in the file too (LUKS_check_device_size).
+        let raw = RawHeader::decode(&head(&img));
+        let last = raw
+            .slots
+            .iter()
+            .map(|s| s.key_material_offset)
+            .max()
+            .unwrap();
+        let end = u64::from(last) * SECTOR + round_up_sector(32 * u64::from(STRIPES));
+        assert_ne!(raw.slots[7].active, SLOT_ENABLED);
+        assert!(Luks1::from_raw(raw.clone(), end).is_ok());
+        let e = Luks1::from_raw(raw, end - 1).unwrap_err();
+        assert!(e.message().starts_with("LUKS1 keyslot 7: "), "{e}");
 
         let mut raw = RawHeader::decode(&head(&img));
         raw.uuid = [b'x'; 40];
