@@ -818,6 +818,24 @@ fn luks1_cases() -> Vec<(&'static str, Expect, Build)> {
         }),
         // A detached header (payload offset 0) is not checked against the payload.
         ("extra-payload-offset-0", Loads, |b| set_be32(b, 104, 0)),
+        // Keyslot material past a payload offset of 1 sector.
+        ("extra-payload-offset-1", Refused, |b| set_be32(b, 104, 1)),
+        // String fields end at their last byte at the latest: a 40-character UUID is cut.
+        ("extra-uuid-not-nul-terminated", Loads, |b| {
+            b[168..208].fill(b'7')
+        }),
+        // Hashes: an unknown one refuses the header, upper case is read.
+        ("extra-hash-unknown", Refused, |b| {
+            b[72..80].copy_from_slice(b"nohash\0\0")
+        }),
+        ("extra-hash-upper-case", Loads, |b| {
+            b[72..78].copy_from_slice(b"SHA256")
+        }),
+        // No key bytes, or a version other than 1.
+        ("extra-key-bytes-0", Refused, |b| set_be32(b, 108, 0)),
+        ("extra-version-0", Refused, |b| {
+            b[6..8].copy_from_slice(&[0, 0])
+        }),
     ]
 }
 

@@ -126,12 +126,11 @@ impl RawHeader {
     }
 }
 
-/// A NUL-terminated printable-ASCII string field.
+/// A string field of printable ASCII, ending at its first NUL or before its last byte, which
+/// cryptsetup always takes as the terminator (it writes a NUL there before reading).
 fn field_str(field: &[u8], name: &str) -> Result<String> {
-    let end = field
-        .iter()
-        .position(|&c| c == 0)
-        .ok_or_else(|| Error::format(format!("LUKS1 {name} field is not NUL-terminated")))?;
+    let field = &field[..field.len() - 1];
+    let end = field.iter().position(|&c| c == 0).unwrap_or(field.len());
     let s = &field[..end];
     if !s.iter().all(|c| c.is_ascii_graphic()) {
         return Err(Error::format(format!(
@@ -345,9 +344,10 @@ mod tests {
         let e = Luks1::from_raw(raw, end - 1).unwrap_err();
         assert!(e.message().starts_with("LUKS1 keyslot 7: "), "{e}");
 
+        // As cryptsetup, the last byte of a string field ends it, NUL or not.
         let mut raw = RawHeader::decode(&head(&img));
         raw.uuid = [b'x'; 40];
-        let e = Luks1::from_raw(raw, img.len() as u64).unwrap_err();
-        assert_eq!(e.message(), "LUKS1 UUID field is not NUL-terminated");
+        let h = Luks1::from_raw(raw, img.len() as u64).unwrap();
+        assert_eq!(h.uuid(), "x".repeat(39));
     }
 }
