@@ -129,6 +129,9 @@ pub enum Reason {
     BadSetting(Setting),
     /// Refused unless the caller turns this setting on.
     NeedsSetting(Setting),
+    /// A LUKS2 header copy is damaged and the file also carries another signature (a file
+    /// system, swap, LVM): the surviving copy is not used, as cryptsetup refuses it.
+    AmbiguousSignature,
 }
 
 /// The settings a caller gives the library that errors refer to. The library names them in

@@ -25,8 +25,10 @@ impl Header {
         let version = u16::from_be_bytes([start[6], start[7]]);
         if &start[..6] != MAGIC {
             // A LUKS2 header whose primary copy is damaged may still have a secondary.
-            if let Ok(h) = luks2::Luks2::parse(src) {
-                return Ok(Header::Luks2(h));
+            match luks2::Luks2::parse(src) {
+                Ok(h) => return Ok(Header::Luks2(h)),
+                Err(e) if e.reason() == Reason::AmbiguousSignature => return Err(e),
+                Err(_) => {}
             }
             return Err(Error::format("not a LUKS header (bad magic)"));
         }

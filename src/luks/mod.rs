@@ -20,6 +20,7 @@ pub mod kdf;
 pub mod keyslot;
 pub mod luks1;
 pub mod luks2;
+pub mod signature;
 pub mod update;
 
 pub use self::dump::hex_lines;

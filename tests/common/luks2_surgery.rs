@@ -93,3 +93,69 @@ pub fn rewrite_json(img: &mut [u8], f: &dyn Fn(&mut Value)) {
     rewrite_copy_json(img, 0, f);
     rewrite_copy_json(img, size, f);
 }
+
+/// The whole JSON area of the copy at `offset` (up to the header size the primary states).
+pub fn json_area(img: &[u8], offset: usize) -> &[u8] {
+    &img[offset + BIN_HDR..offset + hdr_size(img)]
+}
+
+/// The JSON text of the copy at `offset`: its area's bytes before the first NUL.
+pub fn json_bytes(img: &[u8], offset: usize) -> Vec<u8> {
+    let area = json_area(img, offset);
+    let end = area.iter().position(|&b| b == 0).unwrap_or(area.len());
+    area[..end].to_vec()
+}
+
+/// Edits the raw JSON area of the copy at `offset` with `f` (any bytes, NULs or not) and
+/// recomputes its checksum.
+pub fn edit_json_area(img: &mut [u8], offset: usize, f: &dyn Fn(&mut [u8])) {
+    let size = hdr_size(img);
+    f(&mut img[offset + BIN_HDR..offset + size]);
+    fix_checksum(img, offset);
+}
+
+/// Makes the copy at `offset` unrecognisable: its magic becomes `VACUUM` (checksum left
+/// alone), so a reader finds no header copy there.
+pub fn kill_copy(img: &mut [u8], offset: usize) {
+    img[offset..offset + 6].copy_from_slice(b"VACUUM");
+}
+
+/// Damages the checksum of the copy at `offset` (its content stays as it was).
+pub fn break_checksum(img: &mut [u8], offset: usize) {
+    for b in &mut img[offset + CSUM..offset + CSUM + 32] {
+        *b ^= 0x5a;
+    }
+}
+
+/// Recomputes the sha256 checksum of the copy at `offset` over `len` bytes, whatever header
+/// size the copy states (for copies whose stated size is itself the damage).
+pub fn fix_checksum_over(img: &mut [u8], offset: usize, len: usize) {
+    let area = &mut img[offset..offset + len];
+    area[CSUM..CSUM + 64].fill(0);
+    let sum = sha2::Sha256::digest(&*area);
+    area[CSUM..CSUM + 32].copy_from_slice(&sum);
+}
+
+/// Offset of the header's own offset (be64) within a binary header.
+pub const HDR_OFFSET: usize = 256;
+
+/// Lays the two copies out again with header size `size` (one of LUKS2's sizes), both holding
+/// `json` (NUL-padded to `size - 4096`), the secondary at `size`, checksums recomputed. The
+/// binary headers are kept but for their size and offset fields. The image must be large
+/// enough; whatever lay where the copies now are (key material) is overwritten.
+pub fn relayout(img: &mut [u8], size: usize, json: &Value) {
+    let old = hdr_size(img);
+    let mut bin0 = img[..BIN_HDR].to_vec();
+    let mut bin1 = img[old..old + BIN_HDR].to_vec();
+    put_be64(&mut bin0, HDR_SIZE, size as u64);
+    put_be64(&mut bin1, HDR_SIZE, size as u64);
+    put_be64(&mut bin1, HDR_OFFSET, size as u64);
+    let text = serde_json::to_vec(json).unwrap();
+    assert!(text.len() < size - BIN_HDR, "JSON does not fit");
+    for (at, bin) in [(0, bin0), (size, bin1)] {
+        img[at..at + size].fill(0);
+        img[at..at + BIN_HDR].copy_from_slice(&bin);
+        img[at + BIN_HDR..at + BIN_HDR + text.len()].copy_from_slice(&text);
+        fix_checksum(img, at);
+    }
+}

@@ -126,12 +126,11 @@ impl RawHeader {
     }
 }
 
-/// A NUL-terminated printable-ASCII string field.
+/// A string field of printable ASCII, ending at its first NUL or before its last byte, which
+/// cryptsetup always takes as the terminator (it writes a NUL there before reading).
 fn field_str(field: &[u8], name: &str) -> Result<String> {
-    let end = field
-        .iter()
-        .position(|&c| c == 0)
-        .ok_or_else(|| Error::format(format!("LUKS1 {name} field is not NUL-terminated")))?;
+    let field = &field[..field.len() - 1];
+    let end = field.iter().position(|&c| c == 0).unwrap_or(field.len());
     let s = &field[..end];
     if !s.iter().all(|c| c.is_ascii_graphic()) {
         return Err(Error::format(format!(
@@ -209,8 +208,10 @@ impl Luks1 {
     }
 }
 
-/// Checks the keyslot table: states, stripes, KDF costs of active slots, key material after
-/// the header, inside the file, not overlapping each other nor the payload.
+/// Checks the keyslot table as cryptsetup's `LUKS_check_keyslots` and `LUKS_check_device_size`
+/// do (for every keyslot, used or not): stripes, key material after the header, inside the
+/// file, not overlapping each other nor the payload; plus states and the KDF costs of active
+/// slots.
 fn validate_slots(raw: &RawHeader, hash: HashAlg, file_size: u64) -> Result<Vec<Slot>> {
     let key_bytes = u64::from(raw.key_bytes);
     let mut slots = Vec::with_capacity(KEYSLOTS);
@@ -244,11 +245,13 @@ fn validate_slots(raw: &RawHeader, hash: HashAlg, file_size: u64) -> Result<Vec<
             }
             .validate()
             .map_err(|e| e.context(format!("LUKS1 keyslot {i}")))?;
-            if end > file_size {
-                return Err(bad(format!(
-                    "key material ends at byte {end}, past the end of the file ({file_size})"
-                )));
-            }
+        }
+        // As cryptsetup (LUKS_check_device_size), every keyslot area, used or not, must lie
+        // within the file: the header owns them all.
+        if end > file_size {
+            return Err(bad(format!(
+                "key material ends at byte {end}, past the end of the file ({file_size} bytes)"
+            )));
         }
         areas.push((material_offset, end, i));
         slots.push(Slot {
@@ -327,9 +330,24 @@ mod tests {
         let e = Luks1::from_raw(raw, 4096).unwrap_err();
         assert!(e.message().contains("past the end of the file"), "{e}");
 
+        // An unused keyslot's material must fit in the file too (LUKS_check_device_size).
+        let raw = RawHeader::decode(&head(&img));
+        let last = raw
+            .slots
+            .iter()
+            .map(|s| s.key_material_offset)
+            .max()
+            .unwrap();
+        let end = u64::from(last) * SECTOR + round_up_sector(32 * u64::from(STRIPES));
+        assert_ne!(raw.slots[7].active, SLOT_ENABLED);
+        assert!(Luks1::from_raw(raw.clone(), end).is_ok());
+        let e = Luks1::from_raw(raw, end - 1).unwrap_err();
+        assert!(e.message().starts_with("LUKS1 keyslot 7: "), "{e}");
+
+        // As cryptsetup, the last byte of a string field ends it, NUL or not.
         let mut raw = RawHeader::decode(&head(&img));
         raw.uuid = [b'x'; 40];
-        let e = Luks1::from_raw(raw, img.len() as u64).unwrap_err();
-        assert_eq!(e.message(), "LUKS1 UUID field is not NUL-terminated");
+        let h = Luks1::from_raw(raw, img.len() as u64).unwrap();
+        assert_eq!(h.uuid(), "x".repeat(39));
     }
 }

@@ -266,12 +266,75 @@ pub fn encode_copy(
     Ok(area)
 }
 
-/// The JSON text of a JSON area: the bytes before the first NUL, which must exist, as UTF-8.
+/// Where the JSON value that opens `area` ends (just past its closing bracket), by matching
+/// brackets outside strings; `None` if the area reaches a NUL byte or its end first (then the
+/// value is incomplete, which the JSON parser reports).
+fn value_end(area: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in area.iter().enumerate() {
+        if b == 0 {
+            return None;
+        }
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The JSON text of a JSON area, as cryptsetup accepts it (`validate_json_area`): the area
+/// opens with `{` (no leading whitespace), the object is followed by at least one NUL, and
+/// nothing but NULs follows it up to the end of the area. Returned as UTF-8.
 pub fn json_text(area: &[u8]) -> Result<&str> {
-    let end = area
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or_else(|| Error::format("JSON area is not NUL-terminated"))?;
+    match area.first() {
+        Some(b'{') => {}
+        Some(&c) => {
+            return Err(Error::format(format!(
+                "JSON area starts with byte 0x{c:02x}, not '{{'"
+            )))
+        }
+        None => return Err(Error::format("JSON area is empty")),
+    }
+    let end = match value_end(area) {
+        Some(end) if end == area.len() => {
+            return Err(Error::format(
+                "JSON area is not NUL-terminated (the metadata fills it completely)",
+            ))
+        }
+        Some(end) => {
+            if let Some(i) = area[end..].iter().position(|&b| b != 0) {
+                return Err(Error::format(format!(
+                    "JSON area holds non-NUL byte 0x{:02x} at offset {} after the metadata \
+                     (which ends at offset {end})",
+                    area[end + i],
+                    end + i
+                )));
+            }
+            end
+        }
+        // Incomplete: hand the text before the first NUL to the parser, which says why.
+        None => area
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| Error::format("JSON area is not NUL-terminated"))?,
+    };
     std::str::from_utf8(&area[..end]).map_err(|_| Error::format("JSON area is not valid UTF-8"))
 }
 
@@ -345,7 +408,29 @@ mod tests {
     #[test]
     fn json_area_must_be_nul_terminated_utf8() {
         assert!(json_text(b"{}").is_err());
-        assert!(json_text(b"{\xff}\0").is_err());
-        assert_eq!(json_text(b"{}\0\0junk").unwrap(), "{}");
+        assert!(json_text(b"{\"\xff\"}\0").is_err());
+        assert_eq!(json_text(b"{}\0\0\0").unwrap(), "{}");
+        assert_eq!(
+            json_text(b"{\"a\":[\"}\\\"\"]}\0").unwrap(),
+            "{\"a\":[\"}\\\"\"]}"
+        );
+        // Incomplete JSON goes to the parser up to the first NUL.
+        assert_eq!(json_text(b"{not json\0\0").unwrap(), "{not json");
+    }
+
+    #[test]
+    fn json_area_is_refused_as_cryptsetup_refuses_it() {
+        for (area, says) in [
+            (&b"{}\0\0junk"[..], "non-NUL byte 0x6a at offset 4"),
+            (b"{}X\0", "non-NUL byte 0x58 at offset 2"),
+            (b"{} \0", "non-NUL byte 0x20 at offset 2"),
+            (b" {}\0", "starts with byte 0x20"),
+            (b"[{}]\0", "starts with byte 0x5b"),
+            (b"{\"a\":\"b\"}", "not NUL-terminated"),
+            (b"{\"a\":\"b", "not NUL-terminated"),
+        ] {
+            let e = json_text(area).unwrap_err();
+            assert!(e.message().contains(says), "{area:?}: {e}");
+        }
     }
 }

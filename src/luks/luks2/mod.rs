@@ -117,6 +117,10 @@ impl Luks2 {
     pub fn parse(src: &dyn ReadAt) -> Result<Self> {
         let primary = read_candidate(src, 0, Copy::Primary);
         let secondary = read_secondary(src, &primary);
+        if primary.is_ok() != secondary.is_ok() {
+            // One copy is damaged: cryptsetup will not fall back if something else is there.
+            super::signature::refuse_ambiguous(src)?;
+        }
         let chosen = match (primary, secondary) {
             (Ok(p), Ok(s)) => newer(p, s),
             (Ok(p), Err(e)) => {
