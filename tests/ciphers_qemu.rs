@@ -8,6 +8,9 @@
 //!   pipeline is checked in the same cipher. Then a LUKS2 header that luksfuse formats with
 //!   the same volume key and payload offset must read the same plaintext (QEMU writes LUKS1
 //!   only; the sector and IV rules of LUKS2 are checked against cryptsetup below).
+//!   [`Oracle::QemuSlot3`] is 149's `pwslot3`: the same with the passphrase in keyslot 3 only
+//!   (149's `pwallslots` row tests keyslot choice, not ciphers, and is left to the keyslot
+//!   tests).
 //! - [`Oracle::QemuReadsOurs`]: 192-bit keys, where QEMU 10.0.2 aborts making the keyslot
 //!   (its AF material is not a whole number of sectors) but opens one, and the rows beyond
 //!   149: luksfuse formats the LUKS1 header, QEMU unlocks it (our keyslot in that cipher and
@@ -34,6 +37,7 @@ use std::process::Command;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Oracle {
     Qemu,
+    QemuSlot3,
     QemuReadsOurs,
     Cryptsetup,
 }
@@ -63,7 +67,8 @@ const ROWS: &[Row] = &[
     ("aes-256-xts-plain64-sha256", "aes-xts-plain64", 512, "sha256", Qemu),
     ("aes-256-xts-plain64-sha512", "aes-xts-plain64", 512, "sha512", Qemu),
     ("aes-256-xts-plain64-ripemd160", "aes-xts-plain64", 512, "ripemd160", Qemu),
-    ("aes-256-xts-plain-sha1", "aes-xts-plain", 512, "sha1", Qemu),
+    // The passphrase in keyslot 3 only (`qemu-img amend` adds it and disables slot 0).
+    ("aes-256-xts-plain-sha1-pwslot3", "aes-xts-plain", 512, "sha1", QemuSlot3),
     // Beyond 149: CTR (QEMU's nettle counter), ESSIV with the other ciphers, CAST5 in CTR.
     // One QEMU-made; the others QEMU opens (a QEMU volume costs a second of CPU or more).
     ("+", "aes-ctr-plain64", 256, "sha256", Qemu),
@@ -103,7 +108,8 @@ fn every_cipher_mode_iv_and_hash_through_the_mount_both_ways() {
                 let what = format!("{spec} {bits} {hash} ({name}, {oracle:?})");
                 let seed = 149 + i as u64;
                 match oracle {
-                    Qemu => qemu_row(spec, bits, hash, seed, &what),
+                    Qemu => qemu_row(spec, bits, hash, seed, &what, false),
+                    QemuSlot3 => qemu_row(spec, bits, hash, seed, &what, true),
                     QemuReadsOurs => qemu_reads_ours_row(spec, bits, hash, seed, &what),
                     Cryptsetup => cryptsetup_row(spec, bits, hash, seed, &what),
                 }
@@ -134,7 +140,7 @@ fn qemu_options(spec: &str, bits: u32, hash: &str) -> String {
     o
 }
 
-fn qemu_row(spec: &str, bits: u32, hash: &str, seed: u64, what: &str) {
+fn qemu_row(spec: &str, bits: u32, hash: &str, seed: u64, what: &str, slot3: bool) {
     let mut f = Fixture::new();
     f.header = f.path("qemu.luks");
     f.payload = f.header.clone();
@@ -150,8 +156,44 @@ fn qemu_row(spec: &str, bits: u32, hash: &str, seed: u64, what: &str) {
         s(&f.header),
         &LEN.to_string(),
     ]));
+    let image_opts = format!("driver=luks,key-secret=s,file.filename={}", s(&f.header));
+    if slot3 {
+        let key3 = f.path("key3");
+        write_file(&key3, b"slot3");
+        let secret3 = format!("secret,id=s3,file={}", s(&key3));
+        let amend = |opts: &str| {
+            run_ok(Command::new("qemu-img").args([
+                "amend",
+                "--object",
+                &qemu_secret(&f),
+                "--object",
+                &secret3,
+                "--image-opts",
+                &image_opts,
+                "-o",
+                opts,
+                "--force",
+            ]))
+        };
+        amend("state=active,new-secret=s3,keyslot=3,iter-time=10");
+        amend("state=inactive,keyslot=0");
+        // From here on, the key file (QEMU's secret `s` and luksfuse's `-d`) is slot 3's.
+        std::fs::rename(&key3, &f.keyfile).unwrap();
+    }
     let dump = luksfuse(&["dump", s(&f.header)], b"");
     assert_eq!(dump.code, 0, "{what}: {}", dump.stderr);
+    if slot3 {
+        assert!(
+            dump.stdout.contains("Key Slot 0: DISABLED\n"),
+            "{what}: {}",
+            dump.stdout
+        );
+        assert!(
+            dump.stdout.contains("Key Slot 3: ENABLED\n"),
+            "{what}: {}",
+            dump.stdout
+        );
+    }
     let (cipher, mode) = spec.split_once('-').unwrap();
     for line in [
         format!("Cipher name:   \t{cipher}\n"),
@@ -165,7 +207,6 @@ fn qemu_row(spec: &str, bits: u32, hash: &str, seed: u64, what: &str) {
             dump.stdout
         );
     }
-    let image_opts = format!("driver=luks,key-secret=s,file.filename={}", s(&f.header));
     let model = qemu_round_trip(&f, &["--name", "p"], &image_opts, LEN, seed, what);
     luks2_with_the_same_key_reads_it(&mut f, spec, &model, what);
 }
