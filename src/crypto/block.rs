@@ -134,6 +134,25 @@ impl AnyBlock {
     pub(crate) fn decrypt_blocks(&self, buf: &mut [u8]) {
         with_block!(self, c => dec(&**c, buf))
     }
+
+    /// CBC-encrypts `buf` (whole blocks) in place with the chaining value `iv` (one block).
+    /// Serial by nature, so the cipher is chosen once and each block is one call.
+    pub(crate) fn cbc_encrypt(&self, buf: &mut [u8], iv: &[u8]) {
+        with_block!(self, c => cbc_enc(&**c, buf, iv))
+    }
+}
+
+fn cbc_enc<C: BlockCipherEncrypt>(c: &C, buf: &mut [u8], iv: &[u8]) {
+    let (blocks, rest) = cipher::Block::<C>::slice_as_chunks_mut(buf);
+    debug_assert!(rest.is_empty());
+    let mut prev = cipher::Block::<C>::try_from(iv).expect("IV of one block");
+    for b in blocks {
+        for (x, p) in b.iter_mut().zip(prev.iter()) {
+            *x ^= p;
+        }
+        c.encrypt_block(b);
+        prev.copy_from_slice(b);
+    }
 }
 
 fn block_size_of<C: BlockSizeUser>(_: &C) -> usize {

@@ -25,18 +25,13 @@ impl Cbc {
         if encrypt {
             // Encryption is serial: each block needs the ciphertext of the one before.
             for (i, sector) in buf.chunks_exact_mut(sector_size).enumerate() {
-                let mut prev = iv(i);
-                for block in sector.chunks_exact_mut(bs) {
-                    xor(block, &prev[..bs]);
-                    self.block.encrypt_blocks(block);
-                    prev[..bs].copy_from_slice(block);
-                }
+                self.block.cbc_encrypt(sector, &iv(i)[..bs]);
             }
             return;
         }
         // Decryption is parallel: decrypt a chunk of several sectors in one call, then XOR
-        // each block with the ciphertext before it (kept from before decryption) or, for a
-        // sector's first block, with the sector's IV.
+        // each block with the ciphertext before it (kept from before decryption; contiguous,
+        // so one XOR per sector) and a sector's first block with the sector's IV.
         let per_chunk = (CHUNK / sector_size).max(1);
         let mut saved = vec![0u8; per_chunk * sector_size];
         for (c, chunk) in buf.chunks_mut(per_chunk * sector_size).enumerate() {
@@ -48,11 +43,9 @@ impl Cbc {
                 .zip(saved.chunks_exact(sector_size))
                 .enumerate()
             {
-                let first = iv(c * per_chunk + s);
-                xor(&mut sector[..bs], &first[..bs]);
-                for (block, prev) in sector[bs..].chunks_exact_mut(bs).zip(old.chunks_exact(bs)) {
-                    xor(block, prev);
-                }
+                let (first, rest) = sector.split_at_mut(bs);
+                xor(first, &iv(c * per_chunk + s)[..bs]);
+                xor(rest, &old[..sector_size - bs]);
             }
         }
     }
