@@ -4,7 +4,7 @@
 
 use super::block::AnyBlock;
 use super::{Alg, IvGen};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::units::Iv;
 
@@ -25,7 +25,16 @@ impl IvMaker {
             IvGen::Essiv(hash) => {
                 let mut salt = Secret::zeroed(hash.len());
                 hash.hash_into(&[key], salt.as_mut_bytes());
-                Some(AnyBlock::new(alg, salt.as_bytes())?)
+                // As in the kernel, the digest must be a key of the cipher (sha256 for AES
+                // and Serpent, not for SM4 or CAST5).
+                Some(AnyBlock::new(alg, salt.as_bytes()).map_err(|_| {
+                    Error::format(format!(
+                        "essiv:{} gives a {}-bit key, which {} does not take",
+                        hash.name(),
+                        hash.len() * 8,
+                        alg.name()
+                    ))
+                })?)
             }
             _ => None,
         };
