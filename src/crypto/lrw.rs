@@ -6,8 +6,10 @@
 //! x^128 + x^7 + x^2 + x + 1). dm-crypt pairs it with `benbi`, whose IVs count blocks from 1.
 
 use super::block::AnyBlock;
+use super::cbc::xor;
 use super::CHUNK;
 use crate::error::Result;
+use crate::secret::Secret;
 use zeroize::Zeroize;
 
 pub(super) struct Lrw {
@@ -66,22 +68,20 @@ impl Lrw {
         t
     }
 
-    /// XORs every block of every sector of `chunk` with its tweak; `first[s]` is the index of
-    /// sector s's first block and `t0[s]` its tweak.
-    fn xor_tweaks(&self, chunk: &mut [u8], sector_size: usize, first: &[u128], t0: &[u128]) {
-        for ((sector, &i0), &t) in chunk.chunks_exact_mut(sector_size).zip(first).zip(t0) {
-            let (mut i, mut t) = (i0, t);
-            for block in sector.chunks_exact_mut(16) {
-                let b: &mut [u8; 16] = block.try_into().expect("16-byte block");
-                *b = (u128::from_be_bytes(*b) ^ t).to_be_bytes();
-                t ^= self.inc[(i.trailing_ones() as usize).min(127)];
-                i = i.wrapping_add(1);
-            }
+    /// Writes the tweak of every block of a sector whose first block has index `i` into
+    /// `out` (the sector's length).
+    fn tweaks(&self, out: &mut [u8], mut i: u128) {
+        let mut t = self.tweak(i);
+        for block in out.chunks_exact_mut(16) {
+            block.copy_from_slice(&t.to_be_bytes());
+            t ^= self.inc[(i.trailing_ones() as usize).min(127)];
+            i = i.wrapping_add(1);
         }
+        t.zeroize();
     }
 
-    /// En- or decrypts whole sectors of `buf`; sector `i` has IV block `iv(i)`: tweaks, one
-    /// multi-block cipher call over a chunk of sectors, tweaks again.
+    /// En- or decrypts whole sectors of `buf`; sector `i` has IV block `iv(i)`: the tweaks of
+    /// a chunk of sectors, one XOR pass, one multi-block cipher call, a second XOR pass.
     pub(super) fn crypt_sectors(
         &self,
         buf: &mut [u8],
@@ -89,23 +89,21 @@ impl Lrw {
         iv: impl Fn(usize) -> [u8; 16],
         encrypt: bool,
     ) {
-        const MAX: usize = CHUNK / 512;
-        let per_chunk = (CHUNK / sector_size).clamp(1, MAX);
-        let (mut first, mut t0) = ([0u128; MAX], [0u128; MAX]);
+        let per_chunk = (CHUNK / sector_size).max(1);
+        // Tweaks are key material: zeroized.
+        let mut tweaks = Secret::zeroed(per_chunk * sector_size);
         for (c, chunk) in buf.chunks_mut(per_chunk * sector_size).enumerate() {
-            let n = chunk.len() / sector_size;
-            for s in 0..n {
-                first[s] = u128::from_be_bytes(iv(c * per_chunk + s));
-                t0[s] = self.tweak(first[s]);
+            let tw = &mut tweaks.as_mut_bytes()[..chunk.len()];
+            for (s, sector) in tw.chunks_exact_mut(sector_size).enumerate() {
+                self.tweaks(sector, u128::from_be_bytes(iv(c * per_chunk + s)));
             }
-            self.xor_tweaks(chunk, sector_size, &first[..n], &t0[..n]);
+            xor(chunk, tw);
             if encrypt {
                 self.block.encrypt_blocks(chunk);
             } else {
                 self.block.decrypt_blocks(chunk);
             }
-            self.xor_tweaks(chunk, sector_size, &first[..n], &t0[..n]);
+            xor(chunk, tw);
         }
-        t0.zeroize();
     }
 }
