@@ -22,16 +22,16 @@ pub(super) struct IvMaker {
 impl IvMaker {
     pub(super) fn new(gen: IvGen, alg: Alg, key: &[u8]) -> Result<Self> {
         let essiv = match gen {
-            IvGen::Essiv(hash) => {
-                let mut salt = Secret::zeroed(hash.len());
-                hash.hash_into(&[key], salt.as_mut_bytes());
+            IvGen::Essiv(h) => {
+                let mut salt = Secret::zeroed(h.len);
+                h.hash.hash_into(&[key], salt.as_mut_bytes());
                 // As in the kernel, the digest must be a key of the cipher (sha256 for AES
                 // and Serpent, not for SM4 or CAST5).
                 Some(AnyBlock::new(alg, salt.as_bytes()).map_err(|_| {
                     Error::format(format!(
                         "essiv:{} gives a {}-bit key, which {} does not take",
-                        hash.name(),
-                        hash.len() * 8,
+                        h.name(),
+                        h.len * 8,
                         alg.name()
                     ))
                 })?)

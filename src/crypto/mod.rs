@@ -23,7 +23,7 @@ mod xts;
 mod xts_avx512;
 
 use block::AnyBlock;
-pub use spec::{Alg, CipherName, CipherSpec, IvGen, Mode};
+pub use spec::{Alg, CipherName, CipherSpec, EssivHash, IvGen, Mode};
 
 /// Bytes processed per batch by the modes: several sectors per multi-block cipher call.
 const CHUNK: usize = 16 * 1024;

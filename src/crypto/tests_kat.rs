@@ -396,3 +396,32 @@ fn every_mode_round_trips_with_every_cipher_and_iv() {
         }
     }
 }
+
+#[test]
+fn essiv_wp256_is_whirlpool_cut_to_32_bytes() {
+    // The kernel's wp256 (crypto/wp512.c) is the first 32 bytes of Whirlpool; cryptsetup's
+    // LUKS1 image set has `aes-xts-essiv:wp256`. Whirlpool comes with the hashes of
+    // `hash::HashAlg`; without it the spec is unsupported, never guessed.
+    let Ok(whirlpool) = hash::HashAlg::from_name("whirlpool") else {
+        let e = CipherSpec::parse("aes-cbc-essiv:wp256").unwrap_err();
+        assert!(e.message().starts_with("unsupported cipher"), "{e}");
+        return;
+    };
+    for (name, len) in [("wp256", 32), ("wp384", 48), ("wp512", 64)] {
+        let spec = CipherSpec::parse(&format!("aes-xts-essiv:{name}")).unwrap();
+        assert_eq!(spec.to_string(), format!("aes-xts-essiv:{name}"));
+        let IvGen::Essiv(h) = spec.iv else {
+            panic!("{spec}")
+        };
+        assert_eq!((h.hash, h.len, h.name()), (whirlpool, len, name));
+    }
+    let key = noise(21, 16);
+    let mut salt = [0u8; 64];
+    whirlpool.hash_into(&[&key], &mut salt);
+    let n = 77u64;
+    let mut iv = [&n.to_le_bytes()[..], &[0; 8]].concat();
+    aes::Aes256::new_from_slice(&salt[..32])
+        .unwrap()
+        .encrypt_block((&mut iv[..]).try_into().unwrap());
+    check_cbc_iv("aes-cbc-essiv:wp256", &key, n, &iv);
+}
