@@ -118,6 +118,9 @@ impl FormatOptions {
             1 | 2 => self.version,
             v => return Err(Error::usage(format!("unknown LUKS version {v}"))),
         };
+        if let Some(refused) = CipherSpec::refusal(&self.cipher) {
+            return Err(Error::usage(refused.message()));
+        }
         let spec = CipherSpec::parse(&self.cipher)
             .map_err(|_| Error::usage(format!("cipher '{}' is not supported", self.cipher)))?;
         let cipher = spec.to_string();
@@ -292,5 +295,17 @@ mod tests {
         for o in bad {
             assert_eq!(o.check().unwrap_err().exit_code(), 1, "{o:?}");
         }
+        // ECB and cipher_null: a usage error that says why.
+        let e = FormatOptions {
+            cipher: "aes-ecb".into(),
+            ..fast(2)
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert!(
+            e.message().starts_with("cipher 'aes-ecb' is refused: ECB"),
+            "{e}"
+        );
     }
 }
