@@ -396,7 +396,7 @@ fn refusals_change_no_byte_of_the_header() {
             "refusing to overwrite",
         ),
         (
-            vec!["format", "-q", "-d", ks, "-c", "camellia-xts-plain64", hs],
+            vec!["format", "-q", "-d", ks, "-c", "blowfish-xts-plain64", hs],
             1,
             "not supported",
         ),

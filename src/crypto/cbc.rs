@@ -1,66 +1,59 @@
-//! CBC per sector, with the `plain`, `plain64` and `essiv:HASH` IV generators of dm-crypt.
-//! Used by old LUKS1 volumes (`aes-cbc-essiv:sha256`).
+//! CBC per sector (any block size: 8 for CAST5, 16 for the rest): the sector's IV block is
+//! the chaining value of its first block. Used by old LUKS1 volumes (`aes-cbc-essiv:sha256`).
 
-use super::{Alg, AnyBlock, IvGen};
-use crate::error::Result;
-use crate::secret::Secret;
+use super::block::AnyBlock;
+use super::CHUNK;
 
 pub(super) struct Cbc {
     block: AnyBlock,
-    /// For ESSIV: the same cipher keyed with HASH(volume key), which encrypts the plain64 IV
-    /// (as dm-crypt and QEMU do: the ESSIV cipher is the data cipher).
-    essiv: Option<AnyBlock>,
 }
 
 impl Cbc {
-    pub(super) fn new(alg: Alg, key: &[u8], iv: IvGen) -> Result<Self> {
-        let essiv = match iv {
-            IvGen::Essiv(hash) => {
-                let mut salt = Secret::zeroed(hash.len());
-                hash.hash_into(&[key], salt.as_mut_bytes());
-                Some(AnyBlock::new(alg, salt.as_bytes())?)
-            }
-            _ => None,
-        };
-        Ok(Cbc {
-            block: AnyBlock::new(alg, key)?,
-            essiv,
-        })
+    pub(super) fn new(block: AnyBlock) -> Self {
+        Cbc { block }
     }
 
-    fn iv(&self, iv: &[u8; 16]) -> [u8; 16] {
-        let mut iv = *iv;
-        if let Some(e) = &self.essiv {
-            e.encrypt_blocks(&mut iv);
-        }
-        iv
-    }
-
-    pub(super) fn encrypt_sector(&self, sector: &mut [u8], iv: &[u8; 16]) {
-        let mut prev = self.iv(iv);
-        for block in sector.chunks_exact_mut(16) {
-            for (b, p) in block.iter_mut().zip(prev.iter()) {
-                *b ^= p;
+    /// En- or decrypts whole sectors of `buf`; sector `i` has IV block `iv(i)`.
+    pub(super) fn crypt_sectors(
+        &self,
+        buf: &mut [u8],
+        sector_size: usize,
+        iv: impl Fn(usize) -> [u8; 16],
+        encrypt: bool,
+    ) {
+        let bs = self.block.block_size();
+        if encrypt {
+            // Encryption is serial: each block needs the ciphertext of the one before.
+            for (i, sector) in buf.chunks_exact_mut(sector_size).enumerate() {
+                self.block.cbc_encrypt(sector, &iv(i)[..bs]);
             }
-            self.block.encrypt_blocks(block);
-            prev.copy_from_slice(block);
+            return;
+        }
+        // Decryption is parallel: decrypt a chunk of several sectors in one call, then XOR
+        // each block with the ciphertext before it (kept from before decryption; contiguous,
+        // so one XOR per sector) and a sector's first block with the sector's IV.
+        let per_chunk = (CHUNK / sector_size).max(1);
+        let mut saved = vec![0u8; per_chunk * sector_size];
+        for (c, chunk) in buf.chunks_mut(per_chunk * sector_size).enumerate() {
+            let saved = &mut saved[..chunk.len()];
+            saved.copy_from_slice(chunk);
+            self.block.decrypt_blocks(chunk);
+            for (s, (sector, old)) in chunk
+                .chunks_exact_mut(sector_size)
+                .zip(saved.chunks_exact(sector_size))
+                .enumerate()
+            {
+                let (first, rest) = sector.split_at_mut(bs);
+                xor(first, &iv(c * per_chunk + s)[..bs]);
+                xor(rest, &old[..sector_size - bs]);
+            }
         }
     }
+}
 
-    pub(super) fn decrypt_sector(&self, sector: &mut [u8], iv: &[u8; 16]) {
-        // CBC decryption is parallel: decrypt all blocks at once, then XOR each with the
-        // ciphertext block before it (kept from before decryption).
-        let iv = self.iv(iv);
-        let mut prev_block = iv;
-        let mut saved = [0u8; 16];
-        let ciphertext: Vec<u8> = sector.to_vec();
-        self.block.decrypt_blocks(sector);
-        for (i, block) in sector.chunks_exact_mut(16).enumerate() {
-            saved.copy_from_slice(&ciphertext[i * 16..i * 16 + 16]);
-            for (b, p) in block.iter_mut().zip(prev_block.iter()) {
-                *b ^= p;
-            }
-            prev_block = saved;
-        }
+#[inline(always)]
+pub(super) fn xor(dst: &mut [u8], src: &[u8]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d ^= s;
     }
 }

@@ -1,6 +1,9 @@
-//! Tests of the sector ciphers against the `xts-mode` crate and known answers.
+//! Tests of the sector ciphers against the `xts-mode` crate and known answers. Tests of the
+//! other ciphers, modes and IV generators are in `tests_kat.rs`.
 
 use super::*;
+use aes::{Aes128, Aes192, Aes256};
+use cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 
 fn ss(n: u64) -> SectorSize {
     SectorSize::new(n).unwrap()
@@ -18,21 +21,76 @@ fn parse_accepts_luks_ciphers_and_refuses_the_rest() {
         "serpent-cbc-essiv:sha256",
         "twofish-xts-plain",
         "twofish-cbc-plain64",
+        "aes-xts-essiv:sha256",
+        "aes-ctr-plain64",
+        "aes-lrw-benbi",
+        "aes-cbc-null",
+        "aes-xts-plain64be",
+        "cast5-cbc-plain64",
+        "cast5-ctr-essiv:sha256",
+        "cast6-xts-plain64",
+        "sm4-xts-plain64",
+        "camellia-cbc-plain",
+        "camellia-lrw-plain64",
     ] {
         assert_eq!(CipherSpec::parse(s).unwrap().to_string(), s);
     }
+    // Spellings that mean one of the above: dm-crypt ignores a hash after plain/plain64 (QEMU
+    // writes `plain64:sha256`), and the kernel notation names the mode around the cipher.
+    for (s, means) in [
+        ("aes-xts-plain64:sha256", "aes-xts-plain64"),
+        ("aes-cbc-plain:sha1", "aes-cbc-plain"),
+        ("capi:xts(aes)-plain64", "aes-xts-plain64"),
+        ("capi:xts(ecb(aes))-plain64", "aes-xts-plain64"),
+        ("capi:cbc(aes)-essiv:sha256", "aes-cbc-essiv:sha256"),
+        ("capi:ctr(serpent)-plain64", "serpent-ctr-plain64"),
+        ("CAPI:LRW(AES)-BENBI", "aes-lrw-benbi"),
+    ] {
+        assert_eq!(CipherSpec::parse(s).unwrap().to_string(), means, "{s}");
+    }
     for s in [
-        "cipher_null-ecb",
-        "aes-ecb",
-        "camellia-xts-plain64",
-        "serpent-ecb",
-        "aes-xts-essiv:sha256",
         "aes-xts-random",
+        "aes-xts-essiv",
+        "aes-xts-essiv:md4",
+        "aes-xts-plain64:",
+        "cast5-xts-plain64",
+        "cast5-lrw-benbi",
+        "blowfish-cbc-plain64",
+        "aes-gcm-random",
+        "capi:xts(aes)",
+        "capi:authenc(hmac(sha256),xts(aes))-random",
+        "aes-xts",
         "aes",
         "",
     ] {
-        assert!(CipherSpec::parse(s).is_err(), "{s} accepted");
+        let e = CipherSpec::parse(s).unwrap_err();
+        assert!(e.message().starts_with("unsupported cipher"), "{s}: {e}");
     }
+    // ECB and cipher_null are refused with the reason, however spelled.
+    for s in [
+        "cipher_null-ecb",
+        "aes-ecb",
+        "serpent-ecb-plain64",
+        "capi:ecb(aes)-plain64",
+        "capi:cbc(cipher_null)-plain64",
+        "CIPHER_NULL",
+    ] {
+        let e = CipherSpec::parse(s).unwrap_err();
+        assert!(
+            e.message()
+                .starts_with(&format!("cipher '{s}' is refused: "))
+                && e.message()
+                    .ends_with("the 2025 malleable-header attacks on LUKS"),
+            "{s}: {e}"
+        );
+        assert!(CipherSpec::refusal(s).is_some(), "{s}");
+    }
+    assert_eq!(
+        CipherSpec::parse("cipher_null-ecb").unwrap_err().message(),
+        "cipher 'cipher_null-ecb' is refused: it encrypts nothing, and such headers are the \
+         vehicle of the 2025 malleable-header attacks on LUKS"
+    );
+    assert!(CipherSpec::refusal("capi:xts(ecb(aes))-plain64").is_none());
 }
 
 #[test]
@@ -46,12 +104,15 @@ fn cipher_names_keep_their_spelling_and_parse_once() {
         n.spec().unwrap(),
         CipherSpec::parse("aes-xts-plain64").unwrap()
     );
-    let bad = CipherName::new("camellia-xts-plain64");
-    assert_eq!(bad.as_str(), "camellia-xts-plain64");
+    let bad = CipherName::new("blowfish-xts-plain64");
+    assert_eq!(bad.as_str(), "blowfish-xts-plain64");
     assert_eq!(
         bad.spec().unwrap_err().message(),
-        "unsupported cipher 'camellia-xts-plain64'"
+        "unsupported cipher 'blowfish-xts-plain64'"
     );
+    let n = CipherName::new("aes-xts-plain64:sha256");
+    assert_eq!(n.as_str(), "aes-xts-plain64:sha256");
+    assert_eq!(n.spec().unwrap().iv, IvGen::Plain64);
 }
 
 #[test]
@@ -61,6 +122,61 @@ fn key_sizes() {
     assert!(x.check_key_size(16).is_err());
     let c = CipherSpec::parse("aes-cbc-essiv:sha256").unwrap();
     assert!(c.check_key_size(32).is_ok() && c.check_key_size(64).is_err());
+    // (spec, valid key sizes in bytes up to 80): cryptsetup's and the kernel's rules.
+    for (spec, ok) in [
+        ("aes-xts-plain64", &[32, 48, 64][..]),
+        ("aes-cbc-plain64", &[16, 24, 32]),
+        ("aes-ctr-plain64", &[16, 24, 32]),
+        ("aes-lrw-benbi", &[32, 40, 48]),
+        ("serpent-xts-plain64", &[32, 48, 64]),
+        (
+            "cast5-cbc-plain64",
+            &[5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+        ),
+        ("cast6-xts-plain64", &[32, 40, 48, 56, 64]),
+        ("cast6-cbc-plain64", &[16, 20, 24, 28, 32]),
+        ("sm4-xts-plain64", &[32]),
+        ("sm4-ctr-plain64", &[16]),
+        ("camellia-xts-plain64", &[32, 48, 64]),
+        ("camellia-lrw-plain64", &[32, 40, 48]),
+    ] {
+        let spec = CipherSpec::parse(spec).unwrap();
+        let valid: Vec<usize> = (0..=80).filter(|&n| spec.key_size_ok(n)).collect();
+        assert_eq!(valid, ok, "{spec}");
+        assert!(spec.key_size_ok(spec.default_key_size()), "{spec}");
+        // Every valid size keys a cipher, and no invalid one does.
+        for n in 0..=80 {
+            assert_eq!(
+                SectorCipher::new(&spec, &vec![7u8; n]).is_ok(),
+                spec.key_size_ok(n),
+                "{spec} with {n} bytes"
+            );
+        }
+    }
+    assert_eq!(
+        CipherSpec::parse("aes-xts-plain64")
+            .unwrap()
+            .default_key_size(),
+        64
+    );
+    assert_eq!(
+        CipherSpec::parse("aes-cbc-plain64")
+            .unwrap()
+            .default_key_size(),
+        32
+    );
+    assert_eq!(
+        CipherSpec::parse("aes-lrw-benbi")
+            .unwrap()
+            .default_key_size(),
+        48
+    );
+    assert_eq!(
+        CipherSpec::parse("cast5-cbc-plain64")
+            .unwrap()
+            .default_key_size(),
+        16
+    );
 }
 
 #[test]

@@ -1,11 +1,10 @@
 //! XTS (IEEE 1619) over whole sectors, batched: the tweaks of a sector are computed first,
-//! then all its blocks go through AES in one multi-block call (AES-NI/VAES pipelines them).
+//! then all its blocks go through the cipher in one multi-block call (AES-NI pipelines them,
+//! Serpent and the others use their parallel paths). 16-byte block ciphers only.
 
-use super::{Alg, AnyBlock};
+use super::block::AnyBlock;
+use super::{Alg, CHUNK};
 use crate::error::Result;
-
-/// Bytes processed per batch: several sectors per multi-block AES call.
-const CHUNK: usize = 16 * 1024;
 
 pub(super) struct Xts {
     data: AnyBlock,

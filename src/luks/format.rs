@@ -118,13 +118,14 @@ impl FormatOptions {
             1 | 2 => self.version,
             v => return Err(Error::usage(format!("unknown LUKS version {v}"))),
         };
+        if let Some(refused) = CipherSpec::refusal(&self.cipher) {
+            return Err(Error::usage(refused.message()));
+        }
         let spec = CipherSpec::parse(&self.cipher)
             .map_err(|_| Error::usage(format!("cipher '{}' is not supported", self.cipher)))?;
         let cipher = spec.to_string();
-        let bits = self.key_bits.unwrap_or(match spec.mode {
-            crate::crypto::Mode::Xts => 512,
-            crate::crypto::Mode::Cbc => 256,
-        });
+        let default_bits = u32::try_from(spec.default_key_size() * 8).expect("at most 512");
+        let bits = self.key_bits.unwrap_or(default_bits);
         if !bits.is_multiple_of(8) {
             return Err(Error::usage(format!(
                 "key size {bits} is not a multiple of 8 bits"
@@ -273,7 +274,7 @@ mod tests {
     fn wrong_parameters_are_usage_errors() {
         let bad = [
             FormatOptions {
-                cipher: "camellia-xts-plain64".into(),
+                cipher: "blowfish-xts-plain64".into(),
                 ..fast(2)
             },
             FormatOptions {
@@ -300,5 +301,17 @@ mod tests {
         for o in bad {
             assert_eq!(o.check().unwrap_err().exit_code(), 1, "{o:?}");
         }
+        // ECB and cipher_null: a usage error that says why.
+        let e = FormatOptions {
+            cipher: "aes-ecb".into(),
+            ..fast(2)
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert!(
+            e.message().starts_with("cipher 'aes-ecb' is refused: ECB"),
+            "{e}"
+        );
     }
 }

@@ -172,10 +172,8 @@ impl Luks1 {
         let uuid = field_str(&raw.uuid, "UUID")?;
         let hash = HashAlg::from_name(&hash_name)?;
         let cipher = format!("{cipher_name}-{cipher_mode}");
-        if cipher_name.eq_ignore_ascii_case("cipher_null") || cipher_mode.contains("ecb") {
-            return Err(Error::format(format!(
-                "cipher '{cipher}' gives no confidentiality (refused)"
-            )));
+        if let Some(refused) = CipherSpec::refusal(&cipher) {
+            return Err(refused);
         }
         if raw.key_bytes == 0 || raw.key_bytes > MAX_KEY_BYTES {
             return Err(Error::format(format!(
