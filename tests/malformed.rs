@@ -305,10 +305,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["segments"]["0"]["encryption"] = "cipher_null-ecb".into();
                 })
             },
-            Refused(
-                4,
-                "segment 0: cipher 'cipher_null-ecb' gives no confidentiality",
-            ),
+            Fails(4, "gives no confidentiality"),
         ),
         (
             "luks2_cipher_null_keyslot",
@@ -317,10 +314,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["area"]["encryption"] = "cipher_null-ecb".into();
                 })
             },
-            Refused(
-                4,
-                "keyslot 0 area: cipher 'cipher_null-ecb' gives no confidentiality",
-            ),
+            Fails(1, "cipher 'cipher_null-ecb' gives no confidentiality"),
         ),
         (
             "luks2_integrity_segment",
@@ -338,7 +332,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["segments"]["0"]["type"] = "linear".into();
                 })
             },
-            Refused(4, "segment type 'linear' is not supported"),
+            Fails(4, "segment 0 is of type 'linear'"),
         ),
         (
             "luks2_sector_size_1000",
@@ -411,7 +405,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"]["time"] = 4_000_000_000u64.into();
                 })
             },
-            Fails(4, "Argon2 time cost 4000000000 out of range"),
+            Fails(1, "Argon2 time cost 4000000000 out of range"),
         ),
         (
             "luks2_argon2_lanes_zero",
@@ -420,7 +414,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"]["cpus"] = 0.into();
                 })
             },
-            Fails(4, "'cpus' = 0 out of range"),
+            Fails(1, "'cpus' = 0 out of range"),
         ),
         (
             "luks2_af_stripes_zero",
@@ -429,7 +423,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["af"]["stripes"] = 0.into();
                 })
             },
-            Refused(4, "'stripes' = 0 out of range"),
+            Fails(1, "'stripes' = 0 out of range"),
         ),
         (
             "luks2_key_size_huge",
@@ -438,7 +432,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["key_size"] = 1_000_000_000u64.into();
                 })
             },
-            Fails(4, "'key_size' = 1000000000 out of range"),
+            Fails(4, "key size 8000000000 bits is not valid"),
         ),
         (
             "luks2_salt_not_base64",
@@ -447,7 +441,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"]["salt"] = "!!!".into();
                 })
             },
-            Fails(4, "'salt' is not valid base64"),
+            Fails(1, "'salt' is not valid base64"),
         ),
         (
             "luks2_unknown_kdf",
@@ -456,7 +450,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"]["type"] = "scrypt".into();
                 })
             },
-            Refused(4, "unknown KDF type 'scrypt'"),
+            Fails(1, "unknown KDF type 'scrypt'"),
         ),
         (
             "luks2_digest_corrupt_means_no_key",
@@ -497,7 +491,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_ecb_segment",
             |b| rewrite_json(b, &|j| j["segments"]["0"]["encryption"] = json!("aes-ecb")),
-            Refused(4, "no confidentiality"),
+            Fails(4, "no confidentiality"),
         ),
         (
             "luks2_unknown_cipher",
@@ -506,7 +500,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["segments"]["0"]["encryption"] = json!("camellia-xts-plain64")
                 })
             },
-            Refused(4, "unsupported cipher"),
+            Fails(4, "unsupported cipher"),
         ),
         (
             "luks2_two_segments",
@@ -516,7 +510,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["segments"]["1"] = s;
                 })
             },
-            Refused(4, "2 data segments"),
+            Refused(4, "only the last segment may have size 'dynamic'"),
         ),
         (
             "luks2_no_segment",
@@ -530,7 +524,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["segments"]["0"]["integrity"] = json!({"type": "hmac(sha256)"})
                 })
             },
-            Refused(4, "dm-integrity"),
+            Fails(4, "dm-integrity"),
         ),
         (
             "luks2_sector_size_1025",
@@ -582,17 +576,17 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["af"]["stripes"] = json!(4_000_000_000u32)
                 })
             },
-            Refused(4, "out of range"),
+            Fails(1, "out of range"),
         ),
         (
             "luks2_key_size_0",
             |b| rewrite_json(b, &|j| j["keyslots"]["0"]["key_size"] = json!(0)),
-            Refused(4, "'key_size' = 0 out of range"),
+            Fails(4, "key size 0 bits is not valid"),
         ),
         (
             "luks2_key_size_513",
             |b| rewrite_json(b, &|j| j["keyslots"]["0"]["key_size"] = json!(513)),
-            Refused(4, "'key_size' = 513 out of range"),
+            Fails(4, "key size 4104 bits is not valid"),
         ),
         (
             "luks2_key_size_negative",
@@ -606,7 +600,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"]["salt"] = json!("!!not base64!!")
                 })
             },
-            Refused(4, "not valid base64"),
+            Fails(1, "not valid base64"),
         ),
         (
             "luks2_salt_too_short",
@@ -615,7 +609,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"]["salt"] = json!("AAAAAAAAAAAAAAAAAAAAAA==")
                 })
             },
-            Refused(4, "salt of 16 bytes"),
+            Fails(1, "salt of 16 bytes"),
         ),
         (
             "luks2_digest_not_base64",
@@ -643,7 +637,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_area_too_small",
             |b| rewrite_json(b, &|j| j["keyslots"]["0"]["area"]["size"] = json!("4096")),
-            Refused(4, "too small"),
+            Fails(1, "too small"),
         ),
         (
             "luks2_area_offset_overflow",
@@ -687,7 +681,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     &|j| j["keyslots"]["0"]["kdf"] = json!({"type": "argon2id", "time": 4, "memory": 4294967295u32, "cpus": 4, "salt": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
                 )
             },
-            Refused(3, "over the limit"),
+            Fails(3, "over the limit"),
         ),
         (
             "luks2_absurd_argon2_time",
@@ -697,7 +691,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     &|j| j["keyslots"]["0"]["kdf"] = json!({"type": "argon2i", "time": 4294967295u32, "memory": 1024, "cpus": 1, "salt": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
                 )
             },
-            Refused(4, "time cost"),
+            Fails(1, "time cost"),
         ),
         (
             "luks2_absurd_pbkdf2_iterations",
@@ -707,12 +701,12 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"] = json!({"type": "pbkdf2", "hash": "sha256", "iterations": 4294967295u32, "salt": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="})
                 })
             },
-            Refused(4, "iteration count"),
+            Fails(1, "iteration count"),
         ),
         (
             "luks2_unknown_hash",
             |b| rewrite_json(b, &|j| j["keyslots"]["0"]["af"]["hash"] = json!("md5")),
-            Refused(4, "unsupported hash 'md5'"),
+            Fails(1, "unsupported hash 'md5'"),
         ),
         (
             "luks2_missing_config",
@@ -744,6 +738,8 @@ fn run_table(fixture: &Fixture, cases: Vec<(&'static str, Mutation, Expect)>) ->
         let outcome = std::panic::catch_unwind(|| {
             let file = HeaderFile::open(&path).map_err(|e| (Stage::Open, e))?;
             let header = Header::parse(&file).map_err(|e| (Stage::Parse, e))?;
+            // What `mount` refuses before it asks for the key (a segment it cannot map).
+            header.mappable().map_err(|e| (Stage::Unlock, e))?;
             header
                 .unlock(&file, PASS, None)
                 .map(|_| ())

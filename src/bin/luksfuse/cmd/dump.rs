@@ -14,7 +14,11 @@ pub fn run(a: &DumpArgs) -> Result<()> {
             return Err(Error::usage("Operation aborted."));
         }
         let u = unlock(path, &file, &header, &a.key)?;
-        let text = luksfuse::luks::dump::volume_key_text(&header, path, &u.key);
+        let text = if u.bound {
+            luksfuse::luks::dump::volume_key_text(&header, path, &u.key)
+        } else {
+            luksfuse::luks::dump::unbound_key_text(&header, path, u.slot, &u.key)
+        };
         let _ = std::io::stdout().lock().write_all(text.as_bytes());
         return Ok(());
     }
