@@ -1,0 +1,454 @@
+//! Keyslots one by one, and every header shape `cryptsetup luksDump` shows, against cryptsetup
+//! 2.6.1: a keyslot luksfuse cannot use is skipped and the others unlock; unbound keyslots;
+//! tokens; several, unknown and huge segments (dumped, not mounted); headers cryptsetup refuses;
+//! exit codes; a payload that is not whole encryption sectors. Each header is made by
+//! cryptsetup and then changed by JSON surgery (tests/common/keyslot_shapes.rs).
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::path::Path;
+
+macro_rules! need_cryptsetup {
+    () => {
+        // `make test` installs cryptsetup: a missing peer is a failure, not a skip.
+        assert!(
+            have_cryptsetup(),
+            "cryptsetup is not installed (run make deps)"
+        );
+    };
+}
+
+/// `luksfuse test-key` of `header` with key file `key` (`-S slot` if given), and `-v`.
+fn test_key(header: &Path, key: &Path, slot: Option<u32>) -> Run {
+    let slot = slot.map(|n| n.to_string());
+    let mut args = vec!["test-key", "-v", "--key-file", s(key)];
+    if let Some(n) = &slot {
+        args.extend(["-S", n]);
+    }
+    args.push(s(header));
+    luksfuse(&args, b"")
+}
+
+fn file_name(p: &Path) -> &str {
+    p.file_name().unwrap().to_str().unwrap()
+}
+
+/// What each unusable shape of a keyslot does to it.
+const UNUSABLE: &[(&str, &str)] = &[
+    // cryptsetup's own validation images name their KDF so.
+    ("kdf", "unknown KDF type 'argon2'"),
+    ("cipher", "unsupported cipher"),
+    ("type", "keyslot type 'luks3' is not supported"),
+];
+
+fn make_unusable(what: &str, slot: u32, j: &mut Value) {
+    let k = &mut j["keyslots"][slot.to_string()];
+    match what {
+        "kdf" => k["kdf"]["type"] = json!("argon2"),
+        "cipher" => k["area"]["encryption"] = json!("nosuch-xts-plain64"),
+        "type" => k["type"] = json!("luks3"),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn one_unusable_keyslot_leaves_the_others() {
+    need_cryptsetup!();
+    let f = luks2_two_slots(false);
+    let key2 = f.path("key2");
+    let vk = f.volume_key();
+    for &(what, reason) in UNUSABLE {
+        for bad in [0u32, 1] {
+            let good = 1 - bad;
+            let h = shape(&f, &format!("{what}{bad}.img"), &|j| {
+                make_unusable(what, bad, j)
+            });
+            let (bad_key, good_key) = if bad == 0 {
+                (&f.keyfile, &key2)
+            } else {
+                (&key2, &f.keyfile)
+            };
+            let case = format!("{what} in keyslot {bad}");
+            // The dump shows the keyslot as cryptsetup's does.
+            let (code, cs_dump) = cryptsetup_dump(&h);
+            assert_eq!(code, 0, "{case}: cryptsetup luksDump");
+            let r = luksfuse(&["dump", s(&h)], b"");
+            assert_eq!(r.code, 0, "{case}: {}", r.stderr);
+            assert_eq!(
+                dump_section(&r.stdout, "Keyslots:"),
+                dump_section(&cs_dump, "Keyslots:"),
+                "{case}"
+            );
+            // The good keyslot opens, and gives the volume key. cryptsetup agrees when it
+            // meets the good keyslot first; it gives up at a `luks2` keyslot it cannot open
+            // when that comes first (exit 1), where luksfuse goes on.
+            let r = test_key(&h, good_key, None);
+            assert_eq!(r.code, 0, "{case}: {}", r.stderr);
+            assert!(
+                r.stderr.contains(&format!("keyslot {bad} skipped")) || bad > good,
+                "{case}: no note under -v: {}",
+                r.stderr
+            );
+            let cs = cryptsetup_test_key(&h, &f.payload, good_key, None);
+            if bad > good || what == "type" {
+                assert_eq!(cs, 0, "{case}: cryptsetup");
+            } else {
+                assert_eq!(cs, 1, "{case}: cryptsetup");
+            }
+            let got = luksfuse_volume_key(
+                &[
+                    "dump",
+                    "-q",
+                    "--dump-volume-key",
+                    "--key-file",
+                    s(good_key),
+                    s(&h),
+                ],
+                b"",
+            );
+            assert_eq!(got, vk, "{case}");
+            // The bad keyslot's passphrase: what cryptsetup says (its exit code), and the
+            // reason, naming the file. cryptsetup stops at a `luks2` keyslot it cannot open
+            // (1) and passes over one of another type (so the passphrase is just wrong: 2).
+            let want = if what == "type" { 2 } else { 1 };
+            let r = test_key(&h, bad_key, None);
+            assert_eq!(r.code, want, "{case}: {}", r.stderr);
+            // cryptsetup 2.6.1 gives the verdict of the last keyslot it tried, so a foreign
+            // keyslot last makes it 1 ("No usable keyslot is available."); later versions
+            // prefer the wrong passphrase (2), as luksfuse does.
+            let cs_want = if what == "type" && bad == 1 { 1 } else { want };
+            assert_eq!(
+                cryptsetup_test_key(&h, &f.payload, bad_key, None),
+                cs_want,
+                "{case}: cryptsetup"
+            );
+            if want == 1 {
+                assert!(r.stderr.contains(reason), "{case}: {}", r.stderr);
+            }
+            // Asked for by number: exit 1 as cryptsetup, the file, keyslot and reason named.
+            let r = test_key(&h, bad_key, Some(bad));
+            assert_eq!(r.code, 1, "{case}: {}", r.stderr);
+            assert_eq!(
+                cryptsetup_test_key(&h, &f.payload, bad_key, Some(bad)),
+                1,
+                "{case}: cryptsetup -S"
+            );
+            let line = r.stderr.lines().next().unwrap_or_default();
+            for part in [file_name(&h), &format!("keyslot {bad}"), reason] {
+                assert!(line.contains(part), "{case}: {part:?} not in {line:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_damaged_keyslot_area_is_a_wrong_passphrase_for_it_only() {
+    need_cryptsetup!();
+    let f = luks2_two_slots(false);
+    let key2 = f.path("key2");
+    let mut img = f.read_header();
+    let j = read_json(&img, 0);
+    let off: usize = j["keyslots"]["0"]["area"]["offset"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    img[off..off + 4096].copy_from_slice(&noise(4096, 7));
+    let h = f.path("damaged.img");
+    write_file(&h, &img);
+    assert_eq!(test_key(&h, &f.keyfile, None).code, 2);
+    assert_eq!(cryptsetup_test_key(&h, &f.payload, &f.keyfile, None), 2);
+    assert_eq!(test_key(&h, &key2, None).code, 0);
+    assert_eq!(cryptsetup_test_key(&h, &f.payload, &key2, None), 0);
+}
+
+#[test]
+fn unbound_keyslot_opens_by_number_and_does_not_mount() {
+    need_cryptsetup!();
+    let f = luks2_two_slots(true);
+    let key2 = f.path("key2");
+    let h = &f.header;
+    // The dump marks it, as cryptsetup's.
+    let r = luksfuse(&["dump", s(h)], b"");
+    assert!(r.stdout.contains("  1: luks2 (unbound)"), "{}", r.stdout);
+    assert_eq!(
+        dump_section(&r.stdout, "Keyslots:"),
+        dump_section(&cryptsetup_dump(h).1, "Keyslots:")
+    );
+    // test-key -S 1: exit 0 as cryptsetup; without -S: 1 as cryptsetup 2.6.1, saying why.
+    assert_eq!(test_key(h, &key2, Some(1)).code, 0);
+    assert_eq!(cryptsetup_test_key(h, &f.payload, &key2, Some(1)), 0);
+    let r = test_key(h, &key2, None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(cryptsetup_test_key(h, &f.payload, &key2, None), 1);
+    assert!(r.stderr.contains("unbound"), "{}", r.stderr);
+    // Its key, as `cryptsetup luksDump --unbound -S 1` gives it.
+    let (code, cs, _) = cryptsetup_run(&[
+        "luksDump",
+        "-q",
+        "--unbound",
+        "-S",
+        "1",
+        "--key-file",
+        s(&key2),
+        s(h),
+    ]);
+    assert_eq!(code, 0);
+    let r = luksfuse(
+        &[
+            "dump",
+            "-q",
+            "--dump-volume-key",
+            "-S",
+            "1",
+            "--key-file",
+            s(&key2),
+            s(h),
+        ],
+        b"",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ours = parse_unbound_key(&r.stdout);
+    assert_eq!(ours.len(), 64);
+    assert_eq!(ours, parse_unbound_key(&cs));
+    assert_ne!(ours, f.volume_key());
+    // mount refuses, naming the file and saying why (cryptsetup's open: exit 1).
+    let mnt = f.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _guard = MountGuard(mnt.clone());
+    for slot in [&["-S", "1"][..], &[]] {
+        let mut args = vec!["mount", "--key-file", s(&key2)];
+        args.extend_from_slice(slot);
+        args.extend([s(h), s(&f.payload), s(&mnt)]);
+        let r = luksfuse(&args, b"");
+        assert_eq!(r.code, 1, "{slot:?}: {}", r.stderr);
+        assert!(r.stderr.contains("unbound"), "{}", r.stderr);
+        assert!(r.stderr.contains("h.img"), "{}", r.stderr);
+        assert!(!is_mounted(&mnt));
+    }
+}
+
+#[test]
+fn tokens_are_dumped_as_cryptsetup_dumps_them() {
+    need_cryptsetup!();
+    let mut args = vec!["--type", "luks2"];
+    args.extend(fast_kdf("pbkdf2"));
+    let f = luks_format(&args);
+    f.cryptsetup(&[
+        "token",
+        "add",
+        "--key-description",
+        "luksfuse:test",
+        "--key-slot",
+        "0",
+    ]);
+    let tok = f.path("token.json");
+    write_file(&tok, br#"{"type":"some-plugin","keyslots":[],"data":"x"}"#);
+    f.cryptsetup(&["token", "import", "--json-file", s(&tok)]);
+    let r = luksfuse(&["dump", s(&f.header)], b"");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ours = dump_section(&r.stdout, "Tokens:");
+    assert!(ours.contains("  1: some-plugin"), "{ours}");
+    assert!(ours.contains("Key description: luksfuse:test"), "{ours}");
+    assert_eq!(ours, dump_section(&cryptsetup_dump(&f.header).1, "Tokens:"));
+    // Tokens do not stand in the way of a passphrase.
+    assert_eq!(test_key(&f.header, &f.keyfile, None).code, 0);
+}
+
+/// A change of the JSON metadata.
+type Edit = dyn Fn(&mut Value);
+
+#[test]
+fn segments_cryptsetup_reads_are_dumped_but_not_mounted() {
+    need_cryptsetup!();
+    let mut args = vec!["--type", "luks2", "--sector-size", "512"];
+    args.extend(fast_kdf("pbkdf2"));
+    let f = luks_format(&args);
+    let shapes: &[(&str, &Edit, &str)] = &[
+        (
+            "unknown-type.img",
+            &|j| j["segments"]["0"]["type"] = json!("foo"),
+            "type 'foo'",
+        ),
+        (
+            "linear.img",
+            &|j| {
+                j["segments"]["0"] = json!({"type": "linear", "offset": "0", "size": "dynamic"});
+                j["digests"]["0"]["segments"] = json!([]);
+            },
+            "type 'linear'",
+        ),
+        (
+            "two.img",
+            &|j| {
+                let mut second = j["segments"]["0"].clone();
+                second["offset"] = json!("8388608");
+                j["segments"]["0"]["size"] = json!("8388608");
+                j["segments"]["1"] = second;
+                j["digests"]["0"]["segments"] = json!(["0", "1"]);
+            },
+            "2 segments",
+        ),
+        (
+            // UINT64_MAX - 511, as cryptsetup's generate-luks2-uint64-max-segment-size.
+            "huge.img",
+            &|j| j["segments"]["0"]["size"] = json!("18446744073709551104"),
+            "too small",
+        ),
+    ];
+    let mnt = f.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _guard = MountGuard(mnt.clone());
+    for (name, edit, reason) in shapes {
+        let h = shape(&f, name, *edit);
+        let (code, cs) = cryptsetup_dump(&h);
+        assert_eq!(code, 0, "{name}: cryptsetup luksDump");
+        let r = luksfuse(&["dump", s(&h)], b"");
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        assert_eq!(
+            dump_section(&r.stdout, "Data segments:"),
+            dump_section(&cs, "Data segments:"),
+            "{name}"
+        );
+        // The keyslots still open as cryptsetup's do (with no crypt segment, the keyslot is
+        // unbound: 1); mapping is refused with the reason.
+        let want = if *name == "linear.img" { 1 } else { 0 };
+        assert_eq!(test_key(&h, &f.keyfile, None).code, want, "{name}");
+        assert_eq!(
+            cryptsetup_test_key(&h, &f.payload, &f.keyfile, None),
+            want,
+            "{name}: cryptsetup"
+        );
+        let r = luksfuse(
+            &[
+                "mount",
+                "--key-file",
+                s(&f.keyfile),
+                s(&h),
+                s(&f.payload),
+                s(&mnt),
+            ],
+            b"",
+        );
+        assert_eq!(r.code, 4, "{name}: {}", r.stderr);
+        let want_file = if *name == "huge.img" { "p.raw" } else { name };
+        let line = r.stderr.lines().next().unwrap_or_default();
+        assert!(
+            line.contains(want_file) && line.contains(reason),
+            "{name}: {line}"
+        );
+        assert!(!is_mounted(&mnt));
+    }
+}
+
+#[test]
+fn headers_cryptsetup_refuses_are_refused() {
+    need_cryptsetup!();
+    let f = luks2_two_slots(false);
+    let hdr = f.read_header();
+    let cases: Vec<(&str, std::path::PathBuf, &str)> = vec![
+        (
+            "keyslot without digest",
+            shape(&f, "nodigest.img", &|j| {
+                j["digests"]["0"]["keyslots"] = json!(["0"])
+            }),
+            "keyslot 1 is not assigned to any digest",
+        ),
+        (
+            "keyslots area into the data",
+            // cryptsetup's detached header has a 16 MiB keyslots area; data at 1 MiB.
+            shape(&f, "overlap.img", &|j| {
+                j["segments"]["0"]["offset"] = json!("1048576")
+            }),
+            "reaches into the data segment",
+        ),
+        (
+            "area type",
+            shape(&f, "areatype.img", &|j| {
+                j["keyslots"]["1"]["area"]["type"] = json!("weird")
+            }),
+            "area type 'weird'",
+        ),
+        (
+            "file shorter than its keyslot areas",
+            {
+                let p = f.path("short.img");
+                write_file(&p, &hdr[..600_000]);
+                p
+            },
+            "too small",
+        ),
+    ];
+    for (case, h, reason) in cases {
+        let sum = sha256_file(&h);
+        assert_eq!(cryptsetup_dump(&h).0, 1, "{case}: cryptsetup");
+        for args in [
+            vec!["dump", s(&h)],
+            vec!["test-key", "-d", s(&f.keyfile), s(&h)],
+        ] {
+            let r = luksfuse(&args, b"");
+            assert_eq!(r.code, 4, "{case}: {}", r.stderr);
+            let line = r.stderr.lines().next().unwrap_or_default();
+            assert!(
+                line.contains(file_name(&h)) && line.contains(reason),
+                "{case}: {line}"
+            );
+        }
+        assert_eq!(sha256_file(&h), sum, "{case}: a byte changed");
+    }
+}
+
+#[test]
+fn no_active_keyslot_exits_1_as_cryptsetup() {
+    need_cryptsetup!();
+    for ty in ["luks1", "luks2"] {
+        let mut args = vec!["--type", ty];
+        args.extend(fast_kdf("pbkdf2"));
+        let f = luks_format(&args);
+        // -S of an inactive keyslot: 1 as well.
+        assert_eq!(test_key(&f.header, &f.keyfile, Some(3)).code, 1, "{ty}");
+        assert_eq!(
+            cryptsetup_test_key(&f.header, &f.payload, &f.keyfile, Some(3)),
+            1
+        );
+        f.cryptsetup(&["luksKillSlot", "0"]);
+        let r = test_key(&f.header, &f.keyfile, None);
+        assert_eq!(r.code, 1, "{ty}: {}", r.stderr);
+        assert!(r.stderr.contains("h.img"), "{}", r.stderr);
+        assert_eq!(
+            cryptsetup_test_key(&f.header, &f.payload, &f.keyfile, None),
+            1
+        );
+    }
+}
+
+#[test]
+fn payload_not_whole_encryption_sectors_is_refused() {
+    need_cryptsetup!();
+    let mut args = vec!["--type", "luks2", "--sector-size", "4096"];
+    args.extend(fast_kdf("pbkdf2"));
+    let f = luks_format(&args).payload_len((16 << 20) + 512);
+    let mnt = f.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _guard = MountGuard(mnt.clone());
+    let r = luksfuse(
+        &[
+            "mount",
+            "--key-file",
+            s(&f.keyfile),
+            s(&f.header),
+            s(&f.payload),
+            s(&mnt),
+        ],
+        b"",
+    );
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("p.raw") && r.stderr.contains("4096-byte encryption sectors"),
+        "{}",
+        r.stderr
+    );
+    assert!(!is_mounted(&mnt));
+}
