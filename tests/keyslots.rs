@@ -452,3 +452,34 @@ fn payload_not_whole_encryption_sectors_is_refused() {
     );
     assert!(!is_mounted(&mnt));
 }
+
+#[test]
+fn format_with_an_offset_sizes_the_keyslots_area_as_cryptsetup() {
+    need_cryptsetup!();
+    // The keyslots area must end before the data: cryptsetup's luksFormat --offset 4096 makes
+    // it 2 MiB less both header copies, and refuses a header whose area reaches further.
+    let mut args = vec!["--type", "luks2", "--offset", "4096"];
+    args.extend(fast_kdf("pbkdf2"));
+    let theirs = luks_format(&args);
+    let f = Fixture::new();
+    let mut ours = vec!["format", "-q", "-d", s(&f.keyfile), s(&f.header)];
+    ours.extend(&args);
+    let r = luksfuse(&ours, b"");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (code, dump) = cryptsetup_dump(&f.header);
+    assert_eq!(code, 0, "cryptsetup refuses luksfuse's header");
+    let area = |d: &str| {
+        d.lines()
+            .find(|l| l.starts_with("Keyslots area:"))
+            .map(str::to_owned)
+    };
+    assert_eq!(area(&dump), area(&cryptsetup_dump(&theirs.header).1));
+    assert_eq!(
+        std::fs::metadata(&f.header).unwrap().len(),
+        std::fs::metadata(&theirs.header).unwrap().len()
+    );
+    assert_eq!(
+        cryptsetup_test_key(&f.header, &f.payload, &f.keyfile, None),
+        0
+    );
+}
