@@ -123,8 +123,26 @@ impl Header {
         }
     }
 
-    /// Tries one keyslot: `Ok(None)` when the passphrase is wrong for it.
+    /// Tries one keyslot bound to the data segment: `Ok(None)` when the passphrase is wrong
+    /// for it; an unbound keyslot is an error (its key is not the volume key).
     pub fn open_keyslot(
+        &self,
+        src: &dyn ReadAt,
+        slot: u32,
+        passphrase: &[u8],
+    ) -> Result<Option<VolumeKey>> {
+        if !self.bound(slot) && self.slot_active(slot) {
+            return Err(Error::usage(
+                "not assigned to the data segment (unbound key); it cannot unlock the volume",
+            )
+            .because(Reason::UnboundKeyslot)
+            .in_keyslot(slot));
+        }
+        self.open_any_keyslot(src, slot, passphrase)
+    }
+
+    /// Tries one keyslot, bound or not (an unbound one gives its own key).
+    fn open_any_keyslot(
         &self,
         src: &dyn ReadAt,
         slot: u32,
@@ -196,7 +214,7 @@ impl Header {
                 return Err(unusable(s, why));
             }
             log::debug!("trying keyslot {s}");
-            return match self.open_keyslot(src, s, passphrase) {
+            return match self.open_any_keyslot(src, s, passphrase) {
                 Ok(Some(key)) => Ok(unlocked(key, s)),
                 Ok(None) => Err(Error::wrong_key("No key available with this passphrase.")
                     .with_hint(format!("tried keyslot {s}"))),
@@ -230,7 +248,7 @@ impl Header {
         if let Header::Luks2(h) = self {
             for s in h.unbound_slots() {
                 log::debug!("trying unbound keyslot {s}");
-                if let Some(_key) = self.open_keyslot(src, s, passphrase).ok().flatten() {
+                if let Some(_key) = self.open_any_keyslot(src, s, passphrase).ok().flatten() {
                     return Err(Error::usage(
                         "the passphrase opens an unbound keyslot: it is not assigned to the \
                          data segment and cannot unlock the volume",
