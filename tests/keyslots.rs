@@ -483,3 +483,40 @@ fn format_with_an_offset_sizes_the_keyslots_area_as_cryptsetup() {
         0
     );
 }
+
+#[test]
+fn mount_passes_over_an_unusable_preferred_keyslot() {
+    need_cryptsetup!();
+    let f = luks2_two_slots(false);
+    let data = noise(1 << 20, 12);
+    {
+        let m = Mounted::new(&f, &[], "p");
+        let file = std::fs::File::options()
+            .write(true)
+            .open(m.mnt.join("p"))
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &data, 4096).unwrap();
+        file.sync_all().unwrap();
+        drop(file);
+        m.unmount();
+    }
+    // Keyslot 1, tried first (priority "prefer"), names a KDF nobody has; keyslot 0 still
+    // opens, in the mount too, and the data reads back.
+    let mut img = f.read_header();
+    rewrite_json(&mut img, &|j| {
+        j["keyslots"]["1"]["kdf"]["type"] = json!("argon2");
+        j["keyslots"]["1"]["priority"] = json!(2);
+    });
+    write_file(&f.header, &img);
+    assert_eq!(cryptsetup_dump(&f.header).0, 0);
+    let r = test_key(&f.header, &f.keyfile, None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("keyslot 1 skipped"), "{}", r.stderr);
+    let m = Mounted::new(&f, &[], "p");
+    let mut got = vec![0u8; data.len()];
+    let file = std::fs::File::open(m.mnt.join("p")).unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut got, 4096).unwrap();
+    drop(file);
+    assert!(got == data, "data read back differs");
+    m.unmount();
+}
