@@ -118,10 +118,8 @@ impl Volume {
         if raw == Bytes(0) {
             return Err(too_small(min));
         }
-        // As dm-crypt under cryptsetup: the payload is seen in whole 512-byte sectors (a loop
-        // device rounds a file down so), and the segment's length in them must be a whole
-        // number of encryption sectors, or activation fails. A fixed size was checked so when
-        // the header was read.
+        // As dm-crypt under cryptsetup: whole 512-byte sectors of the payload (as a loop device
+        // sees a file) must make whole encryption sectors (a fixed size was checked at parse).
         let size = raw.round_down(SectorSize::MIN);
         if !size.is_multiple_of(sector) {
             return Err(Error::format(format!(

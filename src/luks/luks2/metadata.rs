@@ -4,7 +4,10 @@
 //! Two kinds of refusal are kept apart, because they decide what happens with the other
 //! header copy: [`Reject::Damaged`] is metadata that cryptsetup itself would call invalid (the
 //! other copy is then used), [`Reject::Unsupported`] is valid metadata describing something
-//! luksfuse does not do (reencryption in progress, dm-integrity, non-AES ciphers, ...).
+//! luksfuse does not do at all (a reencryption in progress, unknown requirements). What only
+//! some keyslots or the mapping need is not a refusal of the header: a keyslot luksfuse cannot
+//! open keeps the reason ([`Keyslot::opener`]), and segments it cannot map are refused by
+//! [`super::Luks2::mappable`].
 
 use super::access::{bad, numbered, object, R};
 use super::sections::{

@@ -1,5 +1,5 @@
 //! The sections of the LUKS2 JSON metadata, each parsed and checked on its own: `config`,
-//! the data segment, keyslots (with their KDF), digests and tokens. Cross-references between
+//! the segments, keyslots (with their KDF), digests and tokens. Cross-references between
 //! them are [`super::metadata::validate`]'s job.
 
 use super::access::{
