@@ -520,3 +520,83 @@ fn mount_passes_over_an_unusable_preferred_keyslot() {
     assert!(got == data, "data read back differs");
     m.unmount();
 }
+
+#[test]
+fn unknown_requirement_is_read_but_neither_mapped_nor_changed() {
+    need_cryptsetup!();
+    let f = luks2_two_slots(false);
+    let h = shape(&f, "req.img", &|j| {
+        j["config"]["requirements"] = json!({"mandatory": ["future-feature"]})
+    });
+    // cryptsetup dumps it (with a Requirements line) and opens its keyslots...
+    let (code, cs) = cryptsetup_dump(&h);
+    assert_eq!(code, 0);
+    let r = luksfuse(&["dump", s(&h)], b"");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let head = |d: &str| {
+        d.lines()
+            .filter(|l| l.starts_with("Flags:") || l.starts_with("Requirements:"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(head(&r.stdout), head(&cs));
+    assert_eq!(test_key(&h, &f.keyfile, None).code, 0);
+    assert_eq!(cryptsetup_test_key(&h, &f.payload, &f.keyfile, None), 0);
+    // ...refuses new or changed keyslots (exit 1, "Unmet LUKS2 requirements detected.")
+    // but removes them, and does not map it.
+    let key2 = f.path("key2");
+    let new_key = f.path("key3");
+    write_file(&new_key, b"a third passphrase");
+    let copy = f.path("req-cs.img");
+    std::fs::copy(&h, &copy).unwrap();
+    let sum = sha256_file(&h);
+    let fast = fast_kdf("pbkdf2");
+    let change = |tool_is_cs: bool, hdr: &Path| {
+        if tool_is_cs {
+            let mut a = vec!["luksChangeKey", "-q", "--key-file", s(&key2)];
+            a.extend(&fast);
+            a.extend(["--header", s(hdr), s(&f.payload), s(&new_key)]);
+            cryptsetup_run(&a)
+        } else {
+            let mut a = vec!["change-key", "-d", s(&key2), "--new-key-file", s(&new_key)];
+            a.extend(&fast);
+            a.push(s(hdr));
+            let r = luksfuse(&a, b"");
+            (r.code, r.stdout, r.stderr)
+        }
+    };
+    for (tool, hdr) in [(true, &copy), (false, &h)] {
+        let (code, _, err) = change(tool, hdr);
+        assert_eq!(code, 1, "cryptsetup {tool}: {err}");
+        assert!(err.contains("Unmet LUKS2 requirements"), "{err}");
+    }
+    assert_eq!(
+        sha256_file(&h),
+        sum,
+        "a refused change-key changed the header"
+    );
+    let (code, _, err) = cryptsetup_run(&[
+        "luksRemoveKey",
+        "-q",
+        "--header",
+        s(&copy),
+        s(&f.payload),
+        s(&key2),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r = luksfuse(&["remove-key", "-q", "-d", s(&key2), s(&h)], b"");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!luksfuse(&["dump", s(&h)], b"")
+        .stdout
+        .contains("  1: luks2"));
+    let mnt = f.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let _guard = MountGuard(mnt.clone());
+    let r = luksfuse(
+        &["mount", "-d", s(&f.keyfile), s(&h), s(&f.payload), s(&mnt)],
+        b"",
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("req.img"), "{}", r.stderr);
+    assert!(!is_mounted(&mnt));
+}

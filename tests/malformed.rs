@@ -287,7 +287,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["config"]["requirements"] = json!({"mandatory": ["future-feature"]});
                 })
             },
-            Refused(4, "unknown mandatory LUKS2 requirement 'future-feature'"),
+            Fails(1, "unknown mandatory requirement 'future-feature'"),
         ),
         (
             "luks2_reencryption_in_progress",

@@ -307,6 +307,10 @@ impl Header {
                 self.max_slot()
             )));
         }
+        // As cryptsetup: an unknown requirement forbids new keyslots (removing them is allowed).
+        if let Header::Luks2(h) = self {
+            h.requirements_met()?;
+        }
         match self {
             Header::Luks1(h) => h.seal_keyslot(image, slot, volume_key, passphrase, kdf),
             Header::Luks2(h) => h.seal_keyslot(image, slot, volume_key, passphrase, kdf),

@@ -42,6 +42,9 @@ impl Luks2 {
             or(&bin.subsystem, "(no subsystem)")
         );
         let _ = writeln!(s, "Flags:       \t{}", flags(&m.config.flags, "(no flags)"));
+        if !m.config.requirements.is_empty() {
+            let _ = writeln!(s, "Requirements:\t{}", flags(&m.config.requirements, ""));
+        }
         let _ = writeln!(s);
         let _ = writeln!(s, "Data segments:");
         for (n, seg) in &m.segments {

@@ -180,6 +180,9 @@ pub struct Config {
     pub json_size: u64,
     pub keyslots_size: u64,
     pub flags: Vec<String>,
+    /// Mandatory requirements (`requirements.mandatory`) luksfuse does not know: the header
+    /// may be read but neither mapped nor given new keyslots.
+    pub requirements: Vec<String>,
 }
 
 /// Validated metadata.

@@ -312,10 +312,24 @@ impl Luks2 {
         keyslot::open(src, &pipeline, passphrase, |k| digest.matches(k))
     }
 
+    /// An error if the header has mandatory requirements luksfuse does not know: it may then
+    /// be read and keyslots removed, but it is neither mapped nor given new keyslots
+    /// (cryptsetup: "Unmet LUKS2 requirements detected.", exit 1).
+    pub fn requirements_met(&self) -> Result<()> {
+        match self.meta.config.requirements.first() {
+            None => Ok(()),
+            Some(r) => Err(Error::usage(format!(
+                "Unmet LUKS2 requirements detected: unknown mandatory requirement '{r}'"
+            ))
+            .because(Reason::Unsupported)),
+        }
+    }
+
     /// Whether luksfuse can map the data segment, as cryptsetup activates it: one segment,
     /// of type `crypt`, without dm-integrity, with a cipher luksfuse has for the volume key
     /// size. cryptsetup dumps (and unlocks keyslots of) the others, and so does luksfuse.
     pub fn mappable(&self) -> Result<()> {
+        self.requirements_met()?;
         let segs = &self.meta.segments;
         if segs.len() > 1 {
             return Err(Error::unsupported(format!(

@@ -41,23 +41,23 @@ pub(super) fn parse_config(root: &Map<String, Value>, hdr_size: u64) -> R<Config
         )));
     }
     let flags = string_list(c, "flags", what)?;
+    let mut requirements = Vec::new();
     if let Some(req) = c.get("requirements") {
         let req = object(req, "config requirements")?;
-        if let Some(r) = string_list(req, "mandatory", "config requirements")?.first() {
-            if r.contains("reencrypt") {
-                return Err(unsupported(format!(
-                    "LUKS2 reencryption is in progress (requirement '{r}'); finish it with cryptsetup first"
-                )));
-            }
+        requirements = string_list(req, "mandatory", "config requirements")?;
+        if let Some(r) = requirements.iter().find(|r| r.contains("reencrypt")) {
             return Err(unsupported(format!(
-                "unknown mandatory LUKS2 requirement '{r}' (refused)"
+                "LUKS2 reencryption is in progress (requirement '{r}'); finish it with cryptsetup first"
             )));
         }
+        // Any other requirement: as cryptsetup, the header is read (dump, keyslots) but
+        // neither mapped nor given keyslots (Luks2::mappable, Header::seal_keyslot).
     }
     Ok(Config {
         json_size,
         keyslots_size,
         flags,
+        requirements,
     })
 }
 
