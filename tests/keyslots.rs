@@ -600,3 +600,30 @@ fn unknown_requirement_is_read_but_neither_mapped_nor_changed() {
     assert!(r.stderr.contains("req.img"), "{}", r.stderr);
     assert!(!is_mounted(&mnt));
 }
+
+#[test]
+fn a_digest_of_unknown_type_makes_only_its_keyslots_unusable() {
+    need_cryptsetup!();
+    for (unbound, want) in [(true, 0), (false, 1)] {
+        let f = luks2_two_slots(unbound);
+        // The unbound key has digest 1 of its own; otherwise both keyslots share digest 0.
+        let d = if unbound { "1" } else { "0" };
+        let h = shape(&f, "digest.img", &|j| {
+            j["digests"][d]["type"] = json!("foo")
+        });
+        let (code, cs) = cryptsetup_dump(&h);
+        assert_eq!(code, 0);
+        let r = luksfuse(&["dump", s(&h)], b"");
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(
+            dump_section(&r.stdout, "Digests:"),
+            dump_section(&cs, "Digests:")
+        );
+        let r = test_key(&h, &f.keyfile, None);
+        assert_eq!(r.code, want, "unbound {unbound}: {}", r.stderr);
+        assert_eq!(cryptsetup_test_key(&h, &f.payload, &f.keyfile, None), want);
+        if want == 1 {
+            assert!(r.stderr.contains("type 'foo'"), "{}", r.stderr);
+        }
+    }
+}

@@ -567,7 +567,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_digest_type",
             |b| rewrite_json(b, &|j| j["digests"]["0"]["type"] = json!("argon2")),
-            Refused(4, "digest type 'argon2'"),
+            Fails(1, "digest 0 is of type 'argon2'"),
         ),
         (
             "luks2_stripes_absurd",

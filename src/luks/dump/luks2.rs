@@ -98,7 +98,17 @@ impl Luks2 {
             }
         }
         let _ = writeln!(s, "Digests:");
-        for (n, d) in &m.digests {
+        let ids: std::collections::BTreeSet<u32> = m
+            .digests
+            .keys()
+            .chain(m.foreign_digests.keys())
+            .copied()
+            .collect();
+        for n in &ids {
+            let Some(d) = m.digests.get(n) else {
+                let _ = writeln!(s, "  {n}: {}", m.foreign_digests[n].kind);
+                continue;
+            };
             let _ = writeln!(s, "  {n}: pbkdf2");
             if let Kdf::Pbkdf2 {
                 hash,

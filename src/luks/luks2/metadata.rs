@@ -11,7 +11,8 @@
 
 use super::access::{bad, numbered, object, R};
 use super::sections::{
-    default_segment, parse_config, parse_digest, parse_keyslot, parse_segments, parse_token,
+    default_segment, parse_config, parse_digest, parse_foreign_digest, parse_keyslot,
+    parse_segments, parse_token,
 };
 use crate::crypto::hash::HashAlg;
 use crate::error::{Error, Result};
@@ -133,6 +134,14 @@ impl Digest {
     }
 }
 
+/// A digest of a type luksfuse does not know: only what it refers to.
+#[derive(Debug, Clone)]
+pub struct ForeignDigest {
+    pub kind: String,
+    pub keyslots: Vec<u32>,
+    pub segments: Vec<u32>,
+}
+
 /// The default data segment (segment 0), as luksfuse would map it. Its fields are those of
 /// a `crypt` segment; for a segment of another type they are cryptsetup's defaults (cipher
 /// `null`, 512-byte sectors, no IV tweak) and [`SegmentEntry::kind`] says what it is.
@@ -190,6 +199,8 @@ pub struct Config {
 pub struct Metadata {
     pub keyslots: BTreeMap<u32, Keyslot>,
     pub digests: BTreeMap<u32, Digest>,
+    /// Digests of types luksfuse does not know (their keyslots are unusable).
+    pub foreign_digests: BTreeMap<u32, ForeignDigest>,
     /// Segment 0, the one cryptsetup activates.
     pub segment: CryptSegment,
     /// Every segment, by id (segment 0 among them).
@@ -272,12 +283,25 @@ pub fn validate(json: &Value, hdr_size: u64) -> R<Metadata> {
     check_areas(&keyslots, hdr_size, config.keyslots_size)?;
 
     let mut digests = BTreeMap::new();
+    let mut foreign_digests = BTreeMap::new();
     for (n, d) in numbered(root, "digests", "digest")? {
-        digests.insert(n, parse_digest(n, d)?);
+        match parse_foreign_digest(n, d)? {
+            Some(f) => foreign_digests.insert(n, f).map(|_| ()),
+            None => digests.insert(n, parse_digest(n, d)?).map(|_| ()),
+        };
     }
+    let refs: Vec<(u32, &[u32], &[u32])> = digests
+        .iter()
+        .map(|(n, d)| (*n, &d.keyslots[..], &d.segments[..]))
+        .chain(
+            foreign_digests
+                .iter()
+                .map(|(n, d)| (*n, &d.keyslots[..], &d.segments[..])),
+        )
+        .collect();
     let mut segment_digest = None;
-    for (&n, d) in &digests {
-        for k in &d.keyslots {
+    for &(n, d_keyslots, d_segments) in &refs {
+        for k in d_keyslots {
             let slot = keyslots.get_mut(k).ok_or_else(|| {
                 bad(format!(
                     "digest {n} refers to keyslot {k}, which does not exist"
@@ -289,7 +313,7 @@ pub fn validate(json: &Value, hdr_size: u64) -> R<Metadata> {
                 )));
             }
         }
-        for s in &d.segments {
+        for s in d_segments {
             if !segments.contains_key(s) {
                 return Err(bad(format!(
                     "digest {n} refers to segment {s}, which does not exist"
@@ -314,8 +338,20 @@ pub fn validate(json: &Value, hdr_size: u64) -> R<Metadata> {
         return Err(bad(format!("keyslot {n} is not assigned to any digest")));
     }
     for (n, s) in &segments {
-        if s.kind == "crypt" && !digests.values().any(|d| d.segments.contains(n)) {
+        if s.kind == "crypt" && !refs.iter().any(|(_, _, segs)| segs.contains(n)) {
             return Err(bad(format!("segment {n} is not assigned to any digest")));
+        }
+    }
+    // A keyslot whose digest luksfuse cannot check cannot be opened (cryptsetup: "Keyslot open
+    // failed.").
+    for (n, d) in &foreign_digests {
+        for k in &d.keyslots {
+            if let Some(slot) = keyslots.get_mut(k).filter(|s| s.opener.is_ok()) {
+                slot.opener = Err(Error::unsupported(format!(
+                    "its digest {n} is of type '{}', which luksfuse does not know",
+                    d.kind
+                )));
+            }
         }
     }
 
@@ -352,6 +388,7 @@ pub fn validate(json: &Value, hdr_size: u64) -> R<Metadata> {
     Ok(Metadata {
         keyslots,
         digests,
+        foreign_digests,
         segment,
         segments,
         segment_digest,

@@ -7,8 +7,8 @@ use super::access::{
     string_list, u64_field, unsupported, R,
 };
 use super::metadata::{
-    Area, Config, CryptSegment, Digest, Keyslot, Opener, Priority, Reject, SegmentEntry, Token,
-    KEYSLOT_SALT_LEN, MAX_DIGEST_LEN, MAX_KEY_SIZE, MAX_STRIPES,
+    Area, Config, CryptSegment, Digest, ForeignDigest, Keyslot, Opener, Priority, Reject,
+    SegmentEntry, Token, KEYSLOT_SALT_LEN, MAX_DIGEST_LEN, MAX_KEY_SIZE, MAX_STRIPES,
 };
 use crate::error::Error;
 use crate::luks::kdf::{Argon2Variant, Kdf};
@@ -406,6 +406,22 @@ pub(super) fn parse_digest(n: u32, d: &Map<String, Value>) -> R<Digest> {
         kdf,
         digest,
     })
+}
+
+/// A digest of a type other than `pbkdf2`, which luksfuse cannot check: its type and what it
+/// refers to (cryptsetup's hdr_validate_digests requires no more of it), or `None` for a
+/// `pbkdf2` digest ([`parse_digest`]).
+pub(super) fn parse_foreign_digest(n: u32, d: &Map<String, Value>) -> R<Option<ForeignDigest>> {
+    let what = format!("digest {n}");
+    let kind = string(d, "type", &what)?;
+    if kind == "pbkdf2" {
+        return Ok(None);
+    }
+    Ok(Some(ForeignDigest {
+        kind: kind.to_owned(),
+        keyslots: id_list(d, "keyslots", &what)?,
+        segments: id_list(d, "segments", &what)?,
+    }))
 }
 
 pub(super) fn parse_token(n: u32, t: &Map<String, Value>) -> R<Token> {
