@@ -214,6 +214,27 @@ fn unbound_keyslot_opens_by_number_and_does_not_mount() {
     assert_eq!(ours.len(), 64);
     assert_eq!(ours, parse_unbound_key(&cs));
     assert_ne!(ours, f.volume_key());
+    // And `dump --unbound -S 1` prints exactly what cryptsetup prints; the exit codes of its
+    // misuses are cryptsetup's too.
+    let r = luksfuse(
+        &["dump", "--unbound", "-S", "1", "--key-file", s(&key2), s(h)],
+        b"",
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (0, cs.as_str()));
+    for (args, key, code) in [
+        (&["-S", "0"][..], &f.keyfile, 1),
+        (&[], &key2, 1),
+        (&["-S", "1"], &f.keyfile, 2),
+    ] {
+        let mut ours = vec!["dump", "--unbound", "--key-file", s(key)];
+        ours.extend_from_slice(args);
+        ours.push(s(h));
+        assert_eq!(luksfuse(&ours, b"").code, code, "{ours:?}");
+        let mut theirs = vec!["luksDump", "-q", "--unbound", "--key-file", s(key)];
+        theirs.extend_from_slice(args);
+        theirs.push(s(h));
+        assert_eq!(cryptsetup_run(&theirs).0, code, "{theirs:?}");
+    }
     // mount refuses, naming the file and saying why (cryptsetup's open: exit 1).
     let mnt = f.path("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
