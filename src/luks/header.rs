@@ -84,7 +84,9 @@ impl Header {
     }
 
     /// Active keyslots in the order they are tried: LUKS2 priority (high before normal; slots
-    /// with priority "ignore" only when asked for by number), then slot number.
+    /// with priority "ignore" only when asked for by number), then slot number. LUKS2: only
+    /// keyslots bound to the data segment, those luksfuse cannot use among them
+    /// ([`Header::unusable`]; [`Header::unlock`] passes over them).
     pub fn slots_to_try(&self) -> Vec<u32> {
         match self {
             Header::Luks1(h) => h.active_slots(),
