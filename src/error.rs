@@ -119,6 +119,10 @@ pub enum Reason {
     WrongKey,
     /// The keyslot asked for is not active.
     InactiveKeyslot,
+    /// The keyslot cannot be used by luksfuse (its type, KDF or cipher); the others can.
+    UnusableKeyslot,
+    /// The keyslot opened, but it is unbound: not assigned to the data segment.
+    UnboundKeyslot,
     /// Well-formed, but uses something luksfuse does not implement (a cipher, a KDF, a
     /// feature flag).
     Unsupported,

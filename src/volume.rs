@@ -115,7 +115,20 @@ impl Volume {
             }
             None => image_size.saturating_sub(segment.offset),
         };
-        let size = raw.round_down(sector);
+        if raw == Bytes(0) {
+            return Err(too_small(min));
+        }
+        // As dm-crypt under cryptsetup: whole 512-byte sectors of the payload (as a loop device
+        // sees a file) must make whole encryption sectors (a fixed size was checked at parse).
+        let size = raw.round_down(SectorSize::MIN);
+        if !size.is_multiple_of(sector) {
+            return Err(Error::format(format!(
+                "payload size {image_size} bytes leaves {size} bytes after the data offset {}, \
+                 not a whole number of {sector}-byte encryption sectors (cryptsetup refuses to \
+                 activate it too)",
+                segment.offset
+            )));
+        }
         if size == Bytes(0) {
             return Err(too_small(min));
         }
@@ -472,6 +485,14 @@ mod tests {
         ] {
             assert!(Volume::new(img.clone(), &bad, &k).is_err(), "{bad:?}");
         }
+        // A dynamic segment: whole 512-byte sectors of the payload, which must make whole
+        // encryption sectors (4608 bytes are not whole 4096-byte sectors).
+        let odd: Arc<dyn Image> = Arc::new(MemImage::new(vec![0u8; 4096 + 512 + 100]));
+        let v = Volume::new(odd.clone(), &ok, &k).unwrap();
+        assert_eq!(v.size(), 4608);
+        let big = segment(0, None, 4096, "aes-xts-plain64", 64);
+        let e = Volume::new(odd, &big, &k).err().unwrap();
+        assert!(e.message().contains("4096-byte encryption sectors"), "{e}");
         // A segment cannot even hold a bad sector size (it used to be checked here).
         assert!(SectorSize::new(768).is_err());
     }

@@ -292,7 +292,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["config"]["requirements"] = json!({"mandatory": ["future-feature"]});
                 })
             },
-            Refused(4, "unknown mandatory LUKS2 requirement 'future-feature'"),
+            Fails(1, "unknown mandatory requirement 'future-feature'"),
         ),
         (
             "luks2_reencryption_in_progress",
@@ -310,10 +310,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["segments"]["0"]["encryption"] = "cipher_null-ecb".into();
                 })
             },
-            Refused(
-                4,
-                "segment 0: cipher 'cipher_null-ecb' is refused: it encrypts nothing",
-            ),
+            Fails(4, "segment 0: cipher 'cipher_null-ecb' is refused: it encrypts nothing"),
         ),
         (
             "luks2_cipher_null_keyslot",
@@ -322,10 +319,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["area"]["encryption"] = "cipher_null-ecb".into();
                 })
             },
-            Refused(
-                4,
-                "keyslot 0 area: cipher 'cipher_null-ecb' is refused: it encrypts nothing",
-            ),
+            Fails(1, "cipher 'cipher_null-ecb' is refused: it encrypts nothing"),
         ),
         (
             "luks2_integrity_segment",
@@ -343,7 +337,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["segments"]["0"]["type"] = "linear".into();
                 })
             },
-            Refused(4, "segment type 'linear' is not supported"),
+            Fails(4, "segment 0 is of type 'linear'"),
         ),
         (
             "luks2_sector_size_1000",
@@ -416,7 +410,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"]["time"] = 4_000_000_000u64.into();
                 })
             },
-            Fails(4, "Argon2 time cost 4000000000 out of range"),
+            Fails(1, "Argon2 time cost 4000000000 out of range"),
         ),
         (
             "luks2_argon2_lanes_zero",
@@ -425,7 +419,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"]["cpus"] = 0.into();
                 })
             },
-            Fails(4, "'cpus' = 0 out of range"),
+            Fails(1, "'cpus' = 0 out of range"),
         ),
         (
             "luks2_af_stripes_zero",
@@ -434,7 +428,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["af"]["stripes"] = 0.into();
                 })
             },
-            Refused(4, "'stripes' = 0 out of range"),
+            Fails(1, "'stripes' = 0 out of range"),
         ),
         (
             "luks2_key_size_huge",
@@ -443,7 +437,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["key_size"] = 1_000_000_000u64.into();
                 })
             },
-            Fails(4, "'key_size' = 1000000000 out of range"),
+            Fails(4, "key size 8000000000 bits is not valid"),
         ),
         (
             "luks2_salt_not_base64",
@@ -452,7 +446,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"]["salt"] = "!!!".into();
                 })
             },
-            Fails(4, "'salt' is not valid base64"),
+            Fails(1, "'salt' is not valid base64"),
         ),
         (
             "luks2_unknown_kdf",
@@ -461,7 +455,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"]["type"] = "scrypt".into();
                 })
             },
-            Refused(4, "unknown KDF type 'scrypt'"),
+            Fails(1, "unknown KDF type 'scrypt'"),
         ),
         (
             "luks2_digest_corrupt_means_no_key",
@@ -502,7 +496,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_ecb_segment",
             |b| rewrite_json(b, &|j| j["segments"]["0"]["encryption"] = json!("aes-ecb")),
-            Refused(4, "is refused: "),
+            Fails(4, "is refused: "),
         ),
         (
             "luks2_unknown_cipher",
@@ -511,7 +505,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["segments"]["0"]["encryption"] = json!("blowfish-xts-plain64")
                 })
             },
-            Refused(4, "unsupported cipher"),
+            Fails(4, "unsupported cipher"),
         ),
         (
             "luks2_two_segments",
@@ -521,7 +515,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["segments"]["1"] = s;
                 })
             },
-            Refused(4, "2 data segments"),
+            Refused(4, "only the last segment may have size 'dynamic'"),
         ),
         (
             "luks2_no_segment",
@@ -535,7 +529,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["segments"]["0"]["integrity"] = json!({"type": "hmac(sha256)"})
                 })
             },
-            Refused(4, "dm-integrity"),
+            Fails(4, "dm-integrity"),
         ),
         (
             "luks2_sector_size_1025",
@@ -578,7 +572,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_digest_type",
             |b| rewrite_json(b, &|j| j["digests"]["0"]["type"] = json!("argon2")),
-            Refused(4, "digest type 'argon2'"),
+            Fails(1, "digest 0 is of type 'argon2'"),
         ),
         (
             "luks2_stripes_absurd",
@@ -587,17 +581,17 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["af"]["stripes"] = json!(4_000_000_000u32)
                 })
             },
-            Refused(4, "out of range"),
+            Fails(1, "out of range"),
         ),
         (
             "luks2_key_size_0",
             |b| rewrite_json(b, &|j| j["keyslots"]["0"]["key_size"] = json!(0)),
-            Refused(4, "'key_size' = 0 out of range"),
+            Fails(4, "key size 0 bits is not valid"),
         ),
         (
             "luks2_key_size_513",
             |b| rewrite_json(b, &|j| j["keyslots"]["0"]["key_size"] = json!(513)),
-            Refused(4, "'key_size' = 513 out of range"),
+            Fails(4, "key size 4104 bits is not valid"),
         ),
         (
             "luks2_key_size_negative",
@@ -611,7 +605,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"]["salt"] = json!("!!not base64!!")
                 })
             },
-            Refused(4, "not valid base64"),
+            Fails(1, "not valid base64"),
         ),
         (
             "luks2_salt_too_short",
@@ -620,7 +614,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"]["salt"] = json!("AAAAAAAAAAAAAAAAAAAAAA==")
                 })
             },
-            Refused(4, "salt of 16 bytes"),
+            Fails(1, "salt of 16 bytes"),
         ),
         (
             "luks2_digest_not_base64",
@@ -648,7 +642,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_area_too_small",
             |b| rewrite_json(b, &|j| j["keyslots"]["0"]["area"]["size"] = json!("4096")),
-            Refused(4, "too small"),
+            Fails(1, "too small"),
         ),
         (
             "luks2_area_offset_overflow",
@@ -692,7 +686,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     &|j| j["keyslots"]["0"]["kdf"] = json!({"type": "argon2id", "time": 4, "memory": 4294967295u32, "cpus": 4, "salt": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
                 )
             },
-            Refused(3, "over the limit"),
+            Fails(3, "over the limit"),
         ),
         (
             "luks2_absurd_argon2_time",
@@ -702,7 +696,7 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     &|j| j["keyslots"]["0"]["kdf"] = json!({"type": "argon2i", "time": 4294967295u32, "memory": 1024, "cpus": 1, "salt": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
                 )
             },
-            Refused(4, "time cost"),
+            Fails(1, "time cost"),
         ),
         (
             "luks2_absurd_pbkdf2_iterations",
@@ -712,12 +706,12 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["kdf"] = json!({"type": "pbkdf2", "hash": "sha256", "iterations": 4294967295u32, "salt": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="})
                 })
             },
-            Refused(4, "iteration count"),
+            Fails(1, "iteration count"),
         ),
         (
             "luks2_unknown_hash",
             |b| rewrite_json(b, &|j| j["keyslots"]["0"]["af"]["hash"] = json!("wp256")),
-            Refused(4, "unsupported hash 'wp256'"),
+            Fails(1, "unsupported hash 'wp256'"),
         ),
         (
             "luks2_missing_config",
@@ -750,6 +744,8 @@ fn run_table(fixture: &Fixture, cases: Vec<(&'static str, Mutation, Expect)>) ->
         let outcome = std::panic::catch_unwind(|| {
             let file = HeaderFile::open(&path).map_err(|e| (Stage::Open, e))?;
             let header = Header::parse(&file).map_err(|e| (Stage::Parse, e))?;
+            // What `mount` refuses before it asks for the key (a segment it cannot map).
+            header.mappable().map_err(|e| (Stage::Unlock, e))?;
             header
                 .unlock(&file, PASS, None)
                 .map(|_| ())

@@ -227,7 +227,7 @@ pub fn build(
             digest_iterations,
         )?,
         _ => luks2::new_image(
-            luks2::NEW_FILE_SIZE,
+            luks2_file_size(plan.offset),
             &luks2::Identity {
                 uuid: &plan.uuid,
                 label: &plan.label,
@@ -249,6 +249,17 @@ pub fn build(
         return Err(Error::format("new header does not read back as written"));
     }
     Ok((image, vk))
+}
+
+/// The size of a new LUKS2 header file for data at byte `offset` of the payload: 16 MiB, or,
+/// as cryptsetup makes it, no more than the space before the data (the keyslots area must end
+/// before a data segment that does not start at 0; cryptsetup refuses the header otherwise).
+fn luks2_file_size(offset: u64) -> u64 {
+    let copies = 2 * luks2::NEW_HDR_SIZE;
+    match offset {
+        0 => luks2::NEW_FILE_SIZE,
+        off => (copies + off.saturating_sub(copies) / 4096 * 4096).min(luks2::NEW_FILE_SIZE),
+    }
 }
 
 #[cfg(test)]

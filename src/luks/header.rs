@@ -5,7 +5,7 @@
 use super::format::KdfOptions;
 use super::kdf::{Kdf, KdfChoice};
 use super::{luks1, luks2, ReadAt, Segment, Unlocked, MAGIC};
-use crate::error::{Error, Reason, Result};
+use crate::error::{Error, Kind, Reason, Result};
 use crate::secret::VolumeKey;
 use std::ops::Range;
 
@@ -86,7 +86,9 @@ impl Header {
     }
 
     /// Active keyslots in the order they are tried: LUKS2 priority (high before normal; slots
-    /// with priority "ignore" only when asked for by number), then slot number.
+    /// with priority "ignore" only when asked for by number), then slot number. LUKS2: only
+    /// keyslots bound to the data segment, those luksfuse cannot use among them
+    /// ([`Header::unusable`]; [`Header::unlock`] passes over them).
     pub fn slots_to_try(&self) -> Vec<u32> {
         match self {
             Header::Luks1(h) => h.active_slots(),
@@ -125,8 +127,26 @@ impl Header {
         }
     }
 
-    /// Tries one keyslot: `Ok(None)` when the passphrase is wrong for it.
+    /// Tries one keyslot bound to the data segment: `Ok(None)` when the passphrase is wrong
+    /// for it; an unbound keyslot is an error (its key is not the volume key).
     pub fn open_keyslot(
+        &self,
+        src: &dyn ReadAt,
+        slot: u32,
+        passphrase: &[u8],
+    ) -> Result<Option<VolumeKey>> {
+        if !self.bound(slot) && self.slot_active(slot) {
+            return Err(Error::usage(
+                "not assigned to the data segment (unbound key); it cannot unlock the volume",
+            )
+            .because(Reason::UnboundKeyslot)
+            .in_keyslot(slot));
+        }
+        self.open_any_keyslot(src, slot, passphrase)
+    }
+
+    /// Tries one keyslot, bound or not (an unbound one gives its own key).
+    fn open_any_keyslot(
         &self,
         src: &dyn ReadAt,
         slot: u32,
@@ -146,33 +166,121 @@ impl Header {
         }
     }
 
-    /// Tries `slot` or, if `None`, every active slot in order, as cryptsetup does.
+    /// Why luksfuse cannot open keyslot `slot` (LUKS2: an unknown keyslot type or KDF, a
+    /// cipher luksfuse lacks, ...), if it exists and cannot.
+    pub fn unusable(&self, slot: u32) -> Option<&Error> {
+        match self {
+            Header::Luks1(_) => None,
+            Header::Luks2(h) => h.unusable(slot),
+        }
+    }
+
+    /// Whether keyslot `slot` unlocks the data segment (LUKS2 keyslots can be unbound).
+    pub fn bound(&self, slot: u32) -> bool {
+        match self {
+            Header::Luks1(h) => h.slot_active(slot),
+            Header::Luks2(h) => h.bound(slot),
+        }
+    }
+
+    /// Whether luksfuse can map the data segment (as cryptsetup activates it): LUKS2 headers
+    /// may have several segments or ones of other types, which `dump` shows but `mount`
+    /// refuses.
+    pub fn mappable(&self) -> Result<()> {
+        match self {
+            Header::Luks1(_) => Ok(()),
+            Header::Luks2(h) => h.mappable(),
+        }
+    }
+
+    /// Tries `slot` or, if `None`, the keyslots bound to the data segment in order, as
+    /// cryptsetup does. A keyslot luksfuse cannot use is skipped (noted in the log) and the
+    /// others are tried; unlike cryptsetup, which gives up at the first such keyslot it meets,
+    /// one before a good keyslot does not stop it. Asked for by number, an unbound keyslot is
+    /// opened ([`Unlocked::bound`] is then false); without a number, a passphrase that opens
+    /// only an unbound keyslot is an error that says so.
     pub fn unlock(
         &self,
         src: &dyn ReadAt,
         passphrase: &[u8],
         slot: Option<u32>,
     ) -> Result<Unlocked> {
-        let slots = match slot {
-            Some(s) if !self.slot_active(s) => {
-                return Err(Error::no_key(format!("Keyslot {s} is not active."))
-                    .because(Reason::InactiveKeyslot));
-            }
-            Some(s) => vec![s],
-            None => self.slots_to_try(),
+        let unlocked = |key, slot| Unlocked {
+            key,
+            slot,
+            bound: self.bound(slot),
         };
-        if slots.is_empty() {
-            return Err(Error::no_key("No usable keyslot is available."));
-        }
-        for s in &slots {
+        if let Some(s) = slot {
+            if !self.slot_active(s) {
+                return Err(inactive(s));
+            }
+            if let Some(why) = self.unusable(s) {
+                return Err(unusable(s, why));
+            }
             log::debug!("trying keyslot {s}");
+            return match self.open_any_keyslot(src, s, passphrase) {
+                Ok(Some(key)) => Ok(unlocked(key, s)),
+                Ok(None) => Err(Error::wrong_key("No key available with this passphrase.")
+                    .with_hint(format!("tried keyslot {s}"))),
+                Err(e) => Err(e.in_keyslot(s)),
+            };
+        }
+        let slots = self.slots_to_try();
+        let mut skipped = Vec::new();
+        let mut tried = Vec::new();
+        for s in &slots {
+            if let Some(why) = self.unusable(*s) {
+                log::info!("keyslot {s} skipped: {}", why.message());
+                // cryptsetup passes over a keyslot of a type it does not know, but stops at
+                // a `luks2` one it cannot open.
+                if self
+                    .as_luks2()
+                    .is_some_and(|h| h.keyslot_kind(*s) == Some("luks2"))
+                {
+                    skipped.push((*s, why));
+                }
+                continue;
+            }
+            log::debug!("trying keyslot {s}");
+            tried.push(s.to_string());
             match self.open_keyslot(src, *s, passphrase) {
-                Ok(Some(key)) => return Ok(Unlocked { key, slot: *s }),
+                Ok(Some(key)) => return Ok(unlocked(key, *s)),
                 Ok(None) => continue,
                 Err(e) => return Err(e.in_keyslot(*s)),
             }
         }
-        let tried: Vec<String> = slots.iter().map(|s| s.to_string()).collect();
+        if let Header::Luks2(h) = self {
+            for s in h.unbound_slots() {
+                log::debug!("trying unbound keyslot {s}");
+                if let Some(_key) = self.open_any_keyslot(src, s, passphrase).ok().flatten() {
+                    return Err(Error::usage(
+                        "the passphrase opens an unbound keyslot: it is not assigned to the \
+                         data segment and cannot unlock the volume",
+                    )
+                    .because(Reason::UnboundKeyslot)
+                    .in_keyslot(s));
+                }
+            }
+        }
+        if let Some((s, why)) = skipped.first() {
+            // cryptsetup stops at such a keyslot ("Keyslot open failed.").
+            let mut e = Error::new(
+                unusable_kind(why),
+                format!(
+                    "No usable keyslot opens with this passphrase; keyslot {s} cannot be used: {}",
+                    why.message()
+                ),
+            )
+            .because(unusable_reason(why));
+            if !tried.is_empty() {
+                e = e.with_hint(format!("tried keyslot(s) {}", tried.join(", ")));
+            }
+            return Err(e);
+        }
+        if tried.is_empty() {
+            // cryptsetup: exit 1.
+            return Err(Error::usage("No usable keyslot is available."));
+        }
         Err(Error::wrong_key("No key available with this passphrase.")
             .with_hint(format!("tried keyslot(s) {}", tried.join(", "))))
     }
@@ -202,6 +310,10 @@ impl Header {
                 "keyslot {slot} out of range 0..={}",
                 self.max_slot()
             )));
+        }
+        // As cryptsetup: an unknown requirement forbids new keyslots (removing them is allowed).
+        if let Header::Luks2(h) = self {
+            h.requirements_met()?;
         }
         match self {
             Header::Luks1(h) => h.seal_keyslot(image, slot, volume_key, passphrase, kdf),
@@ -238,10 +350,43 @@ impl Header {
     }
 }
 
+/// Keyslot `slot` is not active: exit 1, as cryptsetup's "No usable keyslot is available."
+pub fn inactive(slot: u32) -> Error {
+    Error::usage(format!("Keyslot {slot} is not active."))
+        .because(Reason::InactiveKeyslot)
+        .in_keyslot(slot)
+}
+
+/// The exit code of a keyslot that cannot be used because of `why`: 1, as cryptsetup's
+/// "Keyslot open failed." (or "No usable keyslot is available." for another keyslot type),
+/// but 3 for a KDF that wants more memory than allowed (cryptsetup's ENOMEM).
+fn unusable_kind(why: &Error) -> Kind {
+    match why.kind() {
+        Kind::NoMem => Kind::NoMem,
+        _ => Kind::Usage,
+    }
+}
+
+fn unusable_reason(why: &Error) -> Reason {
+    match why.kind() {
+        Kind::NoMem => why.reason(),
+        _ => Reason::UnusableKeyslot,
+    }
+}
+
+/// Keyslot `slot` cannot be used, for the reason `why` (see [`unusable_kind`]).
+fn unusable(slot: u32, why: &Error) -> Error {
+    Error::new(
+        unusable_kind(why),
+        format!("cannot be used: {}", why.message()),
+    )
+    .because(unusable_reason(why))
+    .in_keyslot(slot)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Kind;
     use crate::luks::format::FormatOptions;
     use crate::testing;
 

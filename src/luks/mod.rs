@@ -156,6 +156,9 @@ pub struct Segment {
 pub struct Unlocked {
     pub key: VolumeKey,
     pub slot: u32,
+    /// Whether the keyslot is bound to the data segment (LUKS2 unbound keyslots hold a key of
+    /// their own, not the volume key; they open only when asked for by number).
+    pub bound: bool,
 }
 
 /// A new random UUID (version 4), formatted as cryptsetup writes them.

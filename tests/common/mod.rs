@@ -3,6 +3,7 @@
 //! - [`proc`]: starting processes under the fork guard, running the luksfuse binary;
 //! - [`fixtures`]: the one fixture builder (a directory with key file, payload and header);
 //! - [`peers`]: what the real peers (cryptsetup, QEMU) say about a header or a file;
+//! - [`keyslot_shapes`]: LUKS2 keyslot and segment shapes, and what cryptsetup says of them;
 //! - [`luks2_surgery`]: editing a LUKS2 header image in place (JSON, seqid, checksums);
 //! - [`mounts`]: luksfuse mounts and their daemons, and guards that clean up mounts;
 //! - [`rng`]: deterministic test data;
@@ -13,6 +14,7 @@
 
 pub mod cli;
 pub mod fixtures;
+pub mod keyslot_shapes;
 pub mod luks2_surgery;
 pub mod mounts;
 pub mod peers;
@@ -21,6 +23,7 @@ pub mod rng;
 
 pub use cli::*;
 pub use fixtures::*;
+pub use keyslot_shapes::*;
 pub use luks2_surgery::*;
 pub use mounts::*;
 pub use peers::*;

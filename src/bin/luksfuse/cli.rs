@@ -239,6 +239,9 @@ pub struct DumpArgs {
     /// Unlock and print the volume key in hex (sensitive!).
     #[arg(long = "dump-volume-key", alias = "dump-master-key")]
     pub dump_volume_key: bool,
+    /// With -S N: unlock the unbound keyslot N and print its key in hex (sensitive!).
+    #[arg(long, conflicts_with_all = ["json", "dump_volume_key"])]
+    pub unbound: bool,
     /// Do not ask for confirmation.
     #[arg(short = 'q', long = "batch-mode")]
     pub batch_mode: bool,

@@ -3,6 +3,7 @@
 use super::hex_lines;
 use crate::luks::kdf::Kdf;
 use crate::luks::luks2::Luks2;
+use base64ct::{Base64, Encoding};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -41,64 +42,46 @@ impl Luks2 {
             or(&bin.subsystem, "(no subsystem)")
         );
         let _ = writeln!(s, "Flags:       \t{}", flags(&m.config.flags, "(no flags)"));
+        if !m.config.requirements.is_empty() {
+            let _ = writeln!(s, "Requirements:\t{}", flags(&m.config.requirements, ""));
+        }
         let _ = writeln!(s);
-        let seg = &m.segment;
         let _ = writeln!(s, "Data segments:");
-        let _ = writeln!(s, "  {}: crypt", seg.id);
-        let _ = writeln!(s, "\toffset: {} [bytes]", seg.offset);
-        match seg.size {
-            None => {
-                let _ = writeln!(s, "\tlength: (whole device)");
+        for (n, seg) in &m.segments {
+            let _ = writeln!(s, "  {n}: {}", seg.kind);
+            let _ = writeln!(s, "\toffset: {} [bytes]", seg.offset);
+            match seg.size {
+                None => {
+                    let _ = writeln!(s, "\tlength: (whole device)");
+                }
+                Some(n) => {
+                    let _ = writeln!(s, "\tlength: {n} [bytes]");
+                }
             }
-            Some(n) => {
-                let _ = writeln!(s, "\tlength: {n} [bytes]");
+            if let Some(c) = &seg.encryption {
+                let _ = writeln!(s, "\tcipher: {c}");
             }
+            if let Some(z) = seg.sector_size {
+                let _ = writeln!(s, "\tsector: {z} [bytes]");
+            }
+            if let Some(i) = &seg.integrity {
+                let _ = writeln!(s, "\tintegrity: {i}");
+            }
+            if !seg.flags.is_empty() {
+                let _ = writeln!(s, "\tflags : {}", seg.flags.join(", "));
+            }
+            let _ = writeln!(s);
         }
-        let _ = writeln!(s, "\tcipher: {}", seg.encryption);
-        let _ = writeln!(s, "\tsector: {} [bytes]", seg.sector_size);
-        if seg.iv_tweak != 0 {
-            let _ = writeln!(s, "\tIV tweak: {}", seg.iv_tweak);
-        }
-        if !seg.flags.is_empty() {
-            let _ = writeln!(s, "\tflags : {}", flags(&seg.flags, ""));
-        }
-        let _ = writeln!(s);
         let _ = writeln!(s, "Keyslots:");
+        let raw = |n: &u32| self.json()["keyslots"][n.to_string()].clone();
         for (n, k) in &m.keyslots {
             let unbound = if self.bound(*n) { "" } else { " (unbound)" };
-            let _ = writeln!(s, "  {n}: luks2{unbound}");
-            let _ = writeln!(s, "\tKey:        {} bits", k.key_size * 8);
+            let _ = writeln!(s, "  {n}: {}{unbound}", k.kind);
+            let _ = writeln!(s, "\tKey:        {} bits", k.key_size.saturating_mul(8));
             let _ = writeln!(s, "\tPriority:   {}", k.priority.name());
-            let _ = writeln!(s, "\tCipher:     {}", k.area.encryption);
-            let _ = writeln!(s, "\tCipher key: {} bits", k.area.key_size * 8);
-            let _ = writeln!(s, "\tPBKDF:      {}", k.kdf.name());
-            match &k.kdf {
-                Kdf::Pbkdf2 {
-                    hash,
-                    iterations,
-                    salt,
-                } => {
-                    let _ = writeln!(s, "\tHash:       {}", hash.name());
-                    let _ = writeln!(s, "\tIterations: {iterations}");
-                    let _ = writeln!(s, "\tSalt:       {}", hex_lines(salt, ind));
-                }
-                Kdf::Argon2 {
-                    time,
-                    memory_kib,
-                    lanes,
-                    salt,
-                    ..
-                } => {
-                    let _ = writeln!(s, "\tTime cost:  {time}");
-                    let _ = writeln!(s, "\tMemory:     {memory_kib}");
-                    let _ = writeln!(s, "\tThreads:    {lanes}");
-                    let _ = writeln!(s, "\tSalt:       {}", hex_lines(salt, ind));
-                }
+            if k.kind == "luks2" {
+                luks2_keyslot(&mut s, &raw(n));
             }
-            let _ = writeln!(s, "\tAF stripes: {}", k.stripes);
-            let _ = writeln!(s, "\tAF hash:    {}", k.af_hash.name());
-            let _ = writeln!(s, "\tArea offset:{} [bytes]", k.area.offset);
-            let _ = writeln!(s, "\tArea length:{} [bytes]", k.area.size);
             if let Some(d) = k.digest {
                 let _ = writeln!(s, "\tDigest ID:  {d}");
             }
@@ -106,12 +89,26 @@ impl Luks2 {
         let _ = writeln!(s, "Tokens:");
         for (n, t) in &m.tokens {
             let _ = writeln!(s, "  {n}: {}", t.kind);
+            let desc = &self.json()["tokens"][n.to_string()]["key_description"];
+            if let (true, Some(d)) = (t.kind == "luks2-keyring", desc.as_str()) {
+                let _ = writeln!(s, "\tKey description: {d}");
+            }
             for k in &t.keyslots {
                 let _ = writeln!(s, "\tKeyslot:    {k}");
             }
         }
         let _ = writeln!(s, "Digests:");
-        for (n, d) in &m.digests {
+        let ids: std::collections::BTreeSet<u32> = m
+            .digests
+            .keys()
+            .chain(m.foreign_digests.keys())
+            .copied()
+            .collect();
+        for n in &ids {
+            let Some(d) = m.digests.get(n) else {
+                let _ = writeln!(s, "  {n}: {}", m.foreign_digests[n].kind);
+                continue;
+            };
             let _ = writeln!(s, "  {n}: pbkdf2");
             if let Kdf::Pbkdf2 {
                 hash,
@@ -144,4 +141,45 @@ impl Luks2 {
             "metadata": self.json(),
         })
     }
+}
+
+/// A JSON number, or a decimal string (as LUKS2 writes sizes), as cryptsetup's
+/// `crypt_jobj_get_uint64` reads it (0 if neither).
+fn num(v: &Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The part of a `luks2` keyslot cryptsetup's `luks2_keyslot_dump` prints, read from the JSON as
+/// it does, so that a keyslot luksfuse cannot use (an unknown KDF, a cipher it lacks) is shown
+/// as it stands: a KDF that is not PBKDF2 is shown with Argon2's fields, 0 where absent.
+fn luks2_keyslot(s: &mut String, k: &Value) {
+    let (kdf, af, area) = (&k["kdf"], &k["af"], &k["area"]);
+    let text = |v: &Value| v.as_str().unwrap_or("(null)").to_owned();
+    let ind = "\t            ";
+    let _ = writeln!(s, "\tCipher:     {}", text(&area["encryption"]));
+    let _ = writeln!(
+        s,
+        "\tCipher key: {} bits",
+        num(&area["key_size"]).saturating_mul(8)
+    );
+    let _ = writeln!(s, "\tPBKDF:      {}", text(&kdf["type"]));
+    if kdf["type"] == "pbkdf2" {
+        let _ = writeln!(s, "\tHash:       {}", text(&kdf["hash"]));
+        let _ = writeln!(s, "\tIterations: {}", num(&kdf["iterations"]));
+    } else {
+        let _ = writeln!(s, "\tTime cost:  {}", num(&kdf["time"]));
+        let _ = writeln!(s, "\tMemory:     {}", num(&kdf["memory"]));
+        let _ = writeln!(s, "\tThreads:    {}", num(&kdf["cpus"]));
+    }
+    let salt = kdf["salt"]
+        .as_str()
+        .and_then(|b| Base64::decode_vec(b).ok())
+        .unwrap_or_default();
+    let _ = writeln!(s, "\tSalt:       {}", hex_lines(&salt, ind));
+    let _ = writeln!(s, "\tAF stripes: {}", num(&af["stripes"]));
+    let _ = writeln!(s, "\tAF hash:    {}", text(&af["hash"]));
+    let _ = writeln!(s, "\tArea offset:{} [bytes]", num(&area["offset"]));
+    let _ = writeln!(s, "\tArea length:{} [bytes]", num(&area["size"]));
 }

@@ -56,6 +56,25 @@ pub fn volume_key_text(header: &Header, path: &Path, key: &VolumeKey) -> Secret 
     Secret::new(s.into_bytes())
 }
 
+/// The text `cryptsetup luksDump --unbound -S N` prints for the unbound keyslot `slot` of
+/// `header` (file `path`) once it gave `key`: UUID, keyslot, key size and the key in hex. It is
+/// as secret as the key, so it comes in a [`Secret`] (UTF-8 text).
+pub fn unbound_key_text(header: &Header, path: &Path, slot: u32, key: &VolumeKey) -> Secret {
+    let head = format!(
+        "LUKS header information for {}\nUUID:    \t{}\nKeyslot: \t{slot}\nKey bits:\t{}\n\
+         Unbound Key:\t",
+        path.display(),
+        header.uuid(),
+        key.len() * 8,
+    );
+    // One allocation, as in volume_key_text.
+    let mut s = String::with_capacity(head.len() + key.len() * 6 + 2);
+    s.push_str(&head);
+    push_hex_lines(&mut s, key.as_bytes(), "\t\t");
+    s.push('\n');
+    Secret::new(s.into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,19 +60,6 @@ pub(super) fn int_u32(
     u32::try_from(n).map_err(|_| bad(format!("{what}: '{key}' = {n} out of range")))
 }
 
-/// A JSON integer in `min..=max`, as a `usize`.
-pub(super) fn int_usize(
-    obj: &Map<String, Value>,
-    key: &str,
-    what: &str,
-    min: usize,
-    max: usize,
-) -> R<usize> {
-    let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-    let n = int(obj, key, what, wide(min), wide(max))?;
-    usize::try_from(n).map_err(|_| bad(format!("{what}: '{key}' = {n} out of range")))
-}
-
 /// A u64 written as a decimal string (`"16384"`), as LUKS2 writes offsets and sizes.
 pub(super) fn dec_u64(s: &str, what: &str) -> R<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {

@@ -4,10 +4,16 @@
 //! Two kinds of refusal are kept apart, because they decide what happens with the other
 //! header copy: [`Reject::Damaged`] is metadata that cryptsetup itself would call invalid (the
 //! other copy is then used), [`Reject::Unsupported`] is valid metadata describing something
-//! luksfuse does not do (reencryption in progress, dm-integrity, non-AES ciphers, ...).
+//! luksfuse does not do at all (a reencryption in progress, unknown requirements). What only
+//! some keyslots or the mapping need is not a refusal of the header: a keyslot luksfuse cannot
+//! open keeps the reason ([`Keyslot::opener`]), and segments it cannot map are refused by
+//! [`super::Luks2::mappable`].
 
-use super::access::{bad, cipher, numbered, object, R};
-use super::sections::{parse_config, parse_digest, parse_keyslot, parse_segment, parse_token};
+use super::access::{bad, numbered, object, R};
+use super::sections::{
+    default_segment, parse_config, parse_digest, parse_foreign_digest, parse_keyslot,
+    parse_segments, parse_token,
+};
 use crate::crypto::hash::HashAlg;
 use crate::error::{Error, Result};
 use crate::luks::kdf::Kdf;
@@ -62,43 +68,51 @@ impl Priority {
     }
 }
 
-/// A keyslot's key material area (`area`, type `raw`).
+/// A keyslot's key material area (`area`; luksfuse opens type `raw` only).
 #[derive(Debug, Clone)]
 pub struct Area {
     /// Byte offset in the header file.
     pub offset: u64,
     /// Length in bytes.
     pub size: u64,
-    /// Cipher protecting the material, e.g. `aes-xts-plain64`.
+    /// Cipher protecting the material, e.g. `aes-xts-plain64` (empty if the keyslot type
+    /// has none).
     pub encryption: String,
-    /// Key size in bytes of that cipher (the length derived from the passphrase).
+    /// Key size in bytes of that cipher (the length derived from the passphrase; 0 if the
+    /// keyslot type has none).
     pub key_size: usize,
 }
 
-/// A keyslot of type `luks2`.
+/// What opening a usable keyslot takes besides its area.
 #[derive(Debug, Clone)]
-pub struct Keyslot {
-    /// Volume key size in bytes.
-    pub key_size: usize,
-    pub priority: Priority,
+pub struct Opener {
     /// Anti-forensic splitter (`af`, type `luks1`).
     pub stripes: u32,
     pub af_hash: HashAlg,
-    pub area: Area,
     pub kdf: Kdf,
+}
+
+/// A keyslot. cryptsetup keeps a keyslot it cannot open (another type, an unknown KDF, a
+/// cipher it lacks) in a valid header and opens the volume through the others; so does
+/// luksfuse: such a keyslot is kept with the reason in [`Keyslot::opener`].
+#[derive(Debug, Clone)]
+pub struct Keyslot {
+    /// `luks2`, or a type luksfuse does not know.
+    pub kind: String,
+    /// Volume key size in bytes.
+    pub key_size: usize,
+    pub priority: Priority,
+    pub area: Area,
+    /// How to open it, or why luksfuse cannot.
+    pub opener: Result<Opener>,
     /// The digest this keyslot is assigned to, if any.
     pub digest: Option<u32>,
 }
 
 impl Keyslot {
-    /// Bytes of AF-split key material.
-    pub fn af_len(&self) -> usize {
-        // Bounded at validation: key_size <= 512, stripes <= 1e6.
-        self.key_size * usize::try_from(self.stripes).expect("stripes <= 1e6")
-    }
-    /// AF material rounded up to whole 512-byte sectors: what is read and decrypted.
-    pub fn af_sectors_len(&self) -> usize {
-        self.af_len().div_ceil(512) * 512
+    /// Why luksfuse cannot open this keyslot, if it cannot.
+    pub fn unusable(&self) -> Option<&Error> {
+        self.opener.as_ref().err()
     }
 }
 
@@ -120,7 +134,17 @@ impl Digest {
     }
 }
 
-/// The data segment (type `crypt`).
+/// A digest of a type luksfuse does not know: only what it refers to.
+#[derive(Debug, Clone)]
+pub struct ForeignDigest {
+    pub kind: String,
+    pub keyslots: Vec<u32>,
+    pub segments: Vec<u32>,
+}
+
+/// The default data segment (segment 0), as luksfuse would map it. Its fields are those of
+/// a `crypt` segment; for a segment of another type they are cryptsetup's defaults (cipher
+/// `null`, 512-byte sectors, no IV tweak) and [`SegmentEntry::kind`] says what it is.
 #[derive(Debug, Clone)]
 pub struct CryptSegment {
     pub id: u32,
@@ -130,6 +154,25 @@ pub struct CryptSegment {
     pub iv_tweak: u64,
     pub encryption: String,
     pub sector_size: SectorSize,
+    pub flags: Vec<String>,
+}
+
+/// Any segment, as the header lists them (for the dump, and to decide whether the header can
+/// be mapped).
+#[derive(Debug, Clone)]
+pub struct SegmentEntry {
+    /// `crypt`, `linear`, or a type luksfuse does not know.
+    pub kind: String,
+    pub offset: u64,
+    /// `None` for `dynamic`.
+    pub size: Option<u64>,
+    /// The cipher (`crypt` segments; any other has it only if it says so).
+    pub encryption: Option<String>,
+    /// The encryption sector size in bytes (checked for `crypt` segments only).
+    pub sector_size: Option<u64>,
+    pub iv_tweak: u64,
+    /// The dm-integrity type, if the segment has one.
+    pub integrity: Option<String>,
     pub flags: Vec<String>,
 }
 
@@ -146,6 +189,9 @@ pub struct Config {
     pub json_size: u64,
     pub keyslots_size: u64,
     pub flags: Vec<String>,
+    /// Mandatory requirements (`requirements.mandatory`) luksfuse does not know: the header
+    /// may be read but neither mapped nor given new keyslots.
+    pub requirements: Vec<String>,
 }
 
 /// Validated metadata.
@@ -153,7 +199,12 @@ pub struct Config {
 pub struct Metadata {
     pub keyslots: BTreeMap<u32, Keyslot>,
     pub digests: BTreeMap<u32, Digest>,
+    /// Digests of types luksfuse does not know (their keyslots are unusable).
+    pub foreign_digests: BTreeMap<u32, ForeignDigest>,
+    /// Segment 0, the one cryptsetup activates.
     pub segment: CryptSegment,
+    /// Every segment, by id (segment 0 among them).
+    pub segments: BTreeMap<u32, SegmentEntry>,
     /// The digest of the segment, if any keyslot can unlock it.
     pub segment_digest: Option<u32>,
     pub tokens: BTreeMap<u32, Token>,
@@ -194,13 +245,36 @@ fn check_areas(keyslots: &BTreeMap<u32, Keyslot>, hdr_size: u64, keyslots_size: 
     Ok(())
 }
 
+/// As cryptsetup's `hdr_validate_config`: the keyslots area lies between the two header copies
+/// and the first segment, unless that starts at 0 (a detached header).
+fn check_keyslots_size(
+    segments: &BTreeMap<u32, SegmentEntry>,
+    hdr_size: u64,
+    keyslots_size: u64,
+) -> R<()> {
+    let first = segments.values().map(|s| s.offset).min().unwrap_or(0);
+    if first != 0
+        && first
+            .checked_sub(keyslots_size)
+            .is_none_or(|gap| gap < 2 * hdr_size)
+    {
+        return Err(bad(format!(
+            "keyslots area ({keyslots_size} bytes after the two {hdr_size}-byte header copies) \
+             reaches into the data segment at offset {first}"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates the JSON metadata of a header copy of `hdr_size` bytes.
 pub fn validate(json: &Value, hdr_size: u64) -> R<Metadata> {
     let root = object(json, "LUKS2 metadata")?;
     // Requirements first: a header in the middle of a reencryption must be refused as such,
     // not for the unusual segments and keyslots it then has.
     let config = parse_config(root, hdr_size)?;
-    let segment = parse_segment(root)?;
+    let segments = parse_segments(root)?;
+    let segment = default_segment(&segments);
+    check_keyslots_size(&segments, hdr_size, config.keyslots_size)?;
 
     let mut keyslots = BTreeMap::new();
     for (n, k) in numbered(root, "keyslots", "keyslot")? {
@@ -209,12 +283,25 @@ pub fn validate(json: &Value, hdr_size: u64) -> R<Metadata> {
     check_areas(&keyslots, hdr_size, config.keyslots_size)?;
 
     let mut digests = BTreeMap::new();
+    let mut foreign_digests = BTreeMap::new();
     for (n, d) in numbered(root, "digests", "digest")? {
-        digests.insert(n, parse_digest(n, d)?);
+        match parse_foreign_digest(n, d)? {
+            Some(f) => foreign_digests.insert(n, f).map(|_| ()),
+            None => digests.insert(n, parse_digest(n, d)?).map(|_| ()),
+        };
     }
+    let refs: Vec<(u32, &[u32], &[u32])> = digests
+        .iter()
+        .map(|(n, d)| (*n, &d.keyslots[..], &d.segments[..]))
+        .chain(
+            foreign_digests
+                .iter()
+                .map(|(n, d)| (*n, &d.keyslots[..], &d.segments[..])),
+        )
+        .collect();
     let mut segment_digest = None;
-    for (&n, d) in &digests {
-        for k in &d.keyslots {
+    for &(n, d_keyslots, d_segments) in &refs {
+        for k in d_keyslots {
             let slot = keyslots.get_mut(k).ok_or_else(|| {
                 bad(format!(
                     "digest {n} refers to keyslot {k}, which does not exist"
@@ -226,15 +313,43 @@ pub fn validate(json: &Value, hdr_size: u64) -> R<Metadata> {
                 )));
             }
         }
-        for s in &d.segments {
-            if *s != segment.id {
+        for s in d_segments {
+            if !segments.contains_key(s) {
                 return Err(bad(format!(
                     "digest {n} refers to segment {s}, which does not exist"
                 )));
             }
+            if *s != segment.id {
+                continue;
+            }
             if let Some(other) = segment_digest.replace(n) {
                 return Err(bad(format!(
                     "segment {s} is assigned to digests {other} and {n}"
+                )));
+            }
+        }
+    }
+    // As cryptsetup: a `luks2` keyslot belongs to exactly one digest, a `crypt` segment has
+    // one.
+    if let Some((n, _)) = keyslots
+        .iter()
+        .find(|(_, k)| k.kind == "luks2" && k.digest.is_none())
+    {
+        return Err(bad(format!("keyslot {n} is not assigned to any digest")));
+    }
+    for (n, s) in &segments {
+        if s.kind == "crypt" && !refs.iter().any(|(_, _, segs)| segs.contains(n)) {
+            return Err(bad(format!("segment {n} is not assigned to any digest")));
+        }
+    }
+    // A keyslot whose digest luksfuse cannot check cannot be opened (cryptsetup: "Keyslot open
+    // failed.").
+    for (n, d) in &foreign_digests {
+        for k in &d.keyslots {
+            if let Some(slot) = keyslots.get_mut(k).filter(|s| s.opener.is_ok()) {
+                slot.opener = Err(Error::unsupported(format!(
+                    "its digest {n} is of type '{}', which luksfuse does not know",
+                    d.kind
                 )));
             }
         }
@@ -251,20 +366,15 @@ pub fn validate(json: &Value, hdr_size: u64) -> R<Metadata> {
         tokens.insert(n, tok);
     }
 
-    // The volume key size is that of the keyslots bound to the segment; they must agree and
-    // suit the segment cipher.
+    // The volume key size is that of the keyslots bound to the segment; they must agree
+    // (whether it suits the segment cipher is asked when mapping).
     let mut key_size = None;
     for (n, k) in keyslots.iter() {
-        if k.digest.is_none() || k.digest != segment_digest {
+        if k.digest.is_none() || k.digest != segment_digest || k.kind != "luks2" {
             continue;
         }
         match key_size {
-            None => {
-                cipher(&segment.encryption, &format!("segment {}", segment.id))?
-                    .check_key_size(k.key_size)
-                    .map_err(|e| Reject::Unsupported(e.context(format!("keyslot {n}"))))?;
-                key_size = Some(k.key_size);
-            }
+            None => key_size = Some(k.key_size),
             Some(s) if s != k.key_size => {
                 return Err(bad(format!(
                     "keyslot {n}: key size {} differs from the other keyslots' {s}",
@@ -278,7 +388,9 @@ pub fn validate(json: &Value, hdr_size: u64) -> R<Metadata> {
     Ok(Metadata {
         keyslots,
         digests,
+        foreign_digests,
         segment,
+        segments,
         segment_digest,
         tokens,
         config,
@@ -290,7 +402,7 @@ impl Metadata {
     pub fn key_size(&self) -> usize {
         self.keyslots
             .values()
-            .find(|k| k.digest.is_some() && k.digest == self.segment_digest)
+            .find(|k| k.kind == "luks2" && k.digest.is_some() && k.digest == self.segment_digest)
             .map_or(0, |k| k.key_size)
     }
 }
@@ -298,6 +410,54 @@ impl Metadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing;
+    use serde_json::json;
+
+    /// The JSON and header size of a fresh header.
+    fn fresh() -> (Value, u64) {
+        let (image, _) = testing::header_image(testing::fast_options(2), None, b"pw");
+        let h = crate::luks::Header::parse(&image).unwrap();
+        let l = h.as_luks2().unwrap();
+        (l.json().clone(), l.hdr_size())
+    }
+
+    #[test]
+    fn unusable_keyslots_are_kept_and_bad_shapes_refused() {
+        let (base, hdr) = fresh();
+        let unusable = |edit: &dyn Fn(&mut Value)| {
+            let mut j = base.clone();
+            edit(&mut j);
+            let m = validate(&j, hdr).map_err(Reject::into_error).unwrap();
+            m.keyslots[&0].unusable().map(|e| e.message().to_owned())
+        };
+        assert_eq!(unusable(&|_| {}), None);
+        let why = unusable(&|j| j["keyslots"]["0"]["kdf"]["type"] = json!("argon2"));
+        assert!(why.unwrap().contains("'argon2'"));
+        let why = unusable(&|j| j["keyslots"]["0"]["type"] = json!("other"));
+        assert!(why.unwrap().contains("'other'"));
+        let why = unusable(&|j| j["keyslots"]["0"]["af"]["hash"] = json!("nosuch"));
+        assert!(why.unwrap().contains("nosuch"));
+        let damaged = |edit: &dyn Fn(&mut Value)| {
+            let mut j = base.clone();
+            edit(&mut j);
+            matches!(validate(&j, hdr), Err(Reject::Damaged(_)))
+        };
+        assert!(damaged(&|j| j["keyslots"]["0"]["af"]["type"] = json!("x")));
+        assert!(damaged(&|j| j["keyslots"]["0"]["area"]["type"] = json!("x")));
+        assert!(damaged(&|j| j["keyslots"]["0"]["kdf"]["extra"] = json!(1)));
+        assert!(damaged(&|j| j["digests"]["0"]["keyslots"] = json!([])));
+        // The keyslots area must end before the data (unless that starts at 0).
+        let ks: u64 = base["config"]["keyslots_size"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let at =
+            |off: u64| move |j: &mut Value| j["segments"]["0"]["offset"] = json!(off.to_string());
+        assert!(damaged(&at(2 * hdr + ks - 4096)));
+        assert!(!damaged(&at(2 * hdr + ks)));
+        assert!(!damaged(&at(0)));
+    }
 
     #[test]
     fn requirements_refuse_before_anything_else() {

@@ -146,6 +146,19 @@ impl Luks2 {
             chosen.bin.seqid
         );
         let meta = chosen.meta?;
+        // As cryptsetup (device_check_size): the file holds both copies and the keyslots area.
+        let need = 2 * chosen.bin.hdr_size + meta.config.keyslots_size; // both bounded
+        if src.size() < need {
+            return Err(Error::truncated(
+                format!(
+                    "header file is too small: {} bytes, its two header copies and keyslots \
+                     area need {need}",
+                    src.size()
+                ),
+                need,
+                src.size(),
+            ));
+        }
         let segment = data_segment(&meta.segment, meta.key_size());
         Ok(Luks2 {
             bin: Box::new(chosen.bin),
@@ -214,17 +227,43 @@ impl Luks2 {
             .is_some_and(|k| k.digest.is_some() && k.digest == self.meta.segment_digest)
     }
 
-    /// Keyslots bound to the segment, high priority first, then normal, each in slot order;
-    /// priority "ignore" is left out (it is used only when asked for by number).
-    pub fn slots_to_try(&self) -> Vec<u32> {
+    /// Why luksfuse cannot open keyslot `slot` (an unknown type or KDF, a cipher it lacks, ...),
+    /// if it exists and cannot.
+    pub fn unusable(&self, slot: u32) -> Option<&Error> {
+        self.meta.keyslots.get(&slot).and_then(|k| k.unusable())
+    }
+
+    /// The type of keyslot `slot` (`luks2`, or one luksfuse does not know), if it exists.
+    pub fn keyslot_kind(&self, slot: u32) -> Option<&str> {
+        self.meta.keyslots.get(&slot).map(|k| k.kind.as_str())
+    }
+
+    /// Keyslots with priority high, then normal, each in slot order (priority "ignore" is
+    /// used only when asked for by number), that `keep` accepts.
+    fn by_priority(&self, keep: impl Fn(u32) -> bool) -> Vec<u32> {
         let of = |p: Priority| {
             self.meta
                 .keyslots
                 .iter()
-                .filter(move |(n, k)| k.priority == p && self.bound(**n))
+                .filter(move |(_, k)| k.priority == p)
                 .map(|(n, _)| *n)
         };
-        of(Priority::High).chain(of(Priority::Normal)).collect()
+        of(Priority::High)
+            .chain(of(Priority::Normal))
+            .filter(|n| keep(*n))
+            .collect()
+    }
+
+    /// Keyslots bound to the segment in the order they are tried: high priority first, then
+    /// normal, each in slot order; priority "ignore" is left out. Unusable ones are listed
+    /// too (the caller notes them and goes on).
+    pub fn slots_to_try(&self) -> Vec<u32> {
+        self.by_priority(|n| self.bound(n))
+    }
+
+    /// Usable keyslots not bound to the segment (unbound keys), in the same order.
+    pub fn unbound_slots(&self) -> Vec<u32> {
+        self.by_priority(|n| !self.bound(n) && self.unusable(n).is_none())
     }
 
     /// Whether keyslot `slot` exists (is active), whatever its priority.
@@ -247,7 +286,8 @@ impl Luks2 {
         Ok(k.area.offset..k.area.offset + k.area.size) // checked by validation
     }
 
-    /// Tries `passphrase` on keyslot `slot`: `Ok(None)` when it is the wrong passphrase.
+    /// Tries `passphrase` on keyslot `slot`, bound or not: `Ok(None)` when it is the wrong
+    /// passphrase. The key is checked against the keyslot's own digest.
     pub fn open_keyslot(
         &self,
         src: &dyn ReadAt,
@@ -259,23 +299,64 @@ impl Luks2 {
             .keyslots
             .get(&slot)
             .ok_or_else(|| Error::usage(format!("keyslot {slot} is not active")))?;
-        let digest =
-            match ks.digest.and_then(|d| self.meta.digests.get(&d)) {
-                Some(d) if self.bound(slot) => d,
-                _ => return Err(Error::usage(
-                    "not assigned to the data segment (unbound key); it cannot unlock the volume",
-                )),
-            };
+        let open = ks.opener.as_ref().map_err(Clone::clone)?;
+        let digest = ks
+            .digest
+            .and_then(|d| self.meta.digests.get(&d))
+            .ok_or_else(|| Error::format("keyslot is not assigned to a digest"))?;
         let pipeline = Keyslot {
             offset: ks.area.offset,
             key_size: ks.key_size,
-            stripes: ks.stripes,
-            af_hash: ks.af_hash,
+            stripes: open.stripes,
+            af_hash: open.af_hash,
             cipher: CipherSpec::parse(&ks.area.encryption)?,
             cipher_key_size: ks.area.key_size,
-            kdf: &ks.kdf,
+            kdf: &open.kdf,
         };
         keyslot::open(src, &pipeline, passphrase, |k| digest.matches(k))
+    }
+
+    /// An error if the header has mandatory requirements luksfuse does not know: it may then
+    /// be read and keyslots removed, but it is neither mapped nor given new keyslots
+    /// (cryptsetup: "Unmet LUKS2 requirements detected.", exit 1).
+    pub fn requirements_met(&self) -> Result<()> {
+        match self.meta.config.requirements.first() {
+            None => Ok(()),
+            Some(r) => Err(Error::usage(format!(
+                "Unmet LUKS2 requirements detected: unknown mandatory requirement '{r}'"
+            ))
+            .because(Reason::Unsupported)),
+        }
+    }
+
+    /// Whether luksfuse can map the data segment, as cryptsetup activates it: one segment,
+    /// of type `crypt`, without dm-integrity, with a cipher luksfuse has for the volume key
+    /// size. cryptsetup dumps (and unlocks keyslots of) the others, and so does luksfuse.
+    pub fn mappable(&self) -> Result<()> {
+        self.requirements_met()?;
+        let segs = &self.meta.segments;
+        if segs.len() > 1 {
+            return Err(Error::unsupported(format!(
+                "the LUKS2 header has {} segments; luksfuse maps only a header with one \
+                 (several are left by an interrupted reencryption)",
+                segs.len()
+            )));
+        }
+        let s = &segs[&0]; // validation: segment 0 exists
+        if s.kind != "crypt" {
+            return Err(Error::unsupported(format!(
+                "segment 0 is of type '{}'; only 'crypt' segments can be mapped",
+                s.kind
+            )));
+        }
+        if let Some(i) = &s.integrity {
+            return Err(Error::unsupported(format!(
+                "segment 0 uses dm-integrity ('{i}'), which luksfuse does not support"
+            )));
+        }
+        CipherSpec::parse(&self.meta.segment.encryption)
+            .and_then(|c| c.check_key_size(self.meta.key_size()))
+            .map_err(|e| e.context("segment 0").because(Reason::Unsupported))
     }
 
     /// Whether `key` is the volume key (checked against the segment's digest).

@@ -1,18 +1,23 @@
 //! The sections of the LUKS2 JSON metadata, each parsed and checked on its own: `config`,
-//! the data segment, keyslots (with their KDF), digests and tokens. Cross-references between
+//! the segments, keyslots (with their KDF), digests and tokens. Cross-references between
 //! them are [`super::metadata::validate`]'s job.
 
 use super::access::{
-    bad, base64, cipher, dec_u64, field, hash, id_list, int, int_u32, int_usize, numbered, object,
-    string, string_list, u64_field, unsupported, R,
+    bad, base64, cipher, dec_u64, field, hash, id_list, int, int_u32, numbered, object, string,
+    string_list, u64_field, unsupported, R,
 };
 use super::metadata::{
-    Area, Config, CryptSegment, Digest, Keyslot, Priority, Reject, Token, KEYSLOT_SALT_LEN,
-    MAX_DIGEST_LEN, MAX_KEY_SIZE, MAX_STRIPES,
+    Area, Config, CryptSegment, Digest, ForeignDigest, Keyslot, Opener, Priority, Reject,
+    SegmentEntry, Token, KEYSLOT_SALT_LEN, MAX_DIGEST_LEN, MAX_KEY_SIZE, MAX_STRIPES,
 };
+use crate::error::Error;
 use crate::luks::kdf::{Argon2Variant, Kdf};
 use crate::units::{Bytes, SectorSize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The largest keyslots area cryptsetup accepts (`LUKS2_MAX_KEYSLOTS_SIZE`, 128 MiB).
+pub const MAX_KEYSLOTS_SIZE: u64 = 128 << 20;
 
 pub(super) fn parse_config(root: &Map<String, Value>, hdr_size: u64) -> R<Config> {
     let what = "config";
@@ -25,73 +30,95 @@ pub(super) fn parse_config(root: &Map<String, Value>, hdr_size: u64) -> R<Config
         )));
     }
     let keyslots_size = u64_field(c, "keyslots_size", what)?;
+    if keyslots_size > MAX_KEYSLOTS_SIZE {
+        return Err(bad(format!(
+            "keyslots area size {keyslots_size} is over the maximum {MAX_KEYSLOTS_SIZE}"
+        )));
+    }
     if keyslots_size % 4096 != 0 {
         return Err(bad(format!(
             "keyslots area size {keyslots_size} is not a multiple of 4096"
         )));
     }
     let flags = string_list(c, "flags", what)?;
+    let mut requirements = Vec::new();
     if let Some(req) = c.get("requirements") {
         let req = object(req, "config requirements")?;
-        if let Some(r) = string_list(req, "mandatory", "config requirements")?.first() {
-            if r.contains("reencrypt") {
-                return Err(unsupported(format!(
-                    "LUKS2 reencryption is in progress (requirement '{r}'); finish it with cryptsetup first"
-                )));
-            }
+        requirements = string_list(req, "mandatory", "config requirements")?;
+        if let Some(r) = requirements.iter().find(|r| r.contains("reencrypt")) {
             return Err(unsupported(format!(
-                "unknown mandatory LUKS2 requirement '{r}' (refused)"
+                "LUKS2 reencryption is in progress (requirement '{r}'); finish it with cryptsetup first"
             )));
         }
+        // Any other requirement: as cryptsetup, the header is read (dump, keyslots) but
+        // neither mapped nor given keyslots (Luks2::mappable, Header::seal_keyslot).
     }
     Ok(Config {
         json_size,
         keyslots_size,
         flags,
+        requirements,
     })
 }
 
-pub(super) fn parse_segment(root: &Map<String, Value>) -> R<CryptSegment> {
-    let segments = numbered(root, "segments", "segment")?;
-    let mut it = segments.iter();
-    let (&sid, s) = match (it.next(), segments.len()) {
-        (Some(first), 1) => first,
-        (None, _) => return Err(unsupported("LUKS2 header has no data segment")),
-        (_, n) => {
-            return Err(unsupported(format!(
-            "LUKS2 header has {n} data segments (reencryption in progress?); only one is supported"
-        )))
-        }
-    };
+/// One segment, checked as cryptsetup's `hdr_validate_segments` checks it: every segment has
+/// a type, a 512-aligned offset and a size (`dynamic`, or 512-aligned and not 0); a `crypt`
+/// segment also has its cipher, IV tweak and sector size, and a size that is a whole number of
+/// sectors. Whether luksfuse can map it is asked later ([`super::Luks2::mappable`]).
+fn parse_segment(sid: u32, s: &Map<String, Value>) -> R<SegmentEntry> {
     let what = format!("segment {sid}");
-    let kind = string(s, "type", &what)?;
-    if kind != "crypt" {
-        return Err(unsupported(format!(
-            "{what}: segment type '{kind}' is not supported"
-        )));
-    }
-    if s.contains_key("integrity") {
-        return Err(unsupported(format!(
-            "{what}: dm-integrity (authenticated encryption) is not supported"
-        )));
-    }
+    let kind = string(s, "type", &what)?.to_owned();
     let offset = u64_field(s, "offset", &what)?;
     let size = match string(s, "size", &what)? {
         "dynamic" => None,
-        n => Some(dec_u64(n, &format!("{what} 'size'"))?),
+        n => match dec_u64(n, &format!("{what} 'size'"))? {
+            0 => return Err(bad(format!("{what}: size 0"))),
+            n => Some(n),
+        },
     };
-    let iv_tweak = u64_field(s, "iv_tweak", &what)?;
-    let encryption = string(s, "encryption", &what)?.to_owned();
+    if offset % 512 != 0 {
+        return Err(bad(format!(
+            "{what}: offset {offset} is not a multiple of 512"
+        )));
+    }
+    if size.is_some_and(|n| n % 512 != 0) {
+        return Err(bad(format!(
+            "{what}: size {} is not a multiple of 512",
+            size.unwrap_or(0)
+        )));
+    }
+    let flags = string_list(s, "flags", &what)?;
+    let mut entry = SegmentEntry {
+        kind,
+        offset,
+        size,
+        encryption: None,
+        sector_size: None,
+        iv_tweak: 0,
+        integrity: None,
+        flags,
+    };
+    if entry.kind != "crypt" {
+        // Shown by the dump as cryptsetup shows them, if they are there.
+        entry.encryption = s
+            .get("encryption")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        entry.sector_size = s.get("sector_size").and_then(Value::as_u64);
+        return Ok(entry);
+    }
+    entry.iv_tweak = u64_field(s, "iv_tweak", &what)?;
+    entry.encryption = Some(string(s, "encryption", &what)?.to_owned());
     let sector_size = int_u32(s, "sector_size", &what, 512, 4096)?;
     let sector_size = SectorSize::try_from(sector_size).map_err(|_| {
         bad(format!(
             "{what}: sector size {sector_size} is not a power of two"
         ))
     })?;
-    if offset % 512 != 0 {
-        return Err(bad(format!(
-            "{what}: offset {offset} is not a multiple of 512"
-        )));
+    entry.sector_size = Some(sector_size.as_u64());
+    if let Some(i) = s.get("integrity") {
+        let i = object(i, &format!("{what} integrity"))?;
+        entry.integrity = Some(string(i, "type", &format!("{what} integrity"))?.to_owned());
     }
     if let Some(n) = size {
         if !Bytes(n).is_multiple_of(sector_size) {
@@ -99,21 +126,56 @@ pub(super) fn parse_segment(root: &Map<String, Value>) -> R<CryptSegment> {
                 "{what}: size {n} is not a multiple of the sector size {sector_size}"
             )));
         }
-        if offset.checked_add(n).is_none() {
-            return Err(bad(format!("{what}: offset + size overflows")));
+    }
+    Ok(entry)
+}
+
+/// All segments: ids without gaps from 0, only the last one `dynamic`, none overlapping (as
+/// `validate_segment_intervals`; offsets + sizes past 2^64 count as reaching the end).
+pub(super) fn parse_segments(root: &Map<String, Value>) -> R<BTreeMap<u32, SegmentEntry>> {
+    let mut out = BTreeMap::new();
+    for (n, s) in numbered(root, "segments", "segment")? {
+        out.insert(n, parse_segment(n, s)?);
+    }
+    if out.is_empty() {
+        return Err(bad("LUKS2 header has no data segment"));
+    }
+    if let Some((i, _)) = out.keys().enumerate().find(|(i, n)| **n as usize != *i) {
+        return Err(bad(format!("segment ids have a gap at {i}")));
+    }
+    let last = out.len() - 1;
+    let end = |e: &SegmentEntry| e.size.map_or(u64::MAX, |n| e.offset.saturating_add(n));
+    for (&i, a) in &out {
+        if a.size.is_none() && i as usize != last {
+            return Err(bad(format!(
+                "segment {i}: only the last segment may have size 'dynamic'"
+            )));
+        }
+        for (&j, b) in &out {
+            if i != j && a.offset >= b.offset && a.offset < end(b) {
+                return Err(bad(format!("segments {i} and {j} overlap")));
+            }
         }
     }
-    let flags = string_list(s, "flags", &what)?;
-    cipher(&encryption, &what)?;
-    Ok(CryptSegment {
-        id: sid,
-        offset,
-        size,
-        iv_tweak,
-        encryption,
-        sector_size,
-        flags,
-    })
+    Ok(out)
+}
+
+/// Segment 0 as luksfuse would map it (see [`CryptSegment`]).
+pub(super) fn default_segment(segments: &BTreeMap<u32, SegmentEntry>) -> CryptSegment {
+    let s = &segments[&0]; // parse_segments: ids start at 0
+    CryptSegment {
+        id: 0,
+        offset: s.offset,
+        size: s.size,
+        iv_tweak: s.iv_tweak,
+        encryption: s.encryption.clone().unwrap_or_else(|| "null".to_owned()),
+        sector_size: s
+            .sector_size
+            .and_then(|z| u32::try_from(z).ok())
+            .and_then(|z| SectorSize::try_from(z).ok())
+            .unwrap_or(SectorSize::MIN),
+        flags: s.flags.clone(),
+    }
 }
 
 pub(super) fn parse_kdf(k: &Map<String, Value>, what: &str) -> R<Kdf> {
@@ -154,20 +216,109 @@ pub(super) fn parse_kdf(k: &Map<String, Value>, what: &str) -> R<Kdf> {
     Ok(kdf)
 }
 
+/// The field `key` of `obj`, which must be there and be a string or integer as `json_type`
+/// says (cryptsetup's `json_contains`); its value is read later.
+fn require(obj: &Map<String, Value>, key: &str, what: &str, integer: bool) -> R<()> {
+    let v = field(obj, key, what)?;
+    if (integer && !v.is_i64() && !v.is_u64()) || (!integer && !v.is_string()) {
+        return Err(bad(format!(
+            "{what}: '{key}' is not a {}",
+            if integer { "number" } else { "string" }
+        )));
+    }
+    Ok(())
+}
+
+/// Checks what cryptsetup's `luks2_keyslot_validate` requires of a `luks2` keyslot for the
+/// header to be valid at all: its `kdf`, `af` (type `luks1`) and `area` (type `raw`) objects
+/// with their fields.
+fn check_luks2_shape(k: &Map<String, Value>, what: &str) -> R<()> {
+    let kdf_what = format!("{what} kdf");
+    let kdf = object(field(k, "kdf", what)?, &kdf_what)?;
+    let af_what = format!("{what} af");
+    let af = object(field(k, "af", what)?, &af_what)?;
+    let area_what = format!("{what} area");
+    let area = object(field(k, "area", what)?, &area_what)?;
+    let fields: &[(&str, bool)] = match string(kdf, "type", &kdf_what)? {
+        "pbkdf2" => &[("hash", false), ("iterations", true), ("salt", false)],
+        "argon2i" | "argon2id" => &[
+            ("time", true),
+            ("memory", true),
+            ("cpus", true),
+            ("salt", false),
+        ],
+        _ => &[],
+    };
+    if !fields.is_empty() && kdf.len() != fields.len() + 1 {
+        return Err(bad(format!("{kdf_what}: unexpected fields")));
+    }
+    for (key, integer) in fields {
+        require(kdf, key, &kdf_what, *integer)?;
+    }
+    let af_kind = string(af, "type", &af_what)?;
+    if af_kind != "luks1" {
+        return Err(bad(format!(
+            "{af_what}: AF type '{af_kind}' is not 'luks1'"
+        )));
+    }
+    require(af, "hash", &af_what, false)?;
+    require(af, "stripes", &af_what, true)?;
+    let area_kind = string(area, "type", &area_what)?;
+    if area_kind != "raw" {
+        return Err(bad(format!(
+            "{area_what}: area type '{area_kind}' is not 'raw'"
+        )));
+    }
+    require(area, "encryption", &area_what, false)?;
+    require(area, "key_size", &area_what, true)
+}
+
+/// How to open a `luks2` keyslot of the right shape, or why luksfuse cannot: its key size,
+/// AF, cipher, KDF and area size are checked here (an unusable keyslot is not a damaged
+/// header).
+fn open_params(k: &Map<String, Value>, slot_key_size: u64, area: &Area, what: &str) -> R<Opener> {
+    let key_size = usize::try_from(slot_key_size)
+        .ok()
+        .filter(|n| (1..=MAX_KEY_SIZE).contains(n))
+        .ok_or_else(|| unsupported(format!("key size {slot_key_size} is not supported")))?;
+    let af_what = format!("{what} af");
+    let af = object(field(k, "af", what)?, &af_what)?;
+    let stripes = int_u32(af, "stripes", &af_what, 1, MAX_STRIPES)?;
+    let af_hash = hash(af, "hash", &af_what)?;
+    if !(1..=MAX_KEY_SIZE).contains(&area.key_size) {
+        return Err(unsupported(format!(
+            "{what} area: key size {} is not supported",
+            area.key_size
+        )));
+    }
+    cipher(&area.encryption, &format!("{what} area"))?
+        .check_key_size(area.key_size)
+        .map_err(|e| Reject::Unsupported(e.context(format!("{what} area"))))?;
+    let kdf = parse_kdf(object(field(k, "kdf", what)?, what)?, what)?;
+    // Bounded: key_size <= 512, stripes <= 1e6.
+    let need = (key_size as u64 * u64::from(stripes)).div_ceil(512) * 512;
+    if area.size < need {
+        return Err(bad(format!(
+            "{what} area: {} bytes, too small for {need} bytes of key material",
+            area.size
+        )));
+    }
+    Ok(Opener {
+        stripes,
+        af_hash,
+        kdf,
+    })
+}
+
 pub(super) fn parse_keyslot(n: u32, k: &Map<String, Value>) -> R<Keyslot> {
     let what = format!("keyslot {n}");
-    let kind = string(k, "type", &what)?;
+    let kind = string(k, "type", &what)?.to_owned();
     if kind == "reencrypt" {
         return Err(unsupported(format!(
             "{what} is a reencryption keyslot: LUKS2 reencryption is in progress"
         )));
     }
-    if kind != "luks2" {
-        return Err(unsupported(format!(
-            "{what}: keyslot type '{kind}' is not supported"
-        )));
-    }
-    let key_size = int_usize(k, "key_size", &what, 1, MAX_KEY_SIZE)?;
+    let key_size = int(k, "key_size", &what, 0, u32::MAX.into())?;
     let priority = match k.get("priority") {
         None => Priority::Normal,
         Some(_) => match int(k, "priority", &what, 0, 2)? {
@@ -176,57 +327,49 @@ pub(super) fn parse_keyslot(n: u32, k: &Map<String, Value>) -> R<Keyslot> {
             _ => Priority::High,
         },
     };
-
-    let af_what = format!("{what} af");
-    let af = object(field(k, "af", &what)?, &af_what)?;
-    let af_kind = string(af, "type", &af_what)?;
-    if af_kind != "luks1" {
-        return Err(unsupported(format!(
-            "{af_what}: AF type '{af_kind}' is not supported"
-        )));
-    }
-    let stripes = int_u32(af, "stripes", &af_what, 1, MAX_STRIPES)?;
-    let af_hash = hash(af, "hash", &af_what)?;
-
+    // Every keyslot, whatever its type, has an area with a type, an offset and a size
+    // (cryptsetup's hdr_validate_areas).
     let area_what = format!("{what} area");
     let a = object(field(k, "area", &what)?, &area_what)?;
-    let area_kind = string(a, "type", &area_what)?;
-    if area_kind != "raw" {
-        return Err(unsupported(format!(
-            "{area_what}: area type '{area_kind}' is not supported"
-        )));
+    string(a, "type", &area_what)?;
+    if kind == "luks2" {
+        check_luks2_shape(k, &what)?;
     }
     let area = Area {
         offset: u64_field(a, "offset", &area_what)?,
         size: u64_field(a, "size", &area_what)?,
-        encryption: string(a, "encryption", &area_what)?.to_owned(),
-        key_size: int_usize(a, "key_size", &area_what, 1, MAX_KEY_SIZE)?,
+        encryption: a
+            .get("encryption")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        key_size: a
+            .get("key_size")
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0),
     };
-    cipher(&area.encryption, &area_what)?
-        .check_key_size(area.key_size)
-        .map_err(|e| Reject::Unsupported(e.context(&area_what)))?;
+    if area.size == 0 {
+        return Err(bad(format!("{area_what}: size 0")));
+    }
     if area.offset.checked_add(area.size).is_none() {
         return Err(bad(format!("{area_what}: offset + size overflows")));
     }
-
-    let kdf = parse_kdf(object(field(k, "kdf", &what)?, &what)?, &what)?;
-    let slot = Keyslot {
-        key_size,
-        priority,
-        stripes,
-        af_hash,
-        area,
-        kdf,
-        digest: None,
+    let opener = if kind == "luks2" {
+        open_params(k, key_size, &area, "keyslot").map_err(Reject::into_error)
+    } else {
+        Err(Error::unsupported(format!(
+            "keyslot type '{kind}' is not supported"
+        )))
     };
-    let need = u64::try_from(slot.af_sectors_len()).unwrap_or(u64::MAX);
-    if slot.area.size < need {
-        return Err(bad(format!(
-            "{area_what}: {} bytes, too small for {need} bytes of key material",
-            slot.area.size
-        )));
-    }
-    Ok(slot)
+    Ok(Keyslot {
+        kind,
+        key_size: usize::try_from(key_size).unwrap_or(usize::MAX),
+        priority,
+        area,
+        opener,
+        digest: None,
+    })
 }
 
 pub(super) fn parse_digest(n: u32, d: &Map<String, Value>) -> R<Digest> {
@@ -263,6 +406,22 @@ pub(super) fn parse_digest(n: u32, d: &Map<String, Value>) -> R<Digest> {
         kdf,
         digest,
     })
+}
+
+/// A digest of a type other than `pbkdf2`, which luksfuse cannot check: its type and what it
+/// refers to (cryptsetup's hdr_validate_digests requires no more of it), or `None` for a
+/// `pbkdf2` digest ([`parse_digest`]).
+pub(super) fn parse_foreign_digest(n: u32, d: &Map<String, Value>) -> R<Option<ForeignDigest>> {
+    let what = format!("digest {n}");
+    let kind = string(d, "type", &what)?;
+    if kind == "pbkdf2" {
+        return Ok(None);
+    }
+    Ok(Some(ForeignDigest {
+        kind: kind.to_owned(),
+        keyslots: id_list(d, "keyslots", &what)?,
+        segments: id_list(d, "segments", &what)?,
+    }))
 }
 
 pub(super) fn parse_token(n: u32, t: &Map<String, Value>) -> R<Token> {

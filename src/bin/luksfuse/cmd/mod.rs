@@ -11,7 +11,7 @@ pub mod test_key;
 
 use crate::cli::{value_name, KdfOpts, KeyFileOpts, KeyOpts, NewKeyOpts};
 use crate::tty::KeySource;
-use luksfuse::error::{Error, Result};
+use luksfuse::error::Result;
 use luksfuse::luks::format::KdfOptions;
 use luksfuse::luks::{Header, HeaderFile, Unlocked};
 use std::path::Path;
@@ -63,15 +63,23 @@ pub fn open_header(path: &Path) -> Result<(HeaderFile, Header)> {
     Ok((file, header))
 }
 
-/// Reads the key (`-S`: for that keyslot only) and opens a keyslot with it.
+/// Reads the key (`-S`: for that keyslot only) and opens a keyslot with it. An unbound
+/// keyslot opens only when asked for by number; [`Unlocked::bound`] then says so, and only a
+/// caller that does not need the volume key (`test-key`, the key dump) may accept it.
 pub fn unlock(path: &Path, file: &HeaderFile, header: &Header, k: &KeyOpts) -> Result<Unlocked> {
     if let Some(s) = k.key_slot {
         if !header.slot_active(s) {
-            return Err(Error::no_key(format!("Keyslot {s} is not active.")).in_file(path));
+            return Err(luksfuse::luks::header::inactive(s).in_file(path));
         }
     }
     let pass = k.source().read(&path.display().to_string())?;
-    let u = header.unlock(file, pass.as_bytes(), k.key_slot)?;
-    log::info!("key slot {} unlocked", u.slot);
+    let u = header
+        .unlock(file, pass.as_bytes(), k.key_slot)
+        .map_err(|e| e.in_file(path))?;
+    if u.bound {
+        log::info!("key slot {} unlocked", u.slot);
+    } else {
+        log::info!("key slot {} (unbound) unlocked", u.slot);
+    }
     Ok(u)
 }

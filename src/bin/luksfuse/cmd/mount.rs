@@ -2,7 +2,7 @@
 
 use super::{open_header, unlock};
 use crate::cli::{MountArgs, PayloadFormat};
-use luksfuse::error::Result;
+use luksfuse::error::{Error, Reason, Result};
 use luksfuse::image::Format;
 use luksfuse::mount::MountConfig;
 
@@ -30,7 +30,18 @@ pub fn run(a: MountArgs) -> Result<()> {
     let readonly = readonly || fuse_options.iter().any(|o| o == "ro");
     fuse_options.retain(|o| o != "ro" && o != "rw");
     let (file, header) = open_header(&path)?;
+    header.mappable().map_err(|e| e.in_file(&path))?;
     let unlocked = unlock(&path, &file, &header, &key)?;
+    if !unlocked.bound {
+        // cryptsetup's open of an unbound key: exit 1.
+        return Err(Error::usage(format!(
+            "keyslot {} is unbound: it is not assigned to the data segment, so its key \
+             cannot unlock the volume",
+            unlocked.slot
+        ))
+        .because(Reason::UnboundKeyslot)
+        .in_file(&path));
+    }
     let cfg = MountConfig {
         header: path,
         payloads,
