@@ -5,15 +5,16 @@
 
 use crate::error::{Error, Result};
 use crate::units::{Iv, IvStep, SectorSize};
+use ::twofish::Twofish;
 use aes::{Aes128, Aes192, Aes256};
 use cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use hash::HashAlg;
 use serpent::Serpent;
 use std::fmt;
-use twofish::Twofish;
 
 mod cbc;
 pub mod hash;
+pub(crate) mod twofish;
 mod xts;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
