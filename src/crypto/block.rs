@@ -1,6 +1,7 @@
 //! The block ciphers, keyed and chosen at run time ([`AnyBlock`]), with multi-block calls so
 //! that the crates' parallel (pipelined or bitsliced) paths are used.
 
+use super::twofish::Twofish;
 use super::Alg;
 use crate::error::{Error, Result};
 use aes::{Aes128, Aes192, Aes256};
@@ -10,7 +11,6 @@ use cast6::Cast6;
 use cipher::{BlockCipherDecrypt, BlockCipherEncrypt, BlockSizeUser, KeyInit};
 use serpent::Serpent;
 use sm4::Sm4;
-use twofish::Twofish;
 
 impl Alg {
     /// Block size in bytes: 8 for CAST5, 16 for the others.
@@ -52,7 +52,9 @@ pub(crate) enum AnyBlock {
     A192(Box<Aes192>),
     A256(Box<Aes256>),
     Serpent(Box<Serpent>),
-    Twofish(Box<Twofish>),
+    /// Twofish is this crate's own table-driven cipher (the `twofish` crate recomputes the
+    /// key-dependent S-boxes for every block and runs at 1-2 MB/s here).
+    Twofish(Twofish),
     Cast5(Box<Cast5>),
     Cast6(Box<Cast6>),
     Sm4(Box<Sm4>),
@@ -61,15 +63,16 @@ pub(crate) enum AnyBlock {
     Camellia256(Box<Camellia256>),
 }
 
-/// Calls `$body` with `$c` bound to the concrete cipher inside an [`AnyBlock`].
+/// Calls `$body` with `$c` bound to the concrete RustCrypto cipher inside an [`AnyBlock`],
+/// or `$tf` with `$t` bound to the Twofish one.
 macro_rules! with_block {
-    ($any:expr, $c:ident => $body:expr) => {
+    ($any:expr, $c:ident => $body:expr, $t:ident => $tf:expr) => {
         match $any {
             AnyBlock::A128($c) => $body,
             AnyBlock::A192($c) => $body,
             AnyBlock::A256($c) => $body,
             AnyBlock::Serpent($c) => $body,
-            AnyBlock::Twofish($c) => $body,
+            AnyBlock::Twofish($t) => $tf,
             AnyBlock::Cast5($c) => $body,
             AnyBlock::Cast6($c) => $body,
             AnyBlock::Sm4($c) => $body,
@@ -111,7 +114,9 @@ impl AnyBlock {
             (Alg::Camellia, 32) => AnyBlock::Camellia256(keyed(key).map_err(bad)?),
             (Alg::Aes | Alg::Camellia, _) => return Err(bad(cipher::InvalidLength)),
             (Alg::Serpent, _) => AnyBlock::Serpent(keyed(key).map_err(bad)?),
-            (Alg::Twofish, _) => AnyBlock::Twofish(keyed(key).map_err(bad)?),
+            (Alg::Twofish, _) => {
+                AnyBlock::Twofish(Twofish::new(key).ok_or_else(|| bad(cipher::InvalidLength))?)
+            }
             (Alg::Cast5, _) => AnyBlock::Cast5(keyed(key).map_err(bad)?),
             (Alg::Cast6, _) => AnyBlock::Cast6(keyed(key).map_err(bad)?),
             (Alg::Sm4, 16) => AnyBlock::Sm4(keyed(key).map_err(bad)?),
@@ -121,24 +126,33 @@ impl AnyBlock {
 
     /// The block size in bytes (8 or 16).
     pub(crate) fn block_size(&self) -> usize {
-        with_block!(self, c => block_size_of(&**c))
+        with_block!(self, c => block_size_of(&**c), _t => 16)
     }
 
     /// Encrypts whole blocks in place (`buf.len()` a multiple of the block size), all in one
     /// multi-block call.
     pub(crate) fn encrypt_blocks(&self, buf: &mut [u8]) {
-        with_block!(self, c => enc(&**c, buf))
+        with_block!(self, c => enc(&**c, buf), t => t.encrypt_blocks(blocks16(buf)))
     }
 
     /// Decrypts whole blocks in place; the inverse of [`Self::encrypt_blocks`].
     pub(crate) fn decrypt_blocks(&self, buf: &mut [u8]) {
-        with_block!(self, c => dec(&**c, buf))
+        with_block!(self, c => dec(&**c, buf), t => t.decrypt_blocks(blocks16(buf)))
     }
 
     /// CBC-encrypts `buf` (whole blocks) in place with the chaining value `iv` (one block).
     /// Serial by nature, so the cipher is chosen once and each block is one call.
     pub(crate) fn cbc_encrypt(&self, buf: &mut [u8], iv: &[u8]) {
-        with_block!(self, c => cbc_enc(&**c, buf, iv))
+        with_block!(self, c => cbc_enc(&**c, buf, iv), t => {
+            let mut prev: [u8; 16] = iv.try_into().expect("IV of one block");
+            for b in blocks16(buf) {
+                for (x, p) in b.iter_mut().zip(prev) {
+                    *x ^= p;
+                }
+                t.encrypt_blocks(std::array::from_mut(b));
+                prev = *b;
+            }
+        })
     }
 }
 
@@ -153,6 +167,13 @@ fn cbc_enc<C: BlockCipherEncrypt>(c: &C, buf: &mut [u8], iv: &[u8]) {
         c.encrypt_block(b);
         prev.copy_from_slice(b);
     }
+}
+
+/// `buf` (whole 16-byte blocks) as blocks.
+fn blocks16(buf: &mut [u8]) -> &mut [[u8; 16]] {
+    let (blocks, rest) = buf.as_chunks_mut::<16>();
+    debug_assert!(rest.is_empty());
+    blocks
 }
 
 fn block_size_of<C: BlockSizeUser>(_: &C) -> usize {

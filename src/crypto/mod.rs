@@ -19,6 +19,7 @@ pub mod hash;
 mod ivgen;
 mod lrw;
 mod spec;
+pub(crate) mod twofish;
 mod xts;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]

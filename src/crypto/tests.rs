@@ -244,7 +244,7 @@ fn serpent_and_twofish_xts_match_the_xts_mode_crate() {
                 "serpent",
                 reference::<serpent::Serpent> as fn(&[u8], &mut [u8], u128),
             ),
-            ("twofish", reference::<twofish::Twofish>),
+            ("twofish", reference::<::twofish::Twofish>),
         ] {
             let spec = CipherSpec::parse(&format!("{name}-xts-plain64")).unwrap();
             let ours = SectorCipher::new(&spec, &key).unwrap();
