@@ -310,7 +310,10 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["segments"]["0"]["encryption"] = "cipher_null-ecb".into();
                 })
             },
-            Fails(4, "segment 0: cipher 'cipher_null-ecb' is refused: it encrypts nothing"),
+            Fails(
+                4,
+                "segment 0: cipher 'cipher_null-ecb' is refused: it encrypts nothing",
+            ),
         ),
         (
             "luks2_cipher_null_keyslot",
@@ -319,7 +322,10 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["keyslots"]["0"]["area"]["encryption"] = "cipher_null-ecb".into();
                 })
             },
-            Fails(1, "cipher 'cipher_null-ecb' is refused: it encrypts nothing"),
+            Fails(
+                1,
+                "cipher 'cipher_null-ecb' is refused: it encrypts nothing",
+            ),
         ),
         (
             "luks2_integrity_segment",

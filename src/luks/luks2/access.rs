@@ -35,6 +35,20 @@ pub(super) fn string<'a>(obj: &'a Map<String, Value>, key: &str, what: &str) -> 
         .ok_or_else(|| bad(format!("{what}: '{key}' is not a string")))
 }
 
+/// A string field that must not be empty, as cryptsetup's `json_contains_string` requires
+/// (segment and keyslot area ciphers, KDF and AF hashes, salts).
+pub(super) fn nonempty_string<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    what: &str,
+) -> R<&'a str> {
+    let v = string(obj, key, what)?;
+    if v.is_empty() {
+        return Err(bad(format!("{what}: '{key}' is empty")));
+    }
+    Ok(v)
+}
+
 /// A JSON integer in `min..=max`.
 pub(super) fn int(obj: &Map<String, Value>, key: &str, what: &str, min: u64, max: u64) -> R<u64> {
     let n = field(obj, key, what)?

@@ -3,8 +3,8 @@
 //! them are [`super::metadata::validate`]'s job.
 
 use super::access::{
-    bad, base64, cipher, dec_u64, field, hash, id_list, int, int_u32, numbered, object, string,
-    string_list, u64_field, unsupported, R,
+    bad, base64, cipher, dec_u64, field, hash, id_list, int, int_u32, nonempty_string, numbered,
+    object, string, string_list, u64_field, unsupported, R,
 };
 use super::metadata::{
     Area, Config, CryptSegment, Digest, ForeignDigest, Keyslot, Opener, Priority, Reject,
@@ -108,7 +108,7 @@ fn parse_segment(sid: u32, s: &Map<String, Value>) -> R<SegmentEntry> {
         return Ok(entry);
     }
     entry.iv_tweak = u64_field(s, "iv_tweak", &what)?;
-    entry.encryption = Some(string(s, "encryption", &what)?.to_owned());
+    entry.encryption = Some(nonempty_string(s, "encryption", &what)?.to_owned());
     let sector_size = int_u32(s, "sector_size", &what, 512, 4096)?;
     let sector_size = SectorSize::try_from(sector_size).map_err(|_| {
         bad(format!(
@@ -217,13 +217,19 @@ pub(super) fn parse_kdf(k: &Map<String, Value>, what: &str) -> R<Kdf> {
 }
 
 /// The field `key` of `obj`, which must be there and be a string or integer as `json_type`
-/// says (cryptsetup's `json_contains`); its value is read later.
+/// says (cryptsetup's `json_contains`; a string must not be empty, as `json_contains_string`);
+/// its value is read later.
 fn require(obj: &Map<String, Value>, key: &str, what: &str, integer: bool) -> R<()> {
     let v = field(obj, key, what)?;
-    if (integer && !v.is_i64() && !v.is_u64()) || (!integer && !v.is_string()) {
+    if (integer && !v.is_i64() && !v.is_u64()) || (!integer && v.as_str().is_none_or(str::is_empty))
+    {
         return Err(bad(format!(
             "{what}: '{key}' is not a {}",
-            if integer { "number" } else { "string" }
+            if integer {
+                "number"
+            } else {
+                "non-empty string"
+            }
         )));
     }
     Ok(())
@@ -249,9 +255,8 @@ fn check_luks2_shape(k: &Map<String, Value>, what: &str) -> R<()> {
         ],
         _ => &[],
     };
-    if !fields.is_empty() && kdf.len() != fields.len() + 1 {
-        return Err(bad(format!("{kdf_what}: unexpected fields")));
-    }
+    // Fields another KDF left behind (cryptsetup's `LUKS2_keyslots_repair` deletes them when
+    // it reads the header, before validating it) are ignored here.
     for (key, integer) in fields {
         require(kdf, key, &kdf_what, *integer)?;
     }
