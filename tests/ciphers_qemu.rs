@@ -149,18 +149,12 @@ fn qemu_row(spec: &str, bits: u32, hash: &str, seed: u64, what: &str, slot3: boo
     let mut f = Fixture::new();
     f.header = f.path("qemu.luks");
     f.payload = f.header.clone();
-    run_ok(Command::new("qemu-img").args([
-        "create",
-        "-q",
-        "-f",
-        "luks",
-        "--object",
-        &qemu_secret(&f),
-        "-o",
+    qemu_create_luks(
+        &f,
+        &f.header,
         &qemu_options(spec, bits, hash),
-        s(&f.header),
         &LEN.to_string(),
-    ]));
+    );
     let image_opts = format!("driver=luks,key-secret=s,file.filename={}", s(&f.header));
     if slot3 {
         let key3 = f.path("key3");
@@ -392,18 +386,7 @@ fn plain_and_plain64_past_sector_2_pow_32_with_qemu() {
         f.payload = f.header.clone();
         let opts = format!("key-secret=s,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg={iv},hash-alg=sha256,iter-time=10");
         let size = (TIB2 + (1 << 20)).to_string();
-        run_ok(Command::new("qemu-img").args([
-            "create",
-            "-q",
-            "-f",
-            "luks",
-            "--object",
-            &qemu_secret(&f),
-            "-o",
-            &opts,
-            s(&f.header),
-            &size,
-        ]));
+        qemu_create_luks(&f, &f.header, &opts, &size);
         let image_opts = format!("driver=luks,key-secret=s,file.filename={}", s(&f.header));
         let qemu_io = |cmd: &str| {
             run_ok(Command::new("qemu-io").args([

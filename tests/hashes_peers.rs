@@ -20,7 +20,6 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 
 /// Hashes cryptsetup here formats both LUKS versions with (measured: `luksFormat --hash X`),
 /// as it spells them: canonical names first, then OpenSSL aliases it stores as typed.
@@ -168,18 +167,7 @@ fn qemu_writes_with_every_hash_it_lists_and_the_mount_reads_it() {
         if let Some(h) = ivhash {
             opts += &format!(",ivgen-hash-alg={h}");
         }
-        run_ok(Command::new("qemu-img").args([
-            "create",
-            "-q",
-            "-f",
-            "luks",
-            "--object",
-            &qemu_secret(&f),
-            "-o",
-            &opts,
-            s(&f.header),
-            "1M",
-        ]));
+        qemu_create_luks(&f, &f.header, &opts, "1M");
         let what = format!("QEMU {opts}");
         let r = test_key(&f);
         assert_eq!(r.code, 0, "{what}: test-key: {}", r.stderr);

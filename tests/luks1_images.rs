@@ -122,20 +122,9 @@ fn one_image(name: &str, cipher: &str, hash: &str, maker: Maker, fat: &[u8], see
         }
         Qemu => {
             let (alg, _) = cipher.split_once('-').unwrap();
-            run_ok(Command::new("qemu-img").args([
-                "create",
-                "-q",
-                "-f",
-                "luks",
-                "--object",
-                &qemu_secret(&f),
-                "-o",
-                &format!(
+            qemu_create_luks(&f, &f.header, &format!(
                     "key-secret=s,cipher-alg={alg}-128,cipher-mode=xts,ivgen-alg=plain64,hash-alg={hash},iter-time=10"
-                ),
-                s(&f.header),
-                &fat.len().to_string(),
-            ]));
+                ), &fat.len().to_string());
         }
         Ours => {
             let mut args = vec!["format", "-q", "--type", "luks1", "-c", cipher, "-s", "256"];

@@ -80,22 +80,5 @@ pub fn dump_section(dump: &str, from: &str) -> String {
 
 /// The key bytes of `cryptsetup luksDump --unbound -S N` text (the "Unbound Key:" lines).
 pub fn parse_unbound_key(text: &str) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let mut inside = false;
-    for line in text.lines() {
-        let rest = if let Some(r) = line.strip_prefix("Unbound Key:") {
-            inside = true;
-            r
-        } else if inside && line.starts_with('\t') {
-            line
-        } else {
-            inside = false;
-            continue;
-        };
-        for tok in rest.split_whitespace() {
-            bytes.push(u8::from_str_radix(tok, 16).expect("hex byte"));
-        }
-    }
-    assert!(!bytes.is_empty(), "no unbound key in:\n{text}");
-    bytes
+    super::peers::parse_hex_lines(text, "Unbound Key:")
 }

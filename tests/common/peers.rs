@@ -30,10 +30,16 @@ pub fn cryptsetup_volume_key(header: &Path, key_args: &[&std::ffi::OsStr]) -> Ve
 
 /// Parses the hex bytes of the "MK dump:" lines of a volume key dump.
 pub fn parse_mk_dump(text: &str) -> Vec<u8> {
+    parse_hex_lines(text, "MK dump:")
+}
+
+/// The hex bytes after `label` at the start of a line and on the tab-indented lines after it
+/// (how cryptsetup prints keys), for a dump that must hold them.
+pub fn parse_hex_lines(text: &str, label: &str) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut inside = false;
     for line in text.lines() {
-        let rest = if let Some(r) = line.strip_prefix("MK dump:") {
+        let rest = if let Some(r) = line.strip_prefix(label) {
             inside = true;
             r
         } else if inside && line.starts_with('\t') {
@@ -46,7 +52,7 @@ pub fn parse_mk_dump(text: &str) -> Vec<u8> {
             bytes.push(u8::from_str_radix(tok, 16).expect("hex byte"));
         }
     }
-    assert!(!bytes.is_empty(), "no MK dump in:\n{text}");
+    assert!(!bytes.is_empty(), "no {label} in:\n{text}");
     bytes
 }
 
@@ -152,6 +158,23 @@ pub fn wait_qemu_locks(file: &Path) {
 /// `--object` for QEMU: the secret `s` from the fixture's key file.
 pub fn qemu_secret(f: &Fixture) -> String {
     format!("secret,id=s,file={}", super::s(&f.keyfile))
+}
+
+/// `qemu-img create -f luks -o OPTS FILE SIZE` with the fixture's key as the secret `s`
+/// (`opts` names it: `key-secret=s,...`): header and payload in one file.
+pub fn qemu_create_luks(f: &Fixture, file: &Path, opts: &str, size: &str) {
+    run_ok(Command::new("qemu-img").args([
+        "create",
+        "-q",
+        "-f",
+        "luks",
+        "--object",
+        &qemu_secret(f),
+        "-o",
+        opts,
+        super::s(file),
+        size,
+    ]));
 }
 
 /// QEMU writes `plain` from offset 0 through the image `image_opts` describes.

@@ -444,7 +444,17 @@ mod tests {
         };
         assert!(damaged(&|j| j["keyslots"]["0"]["af"]["type"] = json!("x")));
         assert!(damaged(&|j| j["keyslots"]["0"]["area"]["type"] = json!("x")));
-        assert!(damaged(&|j| j["keyslots"]["0"]["kdf"]["extra"] = json!(1)));
+        // Fields another KDF left behind: cryptsetup repairs them away on read; ignored.
+        assert!(!damaged(&|j| j["keyslots"]["0"]["kdf"]["extra"] = json!(1)));
+        assert_eq!(
+            unusable(&|j| j["keyslots"]["0"]["kdf"]["extra"] = json!(1)),
+            None
+        );
+        // Empty strings where cryptsetup's json_contains_string wants text.
+        assert!(damaged(
+            &|j| j["keyslots"]["0"]["area"]["encryption"] = json!("")
+        ));
+        assert!(damaged(&|j| j["segments"]["0"]["encryption"] = json!("")));
         assert!(damaged(&|j| j["digests"]["0"]["keyslots"] = json!([])));
         // The keyslots area must end before the data (unless that starts at 0).
         let ks: u64 = base["config"]["keyslots_size"]
