@@ -185,7 +185,7 @@ struct Keyed {
 }
 
 /// How many blocks `encrypt_blocks`/`decrypt_blocks` interleave.
-const LANES: usize = 2;
+pub(crate) const LANES: usize = 2;
 
 /// Twofish keyed with a 128-, 192- or 256-bit key.
 pub(crate) struct Twofish {
