@@ -8,14 +8,14 @@ use zeroize::Zeroize;
 pub(super) struct Cbc {
     block: AnyBlock,
     /// Sectors encrypted side by side: as many as the cipher's backend takes blocks at once,
-    /// and at least 8, so that even a one-block-at-a-time backend has independent blocks for
+    /// and at least 16, so that even a one-block-at-a-time backend has independent blocks for
     /// the CPU to overlap (a CBC chain alone waits for each block's latency).
     lanes: usize,
 }
 
 impl Cbc {
     pub(super) fn new(block: AnyBlock) -> Self {
-        let lanes = block.par_blocks().clamp(8, MAX_LANES);
+        let lanes = block.par_blocks().clamp(16, MAX_LANES);
         Cbc { block, lanes }
     }
 
