@@ -7,7 +7,7 @@
 use crate::error::{Error, Kind, Result, Setting};
 use crate::fuse::{MountSpec, Mounted, VolumeFs};
 use crate::image::{self, Access, Format};
-use crate::luks::Segment;
+use crate::luks::{Header, Segment};
 use crate::secret::VolumeKey;
 use crate::status::{MountStatus, PayloadStatus};
 use crate::sys;
@@ -40,6 +40,30 @@ pub struct MountConfig {
     pub payload_format: Option<Format>,
     /// Let a qcow2 payload read its backing chain (refused by default).
     pub allow_backing: bool,
+}
+
+/// Refuses to serve `payload` when it is the header's own file (an attached header) and the
+/// data segment starts inside the header's bytes: every write through the mount would then
+/// overwrite key material. A detached header (`format` with `--offset 0`) is such a file.
+pub fn check_header_outside_data(
+    header_path: &Path,
+    payload: &Path,
+    header: &Header,
+) -> Result<()> {
+    let same = match (std::fs::metadata(header_path), std::fs::metadata(payload)) {
+        (Ok(h), Ok(p)) => h.dev() == p.dev() && h.ino() == p.ino(),
+        _ => false,
+    };
+    let start = header.segment().offset.get();
+    let end = header.metadata_end();
+    if same && start < end {
+        return Err(Error::format(format!(
+            "the data starts at byte {start}, inside the header (its metadata ends at byte \
+             {end}): this header is detached, give its payload after it"
+        ))
+        .in_file(payload));
+    }
+    Ok(())
 }
 
 /// Mounts the volume described by `segment`, decrypted with `key`, as configured, and serves it.

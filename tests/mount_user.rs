@@ -214,6 +214,117 @@ fn unprivileged_user_mounts_through_fusermount3_reads_writes_and_unmounts() {
     run_ok(Command::new("fusermount3").arg("-u").arg(&u.mp));
 }
 
+/// The whole rootless story, every step as uid 65534 through the setuid fusermount3: format a
+/// header, mount, mkfs.ext4 on the served file, fuse2fs on it, write a file, unmount both,
+/// remount read-only, e2fsck and fuse2fs read the file back. No root anywhere (root only
+/// prepares the namespace in which the user may open /dev/fuse, as a distribution ships it).
+#[test]
+fn the_rootless_story_format_mount_mkfs_fuse2fs_remount_read_back() {
+    if not_root() {
+        eprintln!("skipped: needs root to run as uid {NOBODY}");
+        return;
+    }
+    let u = user_fixture();
+    let mut ns = UserNs::new(&u.dir);
+    let story = u.dir.join("story");
+    std::fs::create_dir(&story).unwrap();
+    std::os::unix::fs::chown(&story, Some(NOBODY), Some(NOBODY)).unwrap();
+    let (key, header, disk) = (
+        story.join("key"),
+        story.join("h.img"),
+        story.join("disk.raw"),
+    );
+    let (m, fs) = (story.join("m"), story.join("fs"));
+    // The user makes everything: key file, payload, directories.
+    run_with_stdin(
+        ns.as_nobody("sh").arg("-c").arg(format!(
+            "cat > {k} && truncate -s 64M {d} && mkdir {m} {fs}",
+            k = key.display(),
+            d = disk.display(),
+            m = m.display(),
+            fs = fs.display()
+        )),
+        b"the user's passphrase",
+    );
+    ns.mountpoints.extend([fs.clone(), m.clone()]);
+    let lf = u.exe.to_str().unwrap();
+    run_ok(
+        ns.as_nobody(lf)
+            .args(["format", "-q", "--pbkdf", "pbkdf2"])
+            .args([
+                "--pbkdf-force-iterations",
+                "1000",
+                "-d",
+                s(&key),
+                s(&header),
+            ]),
+    );
+    let mount = |extra: &[&str]| {
+        run_ok(ns.as_nobody(lf).arg("mount").args(extra).args([
+            "-d",
+            s(&key),
+            s(&header),
+            s(&disk),
+            s(&m),
+        ]));
+    };
+    let served = m.join("disk");
+    mount(&[]);
+    // `-E root_owner`: the root directory belongs to the user who made the file system.
+    run_ok(
+        ns.as_nobody("mkfs.ext4")
+            .args(["-q", "-F", "-E", "root_owner"])
+            .arg(&served),
+    );
+    run_ok(ns.as_nobody("fuse2fs").arg(&served).arg(&fs));
+    let text = "written without root\n";
+    run_with_stdin(
+        ns.as_nobody("sh")
+            .arg("-c")
+            .arg(format!("cat > {}", fs.join("hello.txt").display())),
+        text.as_bytes(),
+    );
+    // Unmount the stack from the top: fuse2fs first (it must have exited before the file it
+    // served is released), then luksfuse.
+    let fuse2fs = pids_with_args("fuse2fs", &[s(&fs)]);
+    run_ok(ns.as_nobody("fusermount3").arg("-u").arg(&fs));
+    wait_until("fuse2fs exit", SETTLE, || {
+        fuse2fs.iter().all(|&p| exited(p))
+    });
+    let daemon = pids_with_args(lf, &["mount", s(&m)]);
+    assert_eq!(daemon.len(), 1, "daemon pids: {daemon:?}");
+    let unmounted = || {
+        ns.as_nobody("fusermount3")
+            .arg("-u")
+            .arg(&m)
+            .status()
+            .unwrap()
+            .success()
+    };
+    wait_until("luksfuse unmount", SETTLE, unmounted);
+    wait_until("daemon exit after unmount", SETTLE, || exited(daemon[0]));
+    assert!(
+        !std::fs::read(&disk)
+            .unwrap()
+            .windows(text.len())
+            .any(|w| w == text.as_bytes()),
+        "the payload holds the file's text only encrypted"
+    );
+
+    // Read-only: the file system is clean and the file is there.
+    mount(&["-r"]);
+    run_ok(ns.as_nobody("e2fsck").args(["-fn"]).arg(&served));
+    run_ok(
+        ns.as_nobody("fuse2fs")
+            .arg(&served)
+            .arg(&fs)
+            .args(["-o", "ro"]),
+    );
+    let back = run_ok(ns.as_nobody("cat").arg(fs.join("hello.txt")));
+    assert_eq!(String::from_utf8_lossy(&back.stdout), text);
+    run_ok(ns.as_nobody("fusermount3").arg("-u").arg(&fs));
+}
+
 /// fuser refuses `auto_unmount` without `allow_other`/`allow_root`; fusermount3 does not.
 #[test]
 fn unprivileged_mount_with_auto_unmount_and_without_allow_other() {

@@ -127,6 +127,19 @@ impl Header {
         }
     }
 
+    /// Where the header's own bytes end (binary headers, JSON areas, keyslot areas): in an
+    /// image that holds its header, the data must start at or after this byte.
+    pub fn metadata_end(&self) -> u64 {
+        match self {
+            Header::Luks1(h) => (0..=self.max_slot())
+                .filter_map(|s| h.keyslot_area(s).ok())
+                .map(|a| a.end)
+                .fold(4096, u64::max),
+            // Both bounded by the parser (hdr_size <= 4 MiB, keyslots_size <= 128 MiB).
+            Header::Luks2(h) => 2 * h.hdr_size() + h.keyslots_size(),
+        }
+    }
+
     /// Tries one keyslot bound to the data segment: `Ok(None)` when the passphrase is wrong
     /// for it; an unbound keyslot is an error (its key is not the volume key).
     pub fn open_keyslot(

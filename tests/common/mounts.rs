@@ -125,11 +125,30 @@ impl Mounted {
     /// `luksfuse mount -d KEY extra... HEADER PAYLOAD MNT` (daemonized); asserts it succeeded
     /// and that the file is visible as soon as the command returns.
     pub fn new(f: &Fixture, extra: &[&str], file: &str) -> Mounted {
+        Self::with_paths(f, extra, &[s(&f.header), s(&f.payload)], file)
+    }
+
+    /// `luksfuse mount -d KEY extra... IMAGE MNT`: the two-argument form, `f.header` the
+    /// image that holds its header.
+    pub fn attached(f: &Fixture, extra: &[&str], file: &str) -> Mounted {
+        Self::with_paths(f, extra, &[s(&f.header)], file)
+    }
+
+    /// A mount made some other way (the mount helper) at `mnt`, unmounted when dropped.
+    pub fn adopt(mnt: PathBuf) -> Mounted {
+        Mounted {
+            _guard: MountGuard(mnt.clone()),
+            mnt,
+        }
+    }
+
+    fn with_paths(f: &Fixture, extra: &[&str], paths: &[&str], file: &str) -> Mounted {
         let mnt = f.path("mnt");
         std::fs::create_dir_all(&mnt).unwrap();
         let mut args = vec!["mount", "-d", s(&f.keyfile)];
         args.extend_from_slice(extra);
-        args.extend([s(&f.header), s(&f.payload), s(&mnt)]);
+        args.extend_from_slice(paths);
+        args.push(s(&mnt));
         let r = luksfuse(&args, b"");
         let guard = MountGuard(mnt.clone());
         assert_eq!(r.code, 0, "mount failed: {}", r.stderr);

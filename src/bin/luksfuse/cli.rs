@@ -294,12 +294,14 @@ pub struct MountArgs {
     /// image can name any file on the host).
     #[arg(long = "allow-backing")]
     pub allow_backing: bool,
-    /// The LUKS header file.
+    /// The LUKS header file; with only a MOUNTPOINT after it, a LUKS image holding its own
+    /// header (`cryptsetup luksFormat disk.img`, `qemu-img create -f luks`).
+    #[arg(value_name = "HEADER|IMAGE")]
     pub header: PathBuf,
-    /// PAYLOAD... MOUNTPOINT: one or more encrypted payloads (raw files or block devices,
-    /// or qcow2 images) sharing the header's volume key, each served as its own file,
-    /// then an existing empty directory.
-    #[arg(value_name = "PAYLOAD|MOUNTPOINT", num_args = 2.., required = true)]
+    /// [PAYLOAD...] MOUNTPOINT: the encrypted payloads (raw files or block devices, or qcow2
+    /// images) sharing the header's volume key, each served as its own file, then an
+    /// existing empty directory. No payload: the header's own file is the payload.
+    #[arg(value_name = "PAYLOAD|MOUNTPOINT", num_args = 1.., required = true)]
     pub paths: Vec<PathBuf>,
 }
 

@@ -4,7 +4,7 @@
 //!
 //! | option | meaning |
 //! |---|---|
-//! | `header=PATH` | the detached header (required) |
+//! | `header=PATH` | the detached header; without it SOURCE is a LUKS image holding its header |
 //! | `key-file=PATH`, `keyfile-offset=N`, `keyfile-size=N`, `key-slot=N` | as `-d`, `--keyfile-offset`, `-l`, `-S` |
 //! | `name=NAME`, `payload-format=raw\|qcow2`, `allow-backing` | as the long options |
 //! | `ro` / `rw` | read-only / read-write |
@@ -56,8 +56,9 @@ pub fn translate(args: &[OsString]) -> Result<Vec<OsString>, String> {
             _ => positional.push(a.clone()),
         }
     }
-    let [source, mountpoint] = <[OsString; 2]>::try_from(positional)
-        .map_err(|_| "usage: mount.fuse.luksfuse PAYLOAD MOUNTPOINT -o header=HEADER[,...]")?;
+    let [source, mountpoint] = <[OsString; 2]>::try_from(positional).map_err(|_| {
+        "usage: mount.fuse.luksfuse PAYLOAD|IMAGE MOUNTPOINT [-o header=HEADER,...]"
+    })?;
     let mut out: Vec<OsString> = vec!["mount".into()];
     let mut header = None;
     let mut fuse = Vec::new();
@@ -89,8 +90,11 @@ pub fn translate(args: &[OsString]) -> Result<Vec<OsString>, String> {
     if !fuse.is_empty() {
         out.extend(["-o".into(), fuse.join(",").into()]);
     }
-    let header = header.ok_or("the 'header=PATH' option is required")?;
-    out.extend([header.into(), source, mountpoint]);
+    // No header=: SOURCE holds its header (`luksfuse mount IMAGE MOUNTPOINT`).
+    if let Some(header) = header {
+        out.push(header.into());
+    }
+    out.extend([source, mountpoint]);
     Ok(out)
 }
 
@@ -160,10 +164,11 @@ mod tests {
     }
 
     #[test]
-    fn missing_header_or_arguments_are_usage_errors() {
-        assert!(t(&["p", "/m", "-o", "ro"])
-            .unwrap_err()
-            .contains("header=PATH"));
+    fn no_header_means_an_attached_one_and_missing_arguments_are_usage_errors() {
+        assert_eq!(
+            t(&["disk.img", "/m", "-o", "ro,key-file=k"]).unwrap(),
+            ["mount", "--readonly", "--key-file", "k", "disk.img", "/m"]
+        );
         assert!(t(&["p", "-o", "header=h"]).is_err());
         assert!(t(&["p", "/m", "-o", "header"])
             .unwrap_err()

@@ -18,8 +18,13 @@ pub fn run(a: MountArgs) -> Result<()> {
         header: path,
         mut paths,
     } = a;
-    let mountpoint = paths.pop().expect("clap requires two paths or more");
-    let payloads = paths;
+    let mountpoint = paths.pop().expect("clap requires a mountpoint");
+    // `mount IMAGE MOUNTPOINT`: the header is attached, its file is the payload too.
+    let payloads = if paths.is_empty() {
+        vec![path.clone()]
+    } else {
+        paths
+    };
     let mut fuse_options: Vec<String> = options
         .iter()
         .flat_map(|o| o.split(','))
@@ -41,6 +46,9 @@ pub fn run(a: MountArgs) -> Result<()> {
         ))
         .because(Reason::UnboundKeyslot)
         .in_file(&path));
+    }
+    for p in &payloads {
+        luksfuse::mount::check_header_outside_data(&path, p, &header)?;
     }
     let cfg = MountConfig {
         header: path,

@@ -1,0 +1,209 @@
+//! LUKS images that hold their header (`cryptsetup luksFormat disk.img`, `qemu-img create -f
+//! luks`), served by the two-argument `luksfuse mount IMAGE MOUNTPOINT` and by the mount helper
+//! without `header=`: the data the peer wrote reads back, writes through the mount read back in
+//! the peer, and no byte of the header area changes.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::FileExt;
+use std::process::Command;
+
+/// sha256 of the first `len` bytes of `path`.
+fn sha256_prefix(path: &std::path::Path, len: u64) -> Vec<u8> {
+    use sha2::Digest;
+    let mut b = vec![0u8; len as usize];
+    std::fs::File::open(path)
+        .and_then(|f| f.read_exact_at(&mut b, 0))
+        .unwrap();
+    sha2::Sha256::digest(&b).to_vec()
+}
+
+/// The data offset of a LUKS image, in bytes, as luksfuse's dump names it.
+fn payload_offset(image: &std::path::Path) -> u64 {
+    let dump = luksfuse(&["dump", "--json", s(image)], b"");
+    assert_eq!(dump.code, 0, "dump: {}", dump.stderr);
+    let j: serde_json::Value = serde_json::from_str(&dump.stdout).unwrap();
+    match j["version"].as_u64() {
+        Some(1) => j["payload_offset"].as_u64().expect("payload_offset"),
+        _ => j["metadata"]["segments"]["0"]["offset"]
+            .as_str()
+            .and_then(|o| o.parse().ok())
+            .unwrap_or_else(|| panic!("no segment offset in {j}")),
+    }
+}
+
+#[test]
+fn qemu_luks1_image_through_the_two_argument_mount() {
+    const LEN: usize = 4 << 20;
+    let mut f = Fixture::new();
+    f.header = f.path("disk.luks");
+    f.payload = f.header.clone();
+    qemu_create_luks(
+        &f,
+        &f.header,
+        "key-secret=s,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,hash-alg=sha256,iter-time=10",
+        &LEN.to_string(),
+    );
+    let image_opts = format!("driver=luks,key-secret=s,file.filename={}", s(&f.header));
+    let mut model = noise(LEN, 13);
+    qemu_write_plain(&f, &image_opts, &model);
+    let offset = payload_offset(&f.header);
+    assert!(offset >= 4096, "QEMU puts the data after the header");
+    let header_before = sha256_prefix(&f.header, offset);
+
+    let m = Mounted::attached(&f, &[], "disk");
+    let served = m.mnt.join("disk");
+    assert_eq!(std::fs::metadata(&served).unwrap().len(), LEN as u64);
+    assert!(
+        std::fs::read(&served).unwrap() == model,
+        "the mount reads what QEMU wrote"
+    );
+    unaligned_writes_through(&served, &mut model, 7);
+    // A write at the very start of the served file lands after the header.
+    std::fs::File::options()
+        .write(true)
+        .open(&served)
+        .and_then(|p| p.write_all_at(&[0x5a; 4096], 0))
+        .unwrap();
+    model[..4096].fill(0x5a);
+    m.unmount();
+    assert_eq!(
+        sha256_prefix(&f.header, offset),
+        header_before,
+        "the header area is unchanged"
+    );
+    assert!(
+        qemu_read_plain(&f, &image_opts) == model,
+        "QEMU reads what the mount wrote"
+    );
+    let r = luksfuse(&["test-key", "-d", s(&f.keyfile), s(&f.header)], b"");
+    assert_eq!(r.code, 0, "the key still opens it: {}", r.stderr);
+}
+
+#[test]
+fn cryptsetup_luks2_image_encrypted_in_place_through_the_mount_helper() {
+    // cryptsetup encrypts a plaintext file in place (userspace, no device-mapper): it shifts
+    // the data by half of --reduce-device-size and puts the LUKS2 header in front.
+    const LEN: u64 = 24 << 20;
+    const REDUCE: u64 = 8 << 20;
+    let mut f = Fixture::new();
+    f.header = f.path("disk.img");
+    f.payload = f.header.clone();
+    let plain = noise(LEN as usize, 21);
+    write_file(&f.header, &plain);
+    std::fs::File::options()
+        .write(true)
+        .open(&f.header)
+        .and_then(|h| h.set_len(LEN + REDUCE))
+        .unwrap();
+    let mut args = vec!["reencrypt", "-q", "--encrypt", "--type", "luks2"];
+    args.extend(["--reduce-device-size", "8M", "--key-file", s(&f.keyfile)]);
+    args.extend(fast_kdf("pbkdf2"));
+    args.push(s(&f.header));
+    run_ok(Command::new("cryptsetup").args(&args));
+    let offset = payload_offset(&f.header);
+    assert_eq!(offset, REDUCE / 2, "cryptsetup's data offset");
+    let header_before = sha256_prefix(&f.header, offset);
+
+    // mount(8)'s helper without header=: the source holds its header.
+    let mnt = f.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let helper = std::path::Path::new(env!("CARGO_BIN_EXE_luksfuse"))
+        .parent()
+        .unwrap()
+        .join("mount.fuse.luksfuse");
+    let _ = std::fs::remove_file(&helper);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_luksfuse"), &helper).unwrap();
+    let out = forking(|| {
+        Command::new(&helper)
+            .args([s(&f.header), s(&mnt), "-o"])
+            .arg(format!("key-file={},name=disk", s(&f.keyfile)))
+            .output()
+    })
+    .unwrap();
+    let m = Mounted::adopt(mnt.clone());
+    assert!(
+        out.status.success(),
+        "helper: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let served = mnt.join("disk");
+    let data = std::fs::read(&served).unwrap();
+    assert_eq!(data.len() as u64, LEN + REDUCE - offset);
+    assert!(
+        data[..LEN as usize] == plain[..],
+        "the mount reads the plaintext cryptsetup encrypted"
+    );
+    let mut model = data;
+    unaligned_writes_through(&served, &mut model, 9);
+    m.unmount();
+    assert_eq!(
+        sha256_prefix(&f.header, offset),
+        header_before,
+        "the header area is unchanged"
+    );
+    // cryptsetup decrypts only with a detached header whose data starts at 0: give it the data
+    // area as a file of its own and a detached header with the image's volume key, cipher and
+    // sector size (LUKS2 IVs count sectors from the segment's start, so they are the same).
+    let vk = f.path("vk");
+    let key = cryptsetup_volume_key(&f.header, &["--key-file".as_ref(), f.keyfile.as_os_str()]);
+    write_file(&vk, &key);
+    let j: serde_json::Value =
+        serde_json::from_str(&luksfuse(&["dump", "--json", s(&f.header)], b"").stdout).unwrap();
+    let seg = &j["metadata"]["segments"]["0"];
+    let cipher = seg["encryption"].as_str().unwrap().to_owned();
+    let sector = seg["sector_size"].as_u64().unwrap().to_string();
+    let bits = (key.len() * 8).to_string();
+    let data = f.path("data.bin");
+    let mut bytes = vec![0u8; model.len()];
+    std::fs::File::open(&f.header)
+        .and_then(|h| h.read_exact_at(&mut bytes, offset))
+        .unwrap();
+    write_file(&data, &bytes);
+    let detached = f.path("detached.hdr");
+    let mut args = vec![
+        "luksFormat",
+        "-q",
+        "--type",
+        "luks2",
+        "--header",
+        s(&detached),
+    ];
+    args.extend(["--volume-key-file", s(&vk), "-c", &cipher, "-s", &bits]);
+    args.extend(["--sector-size", &sector, "--key-file", s(&f.keyfile)]);
+    args.extend(fast_kdf("pbkdf2"));
+    args.push(s(&data));
+    run_ok(Command::new("cryptsetup").args(&args));
+    run_ok(Command::new("cryptsetup").args([
+        "reencrypt",
+        "-q",
+        "--decrypt",
+        "--force-offline-reencrypt",
+        "--key-file",
+        s(&f.keyfile),
+        "--header",
+        s(&detached),
+        s(&data),
+    ]));
+    let back = std::fs::read(&data).unwrap();
+    assert!(back == model, "cryptsetup reads what the mount wrote");
+}
+
+#[test]
+fn a_detached_header_is_not_its_own_payload() {
+    // `format` makes a detached header (data offset 0): served as an image, every write would
+    // land on the key material. Refused, exit 4, the file unchanged.
+    let mut args = vec!["--type", "luks2"];
+    args.extend(fast_kdf("pbkdf2"));
+    let f = Fixture::new().luks_format(&args);
+    let before = std::fs::read(&f.header).unwrap();
+    let mnt = f.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let r = luksfuse(&["mount", "-d", s(&f.keyfile), s(&f.header), s(&mnt)], b"");
+    let _guard = MountGuard(mnt.clone());
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("inside the header"), "{}", r.stderr);
+    assert!(!is_mounted(&mnt));
+    assert!(std::fs::read(&f.header).unwrap() == before);
+}
