@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# make demo: create a demo detached header and payload, unlock them with luksfuse, mount the
-# plaintext disk, put an ext4 file system on it through a loop device, write and read a file,
-# and clean everything up.
+# make demo: an ordinary LUKS2 image (header inside, as `cryptsetup luksFormat disk.img` makes
+# it), unlocked by luksfuse and used without root: mkfs.ext4 on the served file, fuse2fs on it,
+# write, unmount, read-only remount, read back. Run as root it then also shows the detached
+# header and the loop-device path. Everything is cleaned up.
 # Usage: contrib/demo.sh path/to/luksfuse
 set -euo pipefail
 LUKSFUSE=$(realpath "${1:-target/release/luksfuse}")
 work=$(mktemp -d /tmp/luksfuse-demo.XXXXXX)
 loopdev=""
 cleanup() {
-  mountpoint -q "$work/fs" 2>/dev/null && umount "$work/fs"
+  mountpoint -q "$work/fs" 2>/dev/null && { fusermount3 -uz "$work/fs" 2>/dev/null || umount "$work/fs"; }
   [ -n "$loopdev" ] && losetup -d "$loopdev" 2>/dev/null
-  mountpoint -q "$work/mnt" 2>/dev/null && fusermount3 -u "$work/mnt"
+  mountpoint -q "$work/mnt" 2>/dev/null && fusermount3 -uz "$work/mnt"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -19,10 +20,47 @@ cd "$work"
 fuse_unmount() { for _ in $(seq 50); do fusermount3 -u "$1" 2>/dev/null && return 0; sleep 0.1; done; fusermount3 -u "$1"; }
 # The daemon flushes, releases the payload's locks and exits just after the unmount returns;
 # mounting the payload again before that would find it busy (exit 5).
-daemon_gone() { for _ in $(seq 100); do pgrep -f "luksfuse mount .* $1\$" >/dev/null || return 0; sleep 0.1; done; return 1; }
+daemon_gone() { for _ in $(seq 100); do pgrep -f "$2 .* $1\$" >/dev/null || return 0; sleep 0.1; done; return 1; }
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
 printf 'demo passphrase' > demo.key
+mkdir mnt fs
+truncate -s 64M disk.img
+say cryptsetup luksFormat --type luks2 --key-file demo.key disk.img
+cryptsetup luksFormat -q --type luks2 --key-file demo.key \
+  --pbkdf argon2id --pbkdf-force-iterations 4 --pbkdf-memory 65536 disk.img
+say luksfuse test-key -d demo.key disk.img
+"$LUKSFUSE" test-key -d demo.key disk.img && echo "keyslot opens (exit 0)"
+say "echo wrong | luksfuse test-key disk.img"
+set +e
+echo wrong | "$LUKSFUSE" test-key disk.img
+echo "exit code $? (2 = no key available with this passphrase)"
+set -e
+say luksfuse mount -d demo.key disk.img mnt
+"$LUKSFUSE" mount -d demo.key disk.img mnt
+ls -l mnt; grep " $work/mnt " /proc/mounts
+say mkfs.ext4 -q -E root_owner mnt/disk '&&' fuse2fs mnt/disk fs
+mkfs.ext4 -q -F -E root_owner mnt/disk && fuse2fs mnt/disk fs
+say "echo 'hello from an encrypted disk' > fs/hello.txt; cp /etc/services fs/"
+echo 'hello from an encrypted disk' > fs/hello.txt; cp /etc/services fs/
+say fusermount3 -u fs '&&' fusermount3 -u mnt
+fuse_unmount fs && daemon_gone fs fuse2fs && fuse_unmount mnt && daemon_gone mnt "luksfuse mount"
+say "grep -c 'hello from an encrypted disk' disk.img   # the image holds only ciphertext"
+grep -c 'hello from an encrypted disk' disk.img || true
+say luksfuse mount --readonly -d demo.key disk.img mnt '&&' fuse2fs -o ro mnt/disk fs
+"$LUKSFUSE" mount --readonly -d demo.key disk.img mnt && fuse2fs -o ro mnt/disk fs
+cat fs/hello.txt
+cmp fs/services /etc/services && echo "fs/services is identical to /etc/services"
+fuse_unmount fs && daemon_gone fs fuse2fs && fuse_unmount mnt && daemon_gone mnt "luksfuse mount"
+echo
+echo "demo: an ordinary LUKS2 image opened, formatted, written and read back through FUSE alone."
+if [ "$(id -u)" != 0 ]; then
+  echo "      (run as root to see the detached header and loop-device path too)"
+  exit 0
+fi
+
+echo
+echo "== as root: a detached header, and the served file as a loop device"
 truncate -s 64M payload.raw
 say cryptsetup luksFormat --type luks2 --header header.img --key-file demo.key payload.raw
 cryptsetup luksFormat -q --type luks2 --header header.img --key-file demo.key \
@@ -41,7 +79,6 @@ say luksfuse dump --dump-volume-key -q -d demo.key header.img
 say cryptsetup luksDump --dump-volume-key -q --key-file demo.key header.img
 cryptsetup luksDump --dump-volume-key -q --key-file demo.key header.img | grep -A4 'MK dump'
 
-mkdir mnt fs
 say luksfuse mount -d demo.key header.img payload.raw mnt
 "$LUKSFUSE" mount -d demo.key header.img payload.raw mnt
 ls -l mnt; grep " $work/mnt " /proc/mounts
@@ -52,7 +89,7 @@ mkfs.ext4 -q "$loopdev" && mount "$loopdev" fs
 say "echo 'hello from an encrypted disk' > fs/hello.txt; cp /etc/services fs/"
 echo 'hello from an encrypted disk' > fs/hello.txt; cp /etc/services fs/
 say umount fs '&&' losetup -d "$loopdev" '&&' fusermount3 -u mnt
-umount fs && losetup -d "$loopdev" && loopdev="" && fuse_unmount mnt && daemon_gone mnt
+umount fs && losetup -d "$loopdev" && loopdev="" && fuse_unmount mnt && daemon_gone mnt "luksfuse mount"
 say "grep -c 'hello from an encrypted disk' payload.raw   # the payload holds only ciphertext"
 grep -c 'hello from an encrypted disk' payload.raw || true
 say luksfuse mount --readonly -d demo.key header.img payload.raw mnt "&& mount -o ro ..."
