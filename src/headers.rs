@@ -131,6 +131,101 @@ pub fn volume_key(bytes: &Passphrase, len: usize, file: &Path) -> Result<VolumeK
     )))
 }
 
+/// Writes the header of `path` (its bytes from 0 to the end of its keyslot areas, as
+/// `cryptsetup luksHeaderBackup` stores them, whether the header is detached or holds its
+/// data) to the new file `backup` (read-only for its owner, as cryptsetup makes it; made
+/// durable). Refuses an existing `backup`.
+pub fn header_backup(path: &Path, backup: &Path) -> Result<()> {
+    let file = crate::luks::HeaderFile::open(path)?;
+    let header = Header::parse(&file).map_err(|e| e.in_file(path))?;
+    let end = header.metadata_end();
+    let mut bytes = vec![0u8; usize::try_from(end).expect("bounded by the parser")];
+    crate::luks::ReadAt::read_exact_at(&file, &mut bytes, 0).map_err(|e| e.in_file(path))?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(backup)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                Error::usage("Requested header backup file already exists.").in_file(backup)
+            }
+            _ => Error::io(backup, "cannot create header backup", &e),
+        })?;
+    out.write_all(&bytes)
+        .and_then(|()| out.sync_all())
+        .map_err(|e| Error::io(backup, "cannot write header backup", &e))
+}
+
+/// A header backup checked against the header it is to replace.
+pub struct HeaderRestore {
+    locked: Locked,
+    backup: Vec<u8>,
+    same_volume: bool,
+}
+
+impl HeaderRestore {
+    /// Locks `path` and reads the backup `from` (it must parse as a LUKS header, and be a
+    /// header of the same size when `path` is an image holding its data).
+    pub fn prepare(path: &Path, from: &Path) -> Result<Self> {
+        let backup_file = crate::luks::HeaderFile::open(from)?;
+        let backup_h = Header::parse(&backup_file).map_err(|e| e.in_file(from))?;
+        let end = backup_h.metadata_end();
+        let mut backup = vec![0u8; usize::try_from(end).expect("bounded by the parser")];
+        crate::luks::ReadAt::read_exact_at(&backup_file, &mut backup, 0)
+            .map_err(|e| e.in_file(from))?;
+        // The backup's own layout says whether `path` holds its data after the header.
+        let data = backup_h.segment().offset.get();
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, "cannot stat header", &e))?
+            .len();
+        let attached = (data > 0 && end <= data && len > data).then_some(end);
+        let locked = Locked::open_as(path, attached)?;
+        if !locked.attached() && len > end {
+            return Err(Error::usage(format!(
+                "the file is {len} bytes, more than the backup's header ({end}): restoring it \
+                 would cut the file"
+            ))
+            .in_file(path));
+        }
+        let current = Header::parse(locked.image()).ok();
+        if locked.attached() && locked.image().len() != backup.len() {
+            return Err(Error::usage(format!(
+                "the backup's header is {} bytes, the image's {}: it belongs to another volume",
+                backup.len(),
+                locked.image().len()
+            ))
+            .in_file(from));
+        }
+        let same_volume = current.is_some_and(|c| c.uuid() == backup_h.uuid());
+        Ok(HeaderRestore {
+            locked,
+            backup,
+            same_volume,
+        })
+    }
+
+    /// Whether the header in place has the backup's UUID (else ask before restoring).
+    pub fn same_volume(&self) -> bool {
+        self.same_volume
+    }
+
+    /// Writes the backup over the header: a detached header is replaced by rename; inside an
+    /// image the changed bytes are written in the crash-safe order of `luks::in_place`, which
+    /// refuses a backup whose key material differs where both headers use it.
+    pub fn write(self) -> Result<()> {
+        let HeaderRestore { locked, backup, .. } = self;
+        if locked.attached() {
+            return locked.commit(&backup, &[]);
+        }
+        // The whole detached file becomes the backup's header.
+        let old = 0..locked.image().len() as u64;
+        locked.commit(&backup, std::slice::from_ref(&old))
+    }
+}
+
 /// A locked header file and its parsed header, for keyslot changes.
 pub struct HeaderEdit {
     locked: Locked,
@@ -259,6 +354,9 @@ impl HeaderEdit {
     ) -> Result<()> {
         let path = self.path().to_owned();
         let kdf = step(progress, Task::NewKeyslot, || kdf.make(old.key.len()))?;
+        if self.locked.attached() {
+            return self.change_key_in_place(old, new, &kdf);
+        }
         let old_area = self
             .header
             .keyslot_area(old.slot)
@@ -280,6 +378,52 @@ impl HeaderEdit {
             Some((new.as_bytes(), old.slot, &old.key)),
         )?;
         log::info!("Key slot {} changed.", old.slot);
+        Ok(())
+    }
+
+    /// `change_key` inside an image: the old keyslot's material stays valid until the new
+    /// one is written, so the new passphrase goes into a free keyslot and the old keyslot is
+    /// removed in the same switch (see `luks::in_place`). LUKS1: both keyslots' descriptors
+    /// must lie in the header's first sector (keyslots 0 to 5), where one sector write
+    /// switches them together.
+    fn change_key_in_place(
+        self,
+        old: &Unlocked,
+        new: &Passphrase,
+        kdf: &crate::luks::kdf::Kdf,
+    ) -> Result<()> {
+        let path = self.path().to_owned();
+        let h = &self.header;
+        let target = match h.version() {
+            1 => (0..=5)
+                .find(|&s| s != old.slot && !h.slot_active(s))
+                .filter(|_| old.slot <= 5),
+            _ => h.free_slot().ok(),
+        }
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "no free keyslot to change keyslot {} crash-safely inside this image; \
+                 use add-key, then remove-key",
+                old.slot
+            ))
+            .in_file(&path)
+        })?;
+        let mut image = self.locked.image().to_vec();
+        h.seal_keyslot(&mut image, target, old.key.as_bytes(), new.as_bytes(), kdf)
+            .map_err(|e| e.in_file(&path))?;
+        Header::parse(&image)
+            .and_then(|sealed| sealed.wipe_keyslot(&mut image, old.slot))
+            .map_err(|e| e.in_file(&path))?;
+        commit_checked(
+            self.locked,
+            &image,
+            &[],
+            Some((new.as_bytes(), target, &old.key)),
+        )?;
+        log::warn!(
+            "Key slot {} changed: the new passphrase is in keyslot {target}.",
+            old.slot
+        );
         Ok(())
     }
 

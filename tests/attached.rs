@@ -207,3 +207,198 @@ fn a_detached_header_is_not_its_own_payload() {
     assert!(!is_mounted(&mnt));
     assert!(std::fs::read(&f.header).unwrap() == before);
 }
+
+/// `cryptsetup open --test-passphrase` of `image` with key file `key`: its exit code.
+fn cryptsetup_opens(image: &std::path::Path, key: &std::path::Path) -> i32 {
+    forking(|| {
+        Command::new("cryptsetup")
+            .args(["open", "--test-passphrase", "--key-file", s(key), s(image)])
+            .status()
+    })
+    .unwrap()
+    .code()
+    .unwrap()
+}
+
+/// sha256 of `path` from `from` to its end.
+fn sha256_from(path: &std::path::Path, from: u64) -> Vec<u8> {
+    use sha2::Digest;
+    let all = std::fs::read(path).unwrap();
+    sha2::Sha256::digest(&all[from as usize..]).to_vec()
+}
+
+#[test]
+fn keys_change_inside_cryptsetup_images_and_the_data_stays() {
+    for kind in ["luks1", "luks2"] {
+        let what = format!("attached {kind}");
+        let mut f = Fixture::new();
+        f.header = f.path("disk.img");
+        f.payload = f.header.clone();
+        write_file(&f.header, &noise(24 << 20, 5));
+        let mut args = vec![
+            "luksFormat",
+            "-q",
+            "--type",
+            kind,
+            "--key-file",
+            s(&f.keyfile),
+        ];
+        args.extend(fast_kdf("pbkdf2"));
+        args.push(s(&f.header));
+        run_ok(Command::new("cryptsetup").args(&args));
+        let offset = payload_offset(&f.header);
+        let len = std::fs::metadata(&f.header).unwrap().len();
+        let data = sha256_from(&f.header, offset);
+        let (second, third) = (f.path("second"), f.path("third"));
+        write_file(&second, b"a second passphrase");
+        write_file(&third, b"a third passphrase");
+        let lf = |args: &[&str]| {
+            let r = luksfuse(args, b"");
+            assert_eq!(r.code, 0, "{what}: {args:?}: {}", r.stderr);
+        };
+        let (key, img) = (s(&f.keyfile), s(&f.header));
+        let fast = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
+        lf(&[
+            &["add-key", "-d", key, "--new-key-file", s(&second), img][..],
+            &fast,
+        ]
+        .concat());
+        assert_eq!(cryptsetup_opens(&f.header, &second), 0, "{what}: added");
+        assert_eq!(cryptsetup_opens(&f.header, &f.keyfile), 0, "{what}: kept");
+        lf(&[
+            &[
+                "change-key",
+                "-d",
+                s(&second),
+                "--new-key-file",
+                s(&third),
+                img,
+            ][..],
+            &fast,
+        ]
+        .concat());
+        assert_eq!(cryptsetup_opens(&f.header, &third), 0, "{what}: changed");
+        assert_eq!(
+            cryptsetup_opens(&f.header, &second),
+            2,
+            "{what}: old key gone"
+        );
+        lf(&["remove-key", "-d", s(&third), img]);
+        assert_eq!(cryptsetup_opens(&f.header, &third), 2, "{what}: removed");
+        assert_eq!(
+            cryptsetup_opens(&f.header, &f.keyfile),
+            0,
+            "{what}: first key"
+        );
+        assert_eq!(
+            std::fs::metadata(&f.header).unwrap().len(),
+            len,
+            "{what}: size"
+        );
+        assert_eq!(
+            sha256_from(&f.header, offset),
+            data,
+            "{what}: data untouched"
+        );
+        // Nothing beside the image: no temporary copy was made of it.
+        let others: Vec<_> = std::fs::read_dir(f.dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("luksfuse"))
+            .collect();
+        assert!(others.is_empty(), "{what}: {others:?}");
+    }
+}
+
+#[test]
+fn header_backup_is_cryptsetups_and_restore_revives_a_wiped_header() {
+    for kind in ["luks1", "luks2"] {
+        let what = format!("attached {kind}");
+        let mut f = Fixture::new();
+        f.header = f.path("disk.img");
+        f.payload = f.header.clone();
+        write_file(&f.header, &noise(20 << 20, 8));
+        let mut args = vec!["luksFormat", "-q", "--type", kind];
+        args.extend(["--key-file", s(&f.keyfile)]);
+        args.extend(fast_kdf("pbkdf2"));
+        args.push(s(&f.header));
+        run_ok(Command::new("cryptsetup").args(&args));
+        let offset = payload_offset(&f.header);
+        let data = sha256_from(&f.header, offset);
+        let (ours, theirs) = (f.path("ours.bak"), f.path("theirs.bak"));
+        let r = luksfuse(
+            &[
+                "header-backup",
+                "--header-backup-file",
+                s(&ours),
+                s(&f.header),
+            ],
+            b"",
+        );
+        assert_eq!(r.code, 0, "{what}: {}", r.stderr);
+        run_ok(Command::new("cryptsetup").args([
+            "luksHeaderBackup",
+            s(&f.header),
+            "--header-backup-file",
+            s(&theirs),
+        ]));
+        assert!(
+            std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(),
+            "{what}: the backup is cryptsetup's, byte for byte"
+        );
+        // A second backup to the same file is refused.
+        let r = luksfuse(
+            &[
+                "header-backup",
+                "--header-backup-file",
+                s(&ours),
+                s(&f.header),
+            ],
+            b"",
+        );
+        assert_eq!(r.code, 1, "{what}: {}", r.stderr);
+
+        // Wipe the header (both LUKS2 copies), then restore cryptsetup's backup.
+        std::fs::File::options()
+            .write(true)
+            .open(&f.header)
+            .and_then(|h| h.write_all_at(&[0u8; 32768], 0))
+            .unwrap();
+        assert_ne!(cryptsetup_opens(&f.header, &f.keyfile), 0, "{what}: wiped");
+        let r = luksfuse(
+            &[
+                "header-restore",
+                "--header-backup-file",
+                s(&theirs),
+                s(&f.header),
+            ],
+            b"",
+        );
+        assert_eq!(
+            r.code, 1,
+            "{what}: no header in place needs -q: {}",
+            r.stderr
+        );
+        let r = luksfuse(
+            &[
+                "header-restore",
+                "-q",
+                "--header-backup-file",
+                s(&theirs),
+                s(&f.header),
+            ],
+            b"",
+        );
+        assert_eq!(r.code, 0, "{what}: {}", r.stderr);
+        assert_eq!(
+            cryptsetup_opens(&f.header, &f.keyfile),
+            0,
+            "{what}: restored"
+        );
+        assert_eq!(
+            sha256_from(&f.header, offset),
+            data,
+            "{what}: data untouched"
+        );
+    }
+}

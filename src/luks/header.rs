@@ -131,9 +131,10 @@ impl Header {
     /// image that holds its header, the data must start at or after this byte.
     pub fn metadata_end(&self) -> u64 {
         match self {
+            // cryptsetup's LUKS_device_sectors: the last keyslot area's end, on 4 KiB.
             Header::Luks1(h) => (0..=self.max_slot())
                 .filter_map(|s| h.keyslot_area(s).ok())
-                .map(|a| a.end)
+                .map(|a| a.end.div_ceil(4096) * 4096)
                 .fold(4096, u64::max),
             // Both bounded by the parser (hdr_size <= 4 MiB, keyslots_size <= 128 MiB).
             Header::Luks2(h) => 2 * h.hdr_size() + h.keyslots_size(),

@@ -16,6 +16,7 @@ pub mod af;
 pub mod dump;
 pub mod format;
 pub mod header;
+pub(crate) mod in_place;
 pub mod kdf;
 pub mod keyslot;
 pub mod luks1;

@@ -56,17 +56,26 @@ pub fn lock_shared(path: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// A header file locked for an update, with its whole content read.
+/// A header file locked for an update, with its whole content read; or, for an image that
+/// holds its header and its data (`attached`), the header's bytes only.
 pub struct Locked {
     path: PathBuf,
     file: File,
     meta: std::fs::Metadata,
     image: Vec<u8>,
+    attached: bool,
 }
 
 impl Locked {
     /// Opens `path`, locks it exclusively and reads it.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_as(path, None)
+    }
+
+    /// Like [`Self::open`]; `attached_end`, when given, says the file is an image holding a
+    /// header of that many bytes before its data even if the header in place does not parse
+    /// (a damaged header about to be restored from a backup that says so).
+    pub fn open_as(path: &Path, attached_end: Option<u64>) -> Result<Self> {
         // Read-write so that removed key material can be wiped in place after the rename.
         let file = OpenOptions::new()
             .read(true)
@@ -93,13 +102,6 @@ impl Locked {
             )
             .in_file(path));
         }
-        if meta.len() > MAX_HEADER_FILE {
-            return Err(Error::usage(format!(
-                "file of {} bytes is too large for a detached header (at most {MAX_HEADER_FILE})",
-                meta.len()
-            ))
-            .in_file(path));
-        }
         lock(&file, path, FlockKind::Exclusive)?;
         if sys::ofd_write_lock_conflicts(file.as_fd(), QEMU_LOCK_CONSISTENT_READ).unwrap_or(false) {
             return Err(busy(path, "open in QEMU"));
@@ -108,6 +110,28 @@ impl Locked {
         let now = std::fs::metadata(path).map_err(|e| Error::io(path, "cannot stat", &e))?;
         if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
             return Err(busy(path, "replaced by another process just now"));
+        }
+        // An image holding its header and data is changed in place, its header bytes only.
+        let end =
+            attached_header_end(&file, meta.len()).or(attached_end.filter(|&e| e < meta.len()));
+        if let Some(end) = end {
+            let mut image = vec![0u8; usize::try_from(end).expect("bounded by the parser")];
+            file.read_exact_at(&mut image, 0)
+                .map_err(|e| Error::io(path, "cannot read header", &e))?;
+            return Ok(Locked {
+                path: path.to_owned(),
+                file,
+                meta,
+                image,
+                attached: true,
+            });
+        }
+        if meta.len() > MAX_HEADER_FILE {
+            return Err(Error::usage(format!(
+                "file of {} bytes is too large for a detached header (at most {MAX_HEADER_FILE})",
+                meta.len()
+            ))
+            .in_file(path));
         }
         // At most MAX_HEADER_FILE bytes (checked above); the capacity is only a hint.
         let mut image = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
@@ -119,7 +143,14 @@ impl Locked {
             file,
             meta,
             image,
+            attached: false,
         })
+    }
+
+    /// Whether the file is an image holding its header before its data: [`Self::image`] is
+    /// the header's bytes only and [`Self::commit`] writes in place (see `super::in_place`).
+    pub fn attached(&self) -> bool {
+        self.attached
     }
 
     /// The whole file as read (a `Vec` so that it can serve as a [`super::ReadAt`]).
@@ -138,6 +169,11 @@ impl Locked {
     /// are wiped and removed first: they hold key material, and while we hold the lock no
     /// other update of this header can be writing one.
     pub fn commit(self, new: &[u8], wipe: &[Range<u64>]) -> Result<()> {
+        if self.attached {
+            // The key material removed is wiped in `new` itself (phase 3 of the plan).
+            return super::in_place::commit(&self.file, &self.image, new)
+                .map_err(|e| e.in_file(&self.path));
+        }
         remove_stale_copies(&self.path);
         replace(&self.path, new, Some(&self.meta))?;
         if !wipe.is_empty() {
@@ -150,6 +186,29 @@ impl Locked {
         }
         Ok(())
     }
+}
+
+/// Where the header of `file` (of `len` bytes) ends, when the file is an image holding its
+/// header and then its data (the data offset past the header's bytes, and data after it);
+/// `None` for a detached header file or anything that does not parse.
+fn attached_header_end(file: &File, len: u64) -> Option<u64> {
+    struct At<'a>(&'a File, u64);
+    impl super::ReadAt for At<'_> {
+        fn size(&self) -> u64 {
+            self.1
+        }
+        fn read_exact_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
+            if off.checked_add(buf.len() as u64).is_none_or(|e| e > self.1) {
+                return Err(Error::format("truncated"));
+            }
+            self.0
+                .read_exact_at(buf, off)
+                .map_err(|e| Error::format(e.to_string()))
+        }
+    }
+    let h = super::Header::parse(&At(file, len)).ok()?;
+    let (data, end) = (h.segment().offset.get(), h.metadata_end());
+    (data > 0 && end <= data && len > data).then_some(end)
 }
 
 fn wipe_ranges(file: &File, ranges: &[Range<u64>]) -> io::Result<()> {

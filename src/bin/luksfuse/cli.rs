@@ -228,6 +228,36 @@ pub enum Command {
     /// Remove keyslot N, like `cryptsetup luksKillSlot`; needs a key of another keyslot or -q.
     #[command(name = "kill-slot")]
     KillSlot(KillSlotArgs),
+    /// Save the header (and its keyslot areas) to a new file, like `cryptsetup
+    /// luksHeaderBackup`.
+    #[command(name = "header-backup")]
+    HeaderBackup(HeaderBackupArgs),
+    /// Write a header backup over the header, like `cryptsetup luksHeaderRestore`.
+    #[command(name = "header-restore")]
+    HeaderRestore(HeaderRestoreArgs),
+}
+
+/// The arguments of `header-backup`.
+#[derive(Args, Debug)]
+pub struct HeaderBackupArgs {
+    /// The file to create (it must not exist).
+    #[arg(long = "header-backup-file", value_name = "FILE")]
+    pub backup: PathBuf,
+    /// The LUKS header file, or an image holding its header.
+    pub header: PathBuf,
+}
+
+/// The arguments of `header-restore`.
+#[derive(Args, Debug)]
+pub struct HeaderRestoreArgs {
+    /// The backup to restore.
+    #[arg(long = "header-backup-file", value_name = "FILE")]
+    pub backup: PathBuf,
+    /// Do not ask for confirmation when the backup belongs to another volume (UUID).
+    #[arg(short = 'q', long = "batch-mode")]
+    pub batch_mode: bool,
+    /// The LUKS header file, or an image holding its header.
+    pub header: PathBuf,
 }
 
 /// The arguments of `dump`.

@@ -103,5 +103,7 @@ fn run(cmd: Command) -> Result<()> {
         Command::RemoveKey(a) => cmd::keys::remove_key(&a),
         Command::ChangeKey(a) => cmd::keys::change_key(&a),
         Command::KillSlot(a) => cmd::keys::kill_slot(&a),
+        Command::HeaderBackup(a) => luksfuse::headers::header_backup(&a.header, &a.backup),
+        Command::HeaderRestore(a) => cmd::keys::header_restore(&a),
     }
 }

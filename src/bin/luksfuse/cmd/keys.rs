@@ -1,9 +1,9 @@
 //! The keyslot commands, like cryptsetup's: `add-key`, `change-key`, `remove-key`,
-//! `kill-slot`. They read the keys and ask for consent in cryptsetup's order; the header
+//! `kill-slot`, and `header-restore`. They read the keys and ask for consent in cryptsetup's order; the header
 //! changes themselves are `luksfuse::headers::HeaderEdit`'s.
 
 use super::format::read_volume_key;
-use crate::cli::{AddKeyArgs, ChangeKeyArgs, KillSlotArgs, RemoveKeyArgs};
+use crate::cli::{AddKeyArgs, ChangeKeyArgs, HeaderRestoreArgs, KillSlotArgs, RemoveKeyArgs};
 use crate::tty::{self, Progress};
 use luksfuse::error::{Error, Result};
 use luksfuse::headers::HeaderEdit;
@@ -102,4 +102,24 @@ fn remove_slot(edit: HeaderEdit, slot: u32, confirmed: bool) -> Result<()> {
         .with_hint("pass -q or --force (or type YES on a terminal) if that is what you want"));
     }
     edit.remove_slot(slot)
+}
+
+/// Restores a header backup; one of another volume (another UUID, or a header that does not
+/// parse) needs `-q` or a `YES` on a terminal, as cryptsetup asks.
+pub fn header_restore(a: &HeaderRestoreArgs) -> Result<()> {
+    let restore = luksfuse::headers::HeaderRestore::prepare(&a.header, &a.backup)?;
+    if !restore.same_volume()
+        && !a.batch_mode
+        && !tty::confirm(&tty::are_you_sure(
+            "Device does not contain the backup's LUKS header (another UUID, or none). Replacing \
+             it destroys what it holds.",
+        ))
+    {
+        return Err(
+            Error::usage("the backup belongs to another volume; nothing written")
+                .in_file(&a.header)
+                .with_hint("pass -q (or type YES on a terminal) if that is what you want"),
+        );
+    }
+    restore.write()
 }
