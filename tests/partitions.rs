@@ -229,6 +229,17 @@ fn mbr_primary_and_logical_partitions_are_windows_of_the_disk() {
     assert_writes_stay_inside(&m.mnt, parts[1], 17);
     assert_writes_stay_inside(&m.mnt, parts[0], 19);
     m.unmount();
+    drop(m);
+    // Read-only: the partition files are too, and still show the same bytes.
+    let m = Mounted::new(&f, &["-r", "--partitions"], "p-p5");
+    assert_windows(&m.mnt, &parts);
+    let e = std::fs::File::options()
+        .write(true)
+        .open(m.mnt.join("p-p5"))
+        .unwrap_err();
+    // EACCES (mode 0400) or EROFS.
+    assert!(matches!(e.raw_os_error(), Some(13 | 30)), "{e}");
+    m.unmount();
 }
 
 fn run_with_stdin(cmd: &mut Command, input: &[u8]) {
