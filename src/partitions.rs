@@ -368,9 +368,19 @@ where
                 (h, a, true)
             }
             Err(backup) => {
-                return Err(Error::format(format!(
+                let e = Error::format(format!(
                     "protective MBR but no valid GPT (primary: {primary}; backup: {backup})"
-                )))
+                ));
+                // A GPT made for 4096-byte logical sectors has its header at byte 4096.
+                let at_4k = disk.sectors > 8 && disk.sector(8)?.starts_with(b"EFI PART");
+                return Err(if at_4k {
+                    e.with_hint(
+                        "the GPT is laid out for 4096-byte sectors; only 512-byte sectors \
+                         are read (serve the disk without --partitions)",
+                    )
+                } else {
+                    e
+                });
             }
         },
     };
@@ -515,6 +525,11 @@ mod tests {
         d[(200 - 33) * 512 + 40] ^= 1;
         let e = read(reader(&d), d.len() as u64).unwrap_err();
         assert!(e.to_string().contains("no valid GPT"), "{e}");
+        assert_eq!(e.hint(), None);
+        // A header where 4096-byte sectors would put it: said in the hint.
+        d[8 * 512..8 * 512 + 8].copy_from_slice(b"EFI PART");
+        let e = read(reader(&d), d.len() as u64).unwrap_err();
+        assert!(e.hint().is_some_and(|h| h.contains("4096-byte")), "{e}");
     }
 
     #[test]
