@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NEEDS := cryptsetup:cryptsetup-bin qemu-img:qemu-utils qemu-io:qemu-utils \
          qemu-storage-daemon:qemu-utils fusermount3:fuse3 mkfs.ext4:e2fsprogs \
          e2fsck:e2fsprogs losetup:mount pvcreate:lvm2 mkfs.vfat:dosfstools \
-         mkswap:util-linux blkid:util-linux fuse2fs:fuse2fs
+         mkswap:util-linux blkid:util-linux sfdisk:fdisk sgdisk:gdisk fuse2fs:fuse2fs
 
 # Installation directories (make install PREFIX=/usr DESTDIR=/tmp/pkg).
 PREFIX ?= /usr/local

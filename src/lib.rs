@@ -9,7 +9,8 @@
 //! 3. `luks`: both header versions, KDFs, anti-forensic split, keyslot unlock, formatting and
 //!    in-place header updates;
 //! 4. `image`: access to the payload file (raw with QEMU-compatible locks, or qcow2);
-//! 5. `volume`: the decrypted, byte-addressed view of a payload segment;
+//! 5. `volume`: the decrypted, byte-addressed view of a payload segment; `partitions`: the
+//!    GPT/MBR table read through it, as windows (offset, length) of the disk;
 //! 6. `fuse`: the FUSE adapter serving volumes as files, and the mount session;
 //! 7. `passphrase` (key files), `headers` (changing a header file: new header, keyslots),
 //!    `status` (the records of live mounts) and `mount` (open, mount, daemonize, serve);
@@ -34,6 +35,7 @@ pub mod headers;
 pub mod image;
 pub mod luks;
 pub mod mount;
+pub mod partitions;
 pub mod passphrase;
 pub mod process;
 pub mod secret;

@@ -5,11 +5,11 @@
 //! forking, so most errors reach the caller directly with their exit code.
 
 use crate::error::{Error, Kind, Result, Setting};
-use crate::fuse::{MountSpec, Mounted, VolumeFs};
+use crate::fuse::{MountSpec, Mounted, VolumeFs, Window};
 use crate::image::{self, Access, Format};
 use crate::luks::{Header, Segment};
 use crate::secret::VolumeKey;
-use crate::status::{MountStatus, PayloadStatus};
+use crate::status::{MountStatus, PartitionStatus, PayloadStatus};
 use crate::sys;
 use crate::volume::Volume;
 use std::ffi::OsString;
@@ -40,6 +40,10 @@ pub struct MountConfig {
     pub payload_format: Option<Format>,
     /// Let a qcow2 payload read its backing chain (refused by default).
     pub allow_backing: bool,
+    /// Also serve each partition of each payload's GPT or MBR as `NAME-pN` (see
+    /// [`crate::partitions`]); a payload without a table is served whole only, with a
+    /// warning.
+    pub partitions: bool,
 }
 
 /// Refuses to serve `payload` when it is the header's own file (an attached header) and the
@@ -94,6 +98,8 @@ pub fn run(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<()> {
 pub struct Prepared {
     /// (file name, volume), in the order the payloads were given.
     files: Vec<(OsString, Arc<Volume>)>,
+    /// With `--partitions`: (file name, volume, window) of each partition, after the files.
+    windows: Vec<(OsString, Arc<Volume>, Window)>,
     mountpoint: PathBuf,
     spec: MountSpec,
     /// What `luksfuse status` will show (the pid is filled in by the serving process).
@@ -114,20 +120,41 @@ pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<P
         Access::ReadWrite
     };
     let mut files = Vec::with_capacity(names.len());
+    let mut windows = Vec::new();
     let mut payloads = Vec::with_capacity(names.len());
-    for (name, payload) in names.into_iter().zip(&cfg.payloads) {
+    for (name, payload) in names.iter().zip(&cfg.payloads) {
         let (image, format) = image::open(payload, access, cfg.payload_format, cfg.allow_backing)?;
         log::info!("payload {} is {}", payload.display(), format.name());
-        let volume = Volume::new(image, segment, &key).map_err(|e| e.in_file(payload))?;
+        let volume = Arc::new(Volume::new(image, segment, &key).map_err(|e| e.in_file(payload))?);
+        let mut parts = Vec::new();
+        if cfg.partitions {
+            for (pname, w) in partition_windows(name, &volume, payload)? {
+                parts.push(PartitionStatus {
+                    file: pname.to_string_lossy().into_owned(),
+                    offset: w.offset,
+                    size: w.len,
+                });
+                windows.push((pname, volume.clone(), w));
+            }
+        }
         payloads.push(PayloadStatus {
             path: payload.canonicalize().unwrap_or(payload.clone()),
             file: name.to_string_lossy().into_owned(),
             format: format.name().into(),
             size: volume.size(),
+            partitions: parts,
         });
-        files.push((name, Arc::new(volume)));
+        files.push((name.clone(), volume));
     }
     drop(key);
+    for (pname, _, _) in &windows {
+        if names.contains(pname) || windows.iter().filter(|(n, _, _)| n == pname).count() > 1 {
+            return Err(Error::usage(format!(
+                "two files would both be served as '{}'; rename a payload (--name)",
+                pname.to_string_lossy()
+            )));
+        }
+    }
     let header = cfg.header.canonicalize().unwrap_or(cfg.header.clone());
     let status = MountStatus {
         pid: 0,
@@ -140,6 +167,7 @@ pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<P
     };
     Ok(Prepared {
         files,
+        windows,
         status,
         mountpoint,
         spec: MountSpec {
@@ -150,6 +178,50 @@ pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<P
         },
         _header_lock: header_lock,
     })
+}
+
+/// The partitions of the disk `volume` (payload `payload`, served as `name`) as windows named
+/// `NAME-pN`. A disk without a table gives none, with a warning; a damaged or hostile table
+/// is an error naming the payload.
+fn partition_windows(
+    name: &OsString,
+    volume: &Volume,
+    payload: &Path,
+) -> Result<Vec<(OsString, Window)>> {
+    let table = crate::partitions::read(|buf, off| volume.read_at(buf, off), volume.size())
+        .map_err(|e| e.in_file(payload))?;
+    let Some(table) = table else {
+        log::warn!(
+            "{}: no partition table on the decrypted disk; serving the disk only",
+            payload.display()
+        );
+        return Ok(vec![]);
+    };
+    if table.used_backup {
+        log::warn!(
+            "{}: the primary GPT is damaged; partitions are from the backup GPT",
+            payload.display()
+        );
+    }
+    log::info!(
+        "{}: {} table, {} partitions",
+        payload.display(),
+        table.kind.name(),
+        table.partitions.len()
+    );
+    Ok(table
+        .partitions
+        .iter()
+        .map(|p| {
+            let mut n = name.clone();
+            n.push(format!("-p{}", p.number));
+            let w = Window {
+                offset: p.offset,
+                len: p.len,
+            };
+            (n, w)
+        })
+        .collect())
 }
 
 /// The file names: `--name` for a single payload, else each payload's file name without its
@@ -238,7 +310,19 @@ impl Prepared {
     /// `signals`, until a termination signal unmounts it), then flushes and syncs the payload.
     pub fn serve(self, signals: Option<std::fs::File>, ready: impl FnOnce(&Path)) -> Result<()> {
         let (uid, gid) = sys::uid_gid();
-        let fs = VolumeFs::with_files(self.files.clone(), self.spec.readonly, uid, gid);
+        let all: Vec<(OsString, Arc<Volume>, Window)> = self
+            .files
+            .iter()
+            .map(|(n, v)| {
+                let w = Window {
+                    offset: 0,
+                    len: v.size(),
+                };
+                (n.clone(), v.clone(), w)
+            })
+            .chain(self.windows.iter().cloned())
+            .collect();
+        let fs = VolumeFs::with_windows(all.clone(), self.spec.readonly, uid, gid);
         let (tx, rx) = mpsc::channel();
         let ended = tx.clone();
         let mut mounted = Mounted::start(fs, &self.mountpoint, &self.spec, move |r| {
@@ -252,10 +336,10 @@ impl Prepared {
             };
             Error::new(kind, format!("cannot mount: {e}")).in_file(&self.mountpoint)
         })?;
-        for (name, volume) in &self.files {
+        for (name, _, window) in &all {
             let file = self.mountpoint.join(name);
             match std::fs::metadata(&file) {
-                Ok(m) if m.is_file() && m.len() == volume.size() => {}
+                Ok(m) if m.is_file() && m.len() == window.len => {}
                 Ok(_) => log::warn!("{}: unexpected attributes after mounting", file.display()),
                 Err(e) => {
                     let _ = mounted.unmount();
@@ -263,7 +347,7 @@ impl Prepared {
                     return Err(Error::io(&file, "mounted file is not visible", &e));
                 }
             }
-            log::info!("serving {} ({} bytes)", file.display(), volume.size());
+            log::info!("serving {} ({} bytes)", file.display(), window.len);
         }
         let file = self.file_path();
         let status_dir = crate::status::dir();

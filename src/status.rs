@@ -17,6 +17,20 @@ pub struct PayloadStatus {
     pub format: String,
     /// Decrypted size in bytes.
     pub size: u64,
+    /// With `--partitions`: the partition files served from this payload's disk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// One partition of a payload's disk, served as its own file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionStatus {
+    /// The file name in the mountpoint (`NAME-pN`).
+    pub file: String,
+    /// Byte offset in the disk.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 /// One luksfuse mount.
@@ -180,6 +194,11 @@ mod tests {
                 file: "p".into(),
                 format: "qcow2".into(),
                 size: 1 << 20,
+                partitions: vec![PartitionStatus {
+                    file: "p-p1".into(),
+                    offset: 1 << 20,
+                    size: 1 << 19,
+                }],
             }],
         };
         let path = st.publish(d.path()).unwrap();

@@ -1,5 +1,6 @@
 //! The FUSE adapter: one directory holding regular files, each a decrypted [`Volume`] (one
-//! per payload; several payloads can share one detached header).
+//! per payload; several payloads can share one detached header) or a [`Window`] of one (a
+//! partition of a decrypted disk).
 //!
 //! Only this module and its children import `fuser`. It has two parts:
 //! * here, the adapter: [`VolumeFs`] implements [`fuser::Filesystem`]. Every callback is a thin
@@ -84,9 +85,57 @@ impl ServedFile for Volume {
     }
 }
 
-/// The file system: a root directory with one file per volume.
+/// A byte range of a served file, itself served as a file: reads and writes at `0..len` of
+/// the window go to `offset..offset + len` of the file, and never outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Where the window starts in the file.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
+/// One file in the mountpoint: a window of a volume (the whole of it for a payload's file).
+struct Entry<F> {
+    name: OsString,
+    file: Arc<F>,
+    window: Window,
+}
+
+impl<F: ServedFile> Entry<F> {
+    fn size(&self) -> u64 {
+        self.window.len
+    }
+
+    /// The part of a `len`-byte request at `off` that lies in the window, as the length to
+    /// pass on and the offset in the file.
+    fn clamp(&self, len: usize, off: u64) -> (usize, u64) {
+        let left = self.window.len.saturating_sub(off);
+        let n = usize::try_from(left).map_or(len, |l| len.min(l));
+        // off < len <= file size when n > 0, so the sum fits.
+        (n, self.window.offset.saturating_add(off))
+    }
+
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        let (n, at) = self.clamp(buf.len(), off);
+        if n == 0 {
+            return Ok(0);
+        }
+        self.file.read_at(&mut buf[..n], at)
+    }
+
+    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<usize> {
+        let (n, at) = self.clamp(buf.len(), off);
+        if n == 0 {
+            return Ok(0);
+        }
+        self.file.write_at(&buf[..n], at)
+    }
+}
+
+/// The file system: a root directory with one file per volume or window.
 pub struct VolumeFs<F: ServedFile = Volume> {
-    files: Vec<(OsString, Arc<F>)>,
+    files: Vec<Entry<F>>,
     readonly: bool,
     uid: u32,
     gid: u32,
@@ -102,8 +151,38 @@ impl<F: ServedFile> VolumeFs<F> {
 
     /// Several volumes, each as a file with its (distinct) name.
     pub fn with_files(files: Vec<(OsString, Arc<F>)>, readonly: bool, uid: u32, gid: u32) -> Self {
+        let files = files
+            .into_iter()
+            .map(|(name, v)| {
+                let len = v.size();
+                (name, v, Window { offset: 0, len })
+            })
+            .collect();
+        Self::with_windows(files, readonly, uid, gid)
+    }
+
+    /// Several windows of volumes, each as a file with its (distinct) name. A window that
+    /// does not fit in its volume is cut to what does.
+    pub fn with_windows(
+        files: Vec<(OsString, Arc<F>, Window)>,
+        readonly: bool,
+        uid: u32,
+        gid: u32,
+    ) -> Self {
+        let files: Vec<Entry<F>> = files
+            .into_iter()
+            .map(|(name, file, w)| {
+                let offset = w.offset.min(file.size());
+                let len = w.len.min(file.size() - offset);
+                Entry {
+                    name,
+                    file,
+                    window: Window { offset, len },
+                }
+            })
+            .collect();
         VolumeFs {
-            readonly: readonly || files.iter().any(|(_, v)| !v.writable()),
+            readonly: readonly || files.iter().any(|e| !e.file.writable()),
             files,
             uid,
             gid,
@@ -111,10 +190,10 @@ impl<F: ServedFile> VolumeFs<F> {
         }
     }
 
-    /// The volume served as inode `ino`, if it is a file.
-    fn volume(&self, ino: INodeNo) -> Option<&Arc<F>> {
+    /// The file served as inode `ino`, if it is a file.
+    fn volume(&self, ino: INodeNo) -> Option<&Entry<F>> {
         let i = ino.0.checked_sub(FIRST_FILE)?;
-        self.files.get(usize::try_from(i).ok()?).map(|(_, v)| v)
+        self.files.get(usize::try_from(i).ok()?)
     }
 
     fn attr(&self, ino: INodeNo) -> FileAttr {
@@ -126,7 +205,7 @@ impl<F: ServedFile> VolumeFs<F> {
                     perm,
                     v.size(),
                     1,
-                    v.sector_size() as u32,
+                    v.file.sector_size() as u32,
                 )
             }
             None => (FileType::Directory, 0o755, 0, 2, 4096),
@@ -177,7 +256,7 @@ impl<F: ServedFile> Filesystem for VolumeFs<F> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let found = self.files.iter().position(|(n, _)| n == name);
+        let found = self.files.iter().position(|e| e.name == name);
         if let (true, Some(i)) = (parent == ROOT, found) {
             reply.entry(
                 &TTL,
@@ -310,7 +389,7 @@ impl<F: ServedFile> Filesystem for VolumeFs<F> {
     ) {
         // close(2): make what was written durable, as fsync does (a qcow2 payload also has
         // metadata cached until its flush).
-        match self.volume(ino).map_or(Ok(()), |v| v.flush()) {
+        match self.volume(ino).map_or(Ok(()), |v| v.file.flush()) {
             Ok(()) => reply.ok(),
             Err(e) => {
                 log::error!("flush of the payload failed: {e}");
@@ -327,7 +406,7 @@ impl<F: ServedFile> Filesystem for VolumeFs<F> {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.volume(ino).map_or(Ok(()), |v| v.flush()) {
+        match self.volume(ino).map_or(Ok(()), |v| v.file.flush()) {
             Ok(()) => reply.ok(),
             Err(e) => {
                 log::error!("fdatasync of the payload failed: {e}");
@@ -364,8 +443,12 @@ impl<F: ServedFile> Filesystem for VolumeFs<F> {
             (ROOT, FileType::Directory, OsStr::new(".")),
             (ROOT, FileType::Directory, OsStr::new("..")),
         ];
-        for (i, (name, _)) in self.files.iter().enumerate() {
-            entries.push((INodeNo(FIRST_FILE + i as u64), FileType::RegularFile, name));
+        for (i, e) in self.files.iter().enumerate() {
+            entries.push((
+                INodeNo(FIRST_FILE + i as u64),
+                FileType::RegularFile,
+                &e.name,
+            ));
         }
         for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(*ino, i as u64 + 1, *kind, name) {
@@ -379,8 +462,15 @@ impl<F: ServedFile> Filesystem for VolumeFs<F> {
         let bsize = self
             .files
             .first()
-            .map_or(4096, |(_, v)| v.sector_size() as u32);
-        let blocks = self.files.iter().map(|(_, v)| v.size()).sum::<u64>() / bsize as u64;
+            .map_or(4096, |e| e.file.sector_size() as u32);
+        // Windows lie inside files already counted: count whole files only.
+        let blocks = self
+            .files
+            .iter()
+            .filter(|e| e.window.offset == 0 && e.window.len == e.file.size())
+            .map(|e| e.size())
+            .sum::<u64>()
+            / bsize as u64;
         reply.statfs(blocks, 0, 0, 2, 0, bsize, 255, bsize);
     }
 }

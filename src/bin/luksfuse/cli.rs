@@ -324,6 +324,10 @@ pub struct MountArgs {
     /// image can name any file on the host).
     #[arg(long = "allow-backing")]
     pub allow_backing: bool,
+    /// Also serve each partition of the decrypted disk's GPT or MBR as NAME-p1, NAME-p2, …
+    /// (numbered as the table numbers them); a disk without a table is served whole only.
+    #[arg(long)]
+    pub partitions: bool,
     /// The LUKS header file; with only a MOUNTPOINT after it, a LUKS image holding its own
     /// header (`cryptsetup luksFormat disk.img`, `qemu-img create -f luks`).
     #[arg(value_name = "HEADER|IMAGE")]

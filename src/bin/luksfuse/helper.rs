@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `header=PATH` | the detached header; without it SOURCE is a LUKS image holding its header |
 //! | `key-file=PATH`, `keyfile-offset=N`, `keyfile-size=N`, `key-slot=N` | as `-d`, `--keyfile-offset`, `-l`, `-S` |
-//! | `name=NAME`, `payload-format=raw\|qcow2`, `allow-backing` | as the long options |
+//! | `name=NAME`, `payload-format=raw\|qcow2`, `allow-backing`, `partitions` | as the long options |
 //! | `ro` / `rw` | read-only / read-write |
 //! | `nofail`, `noauto`, `auto`, `user`, `users`, `defaults`, `_netdev`, `x-*`, `comment=*` | for mount(8)/systemd, ignored here |
 //! | anything else | passed on to FUSE (`-o`) |
@@ -77,6 +77,7 @@ pub fn translate(args: &[OsString]) -> Result<Vec<OsString>, String> {
             "name" => out.extend(["--name".into(), need(value)?.into()]),
             "payload-format" => out.extend(["--payload-format".into(), need(value)?.into()]),
             "allow-backing" => out.push("--allow-backing".into()),
+            "partitions" => out.push("--partitions".into()),
             "ro" => out.push("--readonly".into()),
             "rw" | "nofail" | "noauto" | "auto" | "user" | "users" | "defaults" | "_netdev"
             | "comment" => {}
@@ -136,7 +137,7 @@ mod tests {
                 "/m",
                 "-ohead",
                 "-o",
-                "header=h,keyfile-offset=3,keyfile-size=9,key-slot=2,name=disk,payload-format=raw",
+                "header=h,keyfile-offset=3,keyfile-size=9,key-slot=2,name=disk,payload-format=raw,partitions",
                 "-n",
                 "-v"
             ])
@@ -153,6 +154,7 @@ mod tests {
                 "disk",
                 "--payload-format",
                 "raw",
+                "--partitions",
                 "--verbose",
                 "-o",
                 "head",

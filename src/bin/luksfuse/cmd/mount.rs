@@ -15,6 +15,7 @@ pub fn run(a: MountArgs) -> Result<()> {
         name,
         payload_format,
         allow_backing,
+        partitions,
         header: path,
         mut paths,
     } = a;
@@ -63,6 +64,7 @@ pub fn run(a: MountArgs) -> Result<()> {
             PayloadFormat::Raw => Format::Raw,
         }),
         allow_backing,
+        partitions,
     };
     luksfuse::mount::run(&cfg, unlocked.key, header.segment())
 }

@@ -37,6 +37,12 @@ fn text(mounts: &[MountStatus]) -> String {
                 p.file,
                 p.size
             );
+            for q in &p.partitions {
+                t += &format!(
+                    "  partition: {} (bytes {}.., {} bytes)\n",
+                    q.file, q.offset, q.size
+                );
+            }
         }
         t += &format!("  cipher:   {}, {}-byte sectors\n", s.cipher, s.sector_size);
         let mode = if s.readonly {
@@ -73,6 +79,7 @@ mod tests {
                 file: "p".into(),
                 format: "raw".into(),
                 size: 1 << 20,
+                partitions: vec![],
             }],
         };
         assert_eq!(
