@@ -294,12 +294,13 @@ pub struct MountArgs {
     /// image can name any file on the host).
     #[arg(long = "allow-backing")]
     pub allow_backing: bool,
-    /// The LUKS header file.
+    /// The LUKS header file, or a qcow2 image with QEMU's own LUKS encryption
+    /// (encrypt.format=luks), which is its own header and payload: `mount IMAGE MOUNTPOINT`.
     pub header: PathBuf,
     /// PAYLOAD... MOUNTPOINT: one or more encrypted payloads (raw files or block devices,
     /// or qcow2 images) sharing the header's volume key, each served as its own file,
-    /// then an existing empty directory.
-    #[arg(value_name = "PAYLOAD|MOUNTPOINT", num_args = 2.., required = true)]
+    /// then an existing empty directory (only the directory after an encrypted qcow2 image).
+    #[arg(value_name = "PAYLOAD|MOUNTPOINT", num_args = 1.., required = true)]
     pub paths: Vec<PathBuf>,
 }
 

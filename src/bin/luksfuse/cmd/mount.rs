@@ -18,7 +18,24 @@ pub fn run(a: MountArgs) -> Result<()> {
         header: path,
         mut paths,
     } = a;
-    let mountpoint = paths.pop().expect("clap requires two paths or more");
+    let mountpoint = paths.pop().expect("clap requires a path or more");
+    // `mount IMAGE MOUNTPOINT`: a qcow2 image with QEMU's own LUKS encryption is its own
+    // header and payload.
+    let embedded_luks = paths.is_empty();
+    if embedded_luks {
+        if super::embedded_header(&path)?.is_none() {
+            return Err(Error::usage(
+                "give the payload after the header: luksfuse mount HEADER PAYLOAD... MOUNTPOINT \
+                 (only a qcow2 image with QEMU's own LUKS encryption is mounted alone)",
+            ));
+        }
+        if payload_format == Some(PayloadFormat::Raw) {
+            return Err(Error::usage(
+                "--payload-format raw does not fit a qcow2 image with its own encryption",
+            ));
+        }
+        paths.push(path.clone());
+    }
     let payloads = paths;
     let mut fuse_options: Vec<String> = options
         .iter()
@@ -55,6 +72,7 @@ pub fn run(a: MountArgs) -> Result<()> {
             PayloadFormat::Raw => Format::Raw,
         }),
         allow_backing,
+        embedded_luks,
     };
     luksfuse::mount::run(&cfg, unlocked.key, header.segment())
 }
