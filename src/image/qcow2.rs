@@ -231,8 +231,9 @@ impl Header {
                      insecure and which QEMU itself no longer writes; luksfuse refuses it",
                 )
                 .with_hint(
-                    "convert it with qemu-img convert to -O qcow2 -o encrypt.format=luks,... or to \
-                     an unencrypted image",
+                    "re-encrypt it: qemu-img convert --object secret,... --image-opts \
+                     driver=qcow2,encrypt.key-secret=...,file.filename=IMAGE -O qcow2 \
+                     -o encrypt.format=luks,encrypt.key-secret=... NEW.qcow2",
                 ));
             }
             CRYPT_LUKS if opts.embedded_luks => {}
