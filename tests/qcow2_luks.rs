@@ -410,3 +410,34 @@ fn guest_writes_never_reach_the_header() {
     let ok = luksfuse(&["test-key", "-d", s(&f.keyfile), s(&f.payload)], b"");
     assert_eq!(ok.code, 0, "{}", ok.stderr);
 }
+
+/// Key management on the embedded header is refused with a clear line (exit 4), no byte changed.
+#[test]
+fn key_management_is_refused() {
+    let f = encrypted_qcow2("");
+    let before = std::fs::read(&f.payload).unwrap();
+    let new = f.path("new-key");
+    write_file(&new, b"another passphrase");
+    for args in [
+        vec![
+            "add-key",
+            "-d",
+            s(&f.keyfile),
+            "--new-key-file",
+            s(&new),
+            s(&f.payload),
+        ],
+        vec!["remove-key", "-d", s(&f.keyfile), s(&f.payload)],
+        vec!["kill-slot", "-q", "0", s(&f.payload)],
+    ] {
+        let r = luksfuse(&args, b"");
+        assert_eq!(r.code, 4, "{args:?}: {}", r.stderr);
+        let first = r.stderr.lines().next().unwrap();
+        assert!(
+            first.contains("vm.qcow2") && first.contains("inside a qcow2 image"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert!(std::fs::read(&f.payload).unwrap() == before);
+}
