@@ -90,9 +90,9 @@ pub struct Volume {
 struct Holes {
     /// The cluster size, a whole number of encryption sectors.
     cluster: u64,
-    /// Writes that fill a hole hold it exclusively, reads shared: a read never sees a cluster
-    /// mapped before its contents are written, and two writers into one hole do not both fill
-    /// it.
+    /// Writes that fill a hole hold it exclusively, reads and in-place writes shared: nothing
+    /// sees a cluster mapped before its contents are written, and two writers into one hole do
+    /// not both fill it.
     fill: RwLock<()>,
 }
 
@@ -234,18 +234,23 @@ impl Volume {
         let mut done = 0;
         while done < len {
             let at = off + done as u64;
-            if let (
-                Extent::Stored {
-                    host,
-                    in_place: true,
-                },
-                n,
-            ) = self.image.extent(at, (len - done) as u64)?
             {
-                let n = usize::try_from(n).map_or(len - done, |n| n.clamp(1, len - done));
-                self.write_stored(&buf[done..done + n], at, host_delta(host, at))?;
-                done += n;
-                continue;
+                // Shared: a cluster being filled is mapped in place before its contents are
+                // written; a write into it waits for the fill rather than be overwritten.
+                let _shared = holes.fill.read().unwrap_or_else(|e| e.into_inner());
+                if let (
+                    Extent::Stored {
+                        host,
+                        in_place: true,
+                    },
+                    n,
+                ) = self.image.extent(at, (len - done) as u64)?
+                {
+                    let n = usize::try_from(n).map_or(len - done, |n| n.clamp(1, len - done));
+                    self.write_stored(&buf[done..done + n], at, host_delta(host, at))?;
+                    done += n;
+                    continue;
+                }
             }
             // A hole, or data that must move: one whole cluster at a time, under the
             // exclusive lock, looked at again under it.

@@ -7,7 +7,7 @@
 //! images `qemu-img check` accepts in our comparison). What this module adds:
 //!
 //! * **Validation before imago sees the file** ([`Header`]): magic and version, no qcow2-native
-//!   encryption, no external data file, no unknown or unhandled incompatible feature, neither
+//!   encryption unless asked for (below) and never the legacy AES method, no external data file, no unknown or unhandled incompatible feature, neither
 //!   the dirty nor the corrupt bit (both mean "run `qemu-img check -r all` first"), an L1 table
 //!   that covers the virtual size, no internal snapshots when writable, and a feature name
 //!   table of whole entries (imago 0.2.6 panics on a partial one; found by fuzzing). A
@@ -49,6 +49,18 @@
 //!   microseconds between the L1 write and the end of the same request, while each request's
 //!   `fdatasync` takes milliseconds; a power loss, which drops unsynced writes out of order,
 //!   is what makes it likely in practice.
+//!
+//! * **QEMU's own LUKS encryption** (crypt_method 2, `-o encrypt.format=luks`, with
+//!   [`Qcow2Options::embedded_luks`]): the LUKS header lives in host clusters named by the
+//!   0x0537be77 header extension ([`embedded_luks_header`], bounds-checked). imago 0.2.6 does
+//!   not look at crypt_method and keeps unknown extensions when it rewrites the header, so it
+//!   opens such an image as is; the guest data it maps is ciphertext. The image then reports
+//!   [`Image::plaintext_holes`], [`Image::extent`] (imago's mapping: host offset, in place or
+//!   not) and [`Image::allocate`] (imago's `ensure_data_mapping` with overwrite), which the
+//!   volume needs because QEMU numbers these IVs by the *host* offset and reads holes as
+//!   plaintext zeros. [`guard::GuardedFile`] refuses every write, zero write and discard into
+//!   the header's clusters, so a hostile L2 entry cannot turn a guest write into a header
+//!   write. Backing files are refused for such images.
 //!
 //! * **Locking**: [`open_file`] takes an already opened [`std::fs::File`]; `image::open` opens
 //!   and locks it with the same QEMU-compatible OFD locks as a raw payload first. ([`open`]
