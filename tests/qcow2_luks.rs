@@ -476,3 +476,51 @@ fn concurrent_writes_into_holes_lose_nothing() {
     }
     assert!(got == want, "a write was lost");
 }
+
+/// After an internal snapshot QEMU's writes move clusters (copy-on-write, re-encrypted for
+/// their new host offset): a read-only mount reads exactly what QEMU reads; a writable mount
+/// is refused (snapshots), exit 4, nothing changed.
+#[test]
+fn snapshot_moved_clusters_read_only() {
+    let f = encrypted_qcow2("cluster_size=65536");
+    let io = image_opts(&f);
+    qemu_write_plain(&f, &io, &noise(2 << 20, 31));
+    run_ok(Command::new("qemu-img").args([
+        "snapshot",
+        "--object",
+        &qemu_secret(&f),
+        "--image-opts",
+        &io,
+        "-c",
+        "s1",
+    ]));
+    run_ok(Command::new("qemu-io").args([
+        "--object",
+        &qemu_secret(&f),
+        "--image-opts",
+        &io,
+        "-c",
+        "write -P 0x5c 66048 1024",
+        "-c",
+        "write -P 0xc5 1048576 131072",
+    ]));
+    let want = qemu_read_plain(&f, &io);
+    assert_eq!(want[66048], 0x5c);
+    let before = std::fs::read(&f.payload).unwrap();
+    let mnt = f.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    {
+        let _guard = MountGuard(mnt.clone());
+        let r = luksfuse(&["mount", "-d", s(&f.keyfile), s(&f.payload), s(&mnt)], b"");
+        assert_eq!(r.code, 4, "{}", r.stderr);
+        assert!(r.stderr.contains("snapshot"), "{}", r.stderr);
+    }
+    let m = Mounted::with_args(
+        mnt.clone(),
+        &["mount", "-r", "-d", s(&f.keyfile), s(&f.payload), s(&mnt)],
+        "vm",
+    );
+    assert!(std::fs::read(m.mnt.join("vm")).unwrap() == want);
+    m.unmount();
+    assert!(std::fs::read(&f.payload).unwrap() == before);
+}
