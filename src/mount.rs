@@ -44,6 +44,11 @@ pub struct MountConfig {
     /// [`crate::partitions`]); a payload without a table is served whole only, with a
     /// warning.
     pub partitions: bool,
+    /// The header is embedded in the one payload, a qcow2 image with QEMU's own LUKS
+    /// encryption (`payloads == [header]`): its guest data is encrypted as QEMU's qcow2 driver
+    /// does it, from guest byte 0 with IVs counted from there, whatever payload offset the
+    /// embedded header names.
+    pub embedded_luks: bool,
 }
 
 /// Refuses to serve `payload` when it is the header's own file (an attached header) and the
@@ -119,11 +124,30 @@ pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<P
     } else {
         Access::ReadWrite
     };
+    // QEMU's qcow2 driver encrypts guest byte `b` with IV `b / 512` and ignores the embedded
+    // header's payload offset (which only the `luks` driver over a raw file uses).
+    let embedded_segment;
+    let segment = if cfg.embedded_luks {
+        embedded_segment = Segment {
+            offset: crate::units::Bytes(0),
+            size: None,
+            ..segment.clone()
+        };
+        &embedded_segment
+    } else {
+        segment
+    };
     let mut files = Vec::with_capacity(names.len());
     let mut windows = Vec::new();
     let mut payloads = Vec::with_capacity(names.len());
     for (name, payload) in names.iter().zip(&cfg.payloads) {
-        let (image, format) = image::open(payload, access, cfg.payload_format, cfg.allow_backing)?;
+        let (image, format) = image::open(
+            payload,
+            access,
+            cfg.payload_format,
+            cfg.allow_backing,
+            cfg.embedded_luks,
+        )?;
         log::info!("payload {} is {}", payload.display(), format.name());
         let volume = Arc::new(Volume::new(image, segment, &key).map_err(|e| e.in_file(payload))?);
         let mut parts = Vec::new();

@@ -24,12 +24,12 @@
 use crate::buffers;
 use crate::crypto::SectorCipher;
 use crate::error::{Error, Result};
-use crate::image::Image;
+use crate::image::{Extent, Image};
 use crate::luks::Segment;
 use crate::secret::VolumeKey;
 use crate::units::{Bytes, EncSector, Iv, IvStep, SectorSize, Sectors512};
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// One step of a read or write (see `Volume::spans`): `n` bytes at `at` in the caller's
 /// buffer, starting at byte `skip` of sector `sec`; `partial` when they cover less than
@@ -78,6 +78,22 @@ pub struct Volume {
     iv_units: IvUnits,
     iv_tweak: Sectors512,
     stripes: Box<[Mutex<()>]>,
+    /// For an image whose holes read as plaintext zeros ([`Image::plaintext_holes`]).
+    holes: Option<Holes>,
+}
+
+/// How a volume treats an image that encrypts its own clusters (a qcow2 image with QEMU's own
+/// LUKS encryption), as QEMU's qcow2 driver does: IVs count from the host offset where a
+/// sector is stored ([`host_delta`]); a hole reads as plaintext zeros (it is not decrypted);
+/// a write into a hole, or into a cluster that must move, writes the whole cluster, encrypted
+/// for its new place (the rest being zeros or the old contents: QEMU's copy-on-write).
+struct Holes {
+    /// The cluster size, a whole number of encryption sectors.
+    cluster: u64,
+    /// Writes that fill a hole hold it exclusively, reads and in-place writes shared: nothing
+    /// sees a cluster mapped before its contents are written, and two writers into one hole do
+    /// not both fill it.
+    fill: RwLock<()>,
 }
 
 impl Volume {
@@ -132,6 +148,19 @@ impl Volume {
         if size == Bytes(0) {
             return Err(too_small(min));
         }
+        let holes = match image.plaintext_holes() {
+            None => None,
+            Some(cluster) if cluster > 0 && cluster % sector.as_u64() == 0 => Some(Holes {
+                cluster,
+                fill: RwLock::new(()),
+            }),
+            Some(cluster) => {
+                return Err(Error::format(format!(
+                    "image clusters of {cluster} bytes are not a whole number of {sector}-byte \
+                     encryption sectors"
+                )))
+            }
+        };
         Ok(Volume {
             image,
             cipher,
@@ -141,6 +170,7 @@ impl Volume {
             iv_units: IvUnits::for_segment(segment),
             iv_tweak: segment.iv_tweak,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            holes,
         })
     }
 
@@ -173,19 +203,22 @@ impl Volume {
     /// Reads up to `buf.len()` bytes at `off`; returns fewer only at the end of the volume.
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
         let len = self.clamp(buf.len(), off);
-        for sp in self.spans(off, len) {
-            let out = &mut buf[sp.at..sp.at + sp.n];
-            if sp.partial {
-                let mut tmp = [0u8; MAX_SECTOR];
-                let tmp = &mut tmp[..self.sector.bytes()];
-                {
-                    let _g = self.stripe(sp.sec);
-                    self.read_sectors(tmp, sp.sec)?;
-                }
-                out.copy_from_slice(&tmp[sp.skip..sp.skip + sp.n]);
-            } else {
-                self.read_sectors(out, sp.sec)?;
+        let Some(holes) = &self.holes else {
+            self.read_stored(&mut buf[..len], off, 0)?;
+            return Ok(len);
+        };
+        let _shared = holes.fill.read().unwrap_or_else(|e| e.into_inner());
+        let mut done = 0;
+        while done < len {
+            let at = off + done as u64;
+            let (extent, n) = self.image.extent(at, (len - done) as u64)?;
+            let n = usize::try_from(n).map_or(len - done, |n| n.clamp(1, len - done));
+            let out = &mut buf[done..done + n];
+            match extent {
+                Extent::Stored { host, .. } => self.read_stored(out, at, host_delta(host, at))?,
+                Extent::Hole => out.fill(0),
             }
+            done += n;
         }
         Ok(len)
     }
@@ -194,21 +227,110 @@ impl Volume {
     /// (the payload never grows).
     pub fn write_at(&self, buf: &[u8], off: u64) -> io::Result<usize> {
         let len = self.clamp(buf.len(), off);
-        for sp in self.spans(off, len) {
+        let Some(holes) = &self.holes else {
+            self.write_stored(&buf[..len], off, 0)?;
+            return Ok(len);
+        };
+        let mut done = 0;
+        while done < len {
+            let at = off + done as u64;
+            {
+                // Shared: a cluster being filled is mapped in place before its contents are
+                // written; a write into it waits for the fill rather than be overwritten.
+                let _shared = holes.fill.read().unwrap_or_else(|e| e.into_inner());
+                if let (
+                    Extent::Stored {
+                        host,
+                        in_place: true,
+                    },
+                    n,
+                ) = self.image.extent(at, (len - done) as u64)?
+                {
+                    let n = usize::try_from(n).map_or(len - done, |n| n.clamp(1, len - done));
+                    self.write_stored(&buf[done..done + n], at, host_delta(host, at))?;
+                    done += n;
+                    continue;
+                }
+            }
+            // A hole, or data that must move: one whole cluster at a time, under the
+            // exclusive lock, looked at again under it.
+            let start = at - at % holes.cluster;
+            let end = start.saturating_add(holes.cluster).min(self.size.get());
+            let n = usize::try_from(end - at).map_or(len - done, |n| n.min(len - done));
+            let _excl = holes.fill.write().unwrap_or_else(|e| e.into_inner());
+            let whole = end - start;
+            let mut cluster = vec![0u8; usize::try_from(whole).expect("a cluster")];
+            match self.image.extent(start, whole)? {
+                (
+                    Extent::Stored {
+                        host,
+                        in_place: true,
+                    },
+                    _,
+                ) => {
+                    self.write_stored(&buf[done..done + n], at, host_delta(host, at))?;
+                    done += n;
+                    continue;
+                }
+                (Extent::Stored { host, .. }, got) if got >= whole => {
+                    self.read_stored(&mut cluster, start, host_delta(host, start))?;
+                }
+                (Extent::Stored { .. }, _) => {
+                    return Err(io::Error::other(format!(
+                        "stored cluster at byte {start} is not contiguous"
+                    )))
+                }
+                (Extent::Hole, _) => {}
+            }
+            let skip = usize::try_from(at - start).expect("inside the cluster");
+            cluster[skip..skip + n].copy_from_slice(&buf[done..done + n]);
+            // Where the cluster will be stored decides its IVs; `start` and `end` are sector
+            // multiples (clusters are, and the volume size is), so this is whole sectors.
+            let host = self.image.allocate(start, whole)?;
+            let (sec, _) = EncSector::containing(Bytes(start), self.sector);
+            self.write_sectors(&mut cluster, sec, host_delta(host, start))?;
+            done += n;
+        }
+        Ok(len)
+    }
+
+    /// Reads and decrypts all of `buf` from `off` (inside the volume) as stored.
+    /// `delta` (512-byte units) is added to every IV number (see [`host_delta`]).
+    fn read_stored(&self, buf: &mut [u8], off: u64, delta: u64) -> io::Result<()> {
+        for sp in self.spans(off, buf.len()) {
+            let out = &mut buf[sp.at..sp.at + sp.n];
+            if sp.partial {
+                let mut tmp = [0u8; MAX_SECTOR];
+                let tmp = &mut tmp[..self.sector.bytes()];
+                {
+                    let _g = self.stripe(sp.sec);
+                    self.read_sectors(tmp, sp.sec, delta)?;
+                }
+                out.copy_from_slice(&tmp[sp.skip..sp.skip + sp.n]);
+            } else {
+                self.read_sectors(out, sp.sec, delta)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Encrypts and writes all of `buf` at `off` (inside the volume) over stored data.
+    fn write_stored(&self, buf: &[u8], off: u64, delta: u64) -> io::Result<()> {
+        for sp in self.spans(off, buf.len()) {
             let data = &buf[sp.at..sp.at + sp.n];
             if sp.partial {
                 let mut tmp = [0u8; MAX_SECTOR];
                 let tmp = &mut tmp[..self.sector.bytes()];
                 let _g = self.stripe(sp.sec);
-                self.read_sectors(tmp, sp.sec)?;
+                self.read_sectors(tmp, sp.sec, delta)?;
                 tmp[sp.skip..sp.skip + sp.n].copy_from_slice(data);
-                self.write_sectors(tmp, sp.sec)?;
+                self.write_sectors(tmp, sp.sec, delta)?;
             } else {
                 // Encrypted in this thread's scratch (the caller's data must stay intact).
-                buffers::with_write_copy(data, |copy| self.write_sectors(copy, sp.sec))?;
+                buffers::with_write_copy(data, |copy| self.write_sectors(copy, sp.sec, delta))?;
             }
         }
-        Ok(len)
+        Ok(())
     }
 
     /// Splits `len` bytes of I/O at byte `off` into the steps both paths take: a partial
@@ -259,11 +381,12 @@ impl Volume {
 
     /// `(first IV, IV step)` for encryption sector `sec` of the segment. IV numbers wrap at
     /// 2^64, as dm-crypt's do.
-    fn iv(&self, sec: EncSector) -> (Iv, IvStep) {
+    fn iv(&self, sec: EncSector, delta: u64) -> (Iv, IvStep) {
         let in512 = sec
             .to_sectors512_wrapping(self.sector)
             .get()
-            .wrapping_add(self.iv_tweak.get());
+            .wrapping_add(self.iv_tweak.get())
+            .wrapping_add(delta);
         match self.iv_units {
             IvUnits::Bytes512 => (Iv(in512), self.sector.ivs_per_sector()),
             IvUnits::Sector => (
@@ -281,7 +404,7 @@ impl Volume {
     }
 
     /// Reads and decrypts whole sectors starting at sector `sec` into `buf`.
-    fn read_sectors(&self, buf: &mut [u8], sec: EncSector) -> io::Result<()> {
+    fn read_sectors(&self, buf: &mut [u8], sec: EncSector, delta: u64) -> io::Result<()> {
         let at = self.image_offset(sec);
         self.image.read_at(buf, at).map_err(|e| {
             log::warn!(
@@ -290,14 +413,14 @@ impl Volume {
             );
             e
         })?;
-        let (iv, step) = self.iv(sec);
+        let (iv, step) = self.iv(sec, delta);
         self.cipher.decrypt_sectors(buf, self.sector, iv, step);
         Ok(())
     }
 
     /// Encrypts `buf` (whole sectors, clobbered) and writes it at sector `sec`.
-    fn write_sectors(&self, buf: &mut [u8], sec: EncSector) -> io::Result<()> {
-        let (iv, step) = self.iv(sec);
+    fn write_sectors(&self, buf: &mut [u8], sec: EncSector, delta: u64) -> io::Result<()> {
+        let (iv, step) = self.iv(sec, delta);
         self.cipher.encrypt_sectors(buf, self.sector, iv, step);
         let at = self.image_offset(sec);
         self.image.write_at(buf, at).map_err(|e| {
@@ -308,6 +431,14 @@ impl Volume {
             e
         })
     }
+}
+
+/// The IV offset, in 512-byte units, of data at volume byte `at` stored at file byte `host`:
+/// QEMU's qcow2 driver numbers the IVs of its own LUKS encryption by the *host* offset
+/// (`crypt_physical_offset`, set for every method but the legacy AES one), so sector IV =
+/// `host / 512` = `at / 512 + (host - at) / 512`. Both are sector multiples (clusters are).
+fn host_delta(host: u64, at: u64) -> u64 {
+    (host / 512).wrapping_sub(at / 512)
 }
 
 #[cfg(test)]
@@ -465,9 +596,9 @@ mod tests {
         let mut seg = segment(0, Some(8 * 4096), 4096, "aes-xts-plain64", 64);
         seg.iv_tweak = Sectors512(16);
         let v = Volume::new(img, &seg, &key(64)).unwrap();
-        assert_eq!(v.iv(EncSector(3)), (Iv(3 * 8 + 16), IvStep(8)));
+        assert_eq!(v.iv(EncSector(3), 0), (Iv(3 * 8 + 16), IvStep(8)));
         let v = v.with_iv_units(IvUnits::Sector);
-        assert_eq!(v.iv(EncSector(3)), (Iv((3 * 8 + 16) >> 3), IvStep::ONE));
+        assert_eq!(v.iv(EncSector(3), 0), (Iv((3 * 8 + 16) >> 3), IvStep::ONE));
     }
 
     #[test]

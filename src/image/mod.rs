@@ -35,12 +35,14 @@ impl Format {
 
 /// Opens a payload with QEMU-compatible locks, as `format` or, if `None`, as its magic says
 /// (`QFI\xfb` is qcow2, anything else raw). `allow_backing` lets a qcow2 image read its
-/// backing chain (refused by default: an image can name any host file).
+/// backing chain (refused by default: an image can name any host file). `embedded_luks`
+/// accepts a qcow2 image with QEMU's own LUKS encryption (whose header is the one in use).
 pub fn open(
     path: &Path,
     access: Access,
     format: Option<Format>,
     allow_backing: bool,
+    embedded_luks: bool,
 ) -> Result<(Arc<dyn Image>, Format)> {
     let format = match format {
         Some(f) => f,
@@ -59,12 +61,23 @@ pub fn open(
             let opts = qcow2::Qcow2Options {
                 writable: access == Access::ReadWrite,
                 allow_backing,
+                embedded_luks,
                 ..Default::default()
             };
             Arc::new(qcow2::open_file(file, path, &opts)?)
         }
     };
     Ok((image, format))
+}
+
+/// What an image holds at some offset (see [`Image::extent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// Nothing stored: reads as zeros.
+    Hole,
+    /// Stored data, starting at byte `host` of the file; `in_place` when a write there stays
+    /// there (no copy-on-write to a new place).
+    Stored { host: u64, in_place: bool },
 }
 
 /// Random-access payload storage, shared between threads (all methods take `&self`).
@@ -79,6 +92,33 @@ pub trait Image: Send + Sync {
     fn flush(&self) -> io::Result<()>;
     /// Whether the image was opened for writing.
     fn writable(&self) -> bool;
+    /// `Some(cluster size)` for an image that encrypts its own clusters (a qcow2 image with
+    /// QEMU's own LUKS encryption): its holes read as *plaintext* zeros, and the IV of each
+    /// sector counts from the *host* offset where it is stored. The volume then asks
+    /// [`Image::extent`] before each access and [`Image::allocate`] before filling a hole.
+    fn plaintext_holes(&self) -> Option<u64> {
+        None
+    }
+    /// What lies at byte `off` and for how many bytes (1..=`max`, `max > 0`) that stays so.
+    /// Only asked when [`Image::plaintext_holes`] is `Some`.
+    fn extent(&self, _off: u64, max: u64) -> io::Result<(Extent, u64)> {
+        Ok((
+            Extent::Stored {
+                host: 0,
+                in_place: true,
+            },
+            max,
+        ))
+    }
+    /// Maps `len` bytes at `off` (whole clusters) to freshly allocated storage whose old
+    /// contents may be discarded, and returns where they start in the file. Only asked when
+    /// [`Image::plaintext_holes`] is `Some`.
+    fn allocate(&self, _off: u64, _len: u64) -> io::Result<u64> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this image does not allocate",
+        ))
+    }
 }
 
 /// `off + len` as a checked end offset that must not pass `size`.

@@ -7,7 +7,7 @@
 //! images `qemu-img check` accepts in our comparison). What this module adds:
 //!
 //! * **Validation before imago sees the file** ([`Header`]): magic and version, no qcow2-native
-//!   encryption, no external data file, no unknown or unhandled incompatible feature, neither
+//!   encryption unless asked for (below) and never the legacy AES method, no external data file, no unknown or unhandled incompatible feature, neither
 //!   the dirty nor the corrupt bit (both mean "run `qemu-img check -r all` first"), an L1 table
 //!   that covers the virtual size, no internal snapshots when writable, and a feature name
 //!   table of whole entries (imago 0.2.6 panics on a partial one; found by fuzzing). A
@@ -50,6 +50,18 @@
 //!   `fdatasync` takes milliseconds; a power loss, which drops unsynced writes out of order,
 //!   is what makes it likely in practice.
 //!
+//! * **QEMU's own LUKS encryption** (crypt_method 2, `-o encrypt.format=luks`, with
+//!   [`Qcow2Options::embedded_luks`]): the LUKS header lives in host clusters named by the
+//!   0x0537be77 header extension ([`embedded_luks_header`], bounds-checked). imago 0.2.6 does
+//!   not look at crypt_method and keeps unknown extensions when it rewrites the header, so it
+//!   opens such an image as is; the guest data it maps is ciphertext. The image then reports
+//!   [`Image::plaintext_holes`], [`Image::extent`] (imago's mapping: host offset, in place or
+//!   not) and [`Image::allocate`] (imago's `ensure_data_mapping` with overwrite), which the
+//!   volume needs because QEMU numbers these IVs by the *host* offset and reads holes as
+//!   plaintext zeros. [`guard::GuardedFile`] refuses every write, zero write and discard into
+//!   the header's clusters, so a hostile L2 entry cannot turn a guest write into a header
+//!   write. Backing files are refused for such images.
+//!
 //! * **Locking**: [`open_file`] takes an already opened [`std::fs::File`]; `image::open` opens
 //!   and locks it with the same QEMU-compatible OFD locks as a raw payload first. ([`open`]
 //!   itself takes no locks; it serves tests and tools.)
@@ -90,6 +102,10 @@ pub struct Qcow2Options {
     /// Follow the backing file named in the header (read-only; relative names are resolved
     /// against the image's directory). Off by default: an image can name any host file.
     pub allow_backing: bool,
+    /// Accept an image carrying QEMU's own LUKS encryption (`encrypt.format=luks`, crypt_method
+    /// 2): its guest data is then ciphertext whose holes read as plaintext zeros (see
+    /// [`Image::plaintext_holes`]), and no write may reach the embedded LUKS header.
+    pub embedded_luks: bool,
     /// Testing only: let pointer writes through without the publish guard, to show the
     /// crash window the guard closes.
     #[doc(hidden)]
@@ -106,6 +122,16 @@ const INCOMPAT_EXTL2: u64 = 1 << 4;
 /// Header extension types (qcow2 spec, "Header extensions").
 const EXT_END: u32 = 0;
 const EXT_FEATURE_NAME_TABLE: u32 = 0x6803_f857;
+/// "Full disk encryption header pointer": u64 offset, u64 length of the embedded LUKS header.
+const EXT_CRYPTO_HEADER: u32 = 0x0537_be77;
+
+/// `crypt_method` values (qcow2 spec, header bytes 32..36).
+pub const CRYPT_NONE: u32 = 0;
+pub const CRYPT_AES: u32 = 1;
+pub const CRYPT_LUKS: u32 = 2;
+/// The largest embedded LUKS header we read (QEMU's LUKS1 headers are about 2 MiB; a LUKS2
+/// header with its keyslot area stays far below this).
+const MAX_CRYPTO_HEADER: u64 = 64 << 20;
 /// A feature name table entry: type (1 byte), bit number (1), name (46).
 const FEATURE_NAME_ENTRY: u32 = 48;
 
@@ -209,10 +235,32 @@ impl Header {
             ))
             .with_hint(convert));
         }
-        if self.crypt_method != 0 {
-            return Err(Error::format(
-                "qcow2 image uses qcow2's own encryption; luksfuse expects LUKS over plain qcow2",
-            ));
+        match self.crypt_method {
+            CRYPT_NONE => {}
+            CRYPT_AES => {
+                return Err(Error::format(
+                    "qcow2 image uses the legacy AES encryption (encrypt.format=aes), which is \
+                     insecure and which QEMU itself no longer writes; luksfuse refuses it",
+                )
+                .with_hint(
+                    "re-encrypt it: qemu-img convert --object secret,... --image-opts \
+                     driver=qcow2,encrypt.key-secret=...,file.filename=IMAGE -O qcow2 \
+                     -o encrypt.format=luks,encrypt.key-secret=... NEW.qcow2",
+                ));
+            }
+            CRYPT_LUKS if opts.embedded_luks => {}
+            CRYPT_LUKS => {
+                return Err(Error::format(
+                    "qcow2 image carries QEMU's own LUKS encryption (encrypt.format=luks); it is its \
+                     own header",
+                )
+                .with_hint("mount it without a separate header: luksfuse mount IMAGE MOUNTPOINT"));
+            }
+            other => {
+                return Err(Error::format(format!(
+                    "qcow2 image has unknown encryption method {other}"
+                )));
+            }
         }
         if !(9..=21).contains(&self.cluster_bits) {
             return Err(Error::format(format!(
@@ -273,6 +321,65 @@ impl Header {
         Ok(())
     }
 
+    /// The embedded LUKS header's byte range `(offset, length)` in the file, from the "full disk
+    /// encryption header pointer" extension in `first` (the first cluster): `None` unless
+    /// crypt_method is LUKS. Checked as QEMU checks it, and more: exactly one extension of 16
+    /// bytes, a cluster-aligned offset past the first cluster, a non-empty length of at most
+    /// 64 MiB, inside the file of `file_size` bytes.
+    fn crypto_header(&self, first: &[u8], file_size: u64) -> Result<Option<(u64, u64)>> {
+        if self.crypt_method != CRYPT_LUKS {
+            return Ok(None);
+        }
+        let bad = |what: String| {
+            Error::format(format!("qcow2 encryption header pointer {what}"))
+                .with_hint("check it with: qemu-img check IMAGE")
+        };
+        if self.version != 3 {
+            return Err(bad(
+                "is missing (a v2 image cannot carry LUKS encryption)".into()
+            ));
+        }
+        let mut found = None;
+        let mut at = self.header_length as usize;
+        while let Some(ext) = first.get(at..).and_then(|rest| rest.get(..8)) {
+            let (kind, len) = (be32(ext, 0), be32(ext, 4));
+            if kind == EXT_END {
+                break;
+            }
+            if kind == EXT_CRYPTO_HEADER {
+                if found.is_some() {
+                    return Err(bad("appears twice".into()));
+                }
+                let body = first
+                    .get(at + 8..)
+                    .and_then(|rest| rest.get(..16))
+                    .filter(|_| len == 16)
+                    .ok_or_else(|| bad(format!("has {len} bytes, not 16")))?;
+                found = Some((be64(body, 0), be64(body, 8)));
+            }
+            let next = at as u64 + 8 + u64::from(len).next_multiple_of(8);
+            at = usize::try_from(next).unwrap_or(usize::MAX);
+        }
+        let (offset, length) = found.ok_or_else(|| bad("is missing".into()))?;
+        let cluster = 1u64 << self.cluster_bits;
+        if offset % cluster != 0 || offset < cluster {
+            return Err(bad(format!(
+                "offset {offset} is not a cluster boundary past the image header"
+            )));
+        }
+        if length == 0 || length > MAX_CRYPTO_HEADER {
+            return Err(bad(format!(
+                "length {length} is out of range 1..={MAX_CRYPTO_HEADER}"
+            )));
+        }
+        match offset.checked_add(length) {
+            Some(end) if end <= file_size => Ok(Some((offset, length))),
+            _ => Err(bad(format!(
+                "range {offset}+{length} passes the end of the file ({file_size} bytes)"
+            ))),
+        }
+    }
+
     fn layout(&self) -> Layout {
         Layout {
             cluster_bits: self.cluster_bits,
@@ -285,12 +392,51 @@ impl Header {
     }
 }
 
+/// Where the LUKS header embedded in the qcow2 image at `path` lies: `Some((offset, length))`
+/// in the file for QEMU's own LUKS encryption (crypt_method 2), `None` for an unencrypted
+/// image; the legacy AES method and a bad pointer are errors naming the file.
+pub fn embedded_luks_header(path: &Path) -> Result<Option<(u64, u64)>> {
+    let file = File::open(path).map_err(|e| Error::io(path, "cannot open", &e))?;
+    let mut raw = [0u8; 104];
+    read_prefix(&file, &mut raw).map_err(|e| Error::io(path, "cannot read", &e))?;
+    let header = Header::parse(&raw).map_err(|e| e.in_file(path))?;
+    if header.crypt_method == CRYPT_NONE {
+        return Ok(None);
+    }
+    let opts = Qcow2Options {
+        embedded_luks: true,
+        ..Default::default()
+    };
+    header.validate(&opts).map_err(|e| e.in_file(path))?;
+    let first =
+        read_first_cluster(&file, &header).map_err(|e| Error::io(path, "cannot read", &e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io(path, "cannot stat", &e))?
+        .len();
+    header
+        .crypto_header(&first, size)
+        .map_err(|e| e.in_file(path))
+}
+
+/// The image's first cluster, or as much of it as the file has (`cluster_bits` validated).
+fn read_first_cluster(file: &File, header: &Header) -> io::Result<Vec<u8>> {
+    // cluster_bits <= 21 (validated): at most 2 MiB.
+    let mut first = vec![0u8; 1 << header.cluster_bits];
+    let got = read_prefix(file, &mut first)?;
+    first.truncate(got);
+    Ok(first)
+}
+
 /// A qcow2 image opened through imago, with the publish guard under it.
 pub struct Qcow2Image {
     access: FormatAccess<GuardedFile>,
     /// The guard of the top image (`None` when read-only).
     guard: Option<Arc<guard::Guard>>,
     writable: bool,
+    /// The cluster size, when the image carries QEMU's own LUKS encryption (its holes then
+    /// read as plaintext zeros).
+    holes: Option<u64>,
 }
 
 /// Opens the qcow2 image at `path`.
@@ -314,13 +460,25 @@ pub fn open_file(file: File, path: &Path, opts: &Qcow2Options) -> Result<Qcow2Im
     read_prefix(&file, &mut raw).map_err(|e| Error::io(path, "cannot read", &e))?;
     let header = Header::parse(&raw).map_err(|e| e.in_file(path))?;
     header.validate(opts).map_err(|e| e.in_file(path))?;
-    // cluster_bits <= 21 (validated): at most 2 MiB.
-    let mut first = vec![0u8; 1 << header.cluster_bits];
-    let got = read_prefix(&file, &mut first).map_err(|e| Error::io(path, "cannot read", &e))?;
-    first.truncate(got);
+    let first =
+        read_first_cluster(&file, &header).map_err(|e| Error::io(path, "cannot read", &e))?;
     header
         .check_extensions(&first)
         .map_err(|e| e.in_file(path))?;
+    let file_size = file
+        .metadata()
+        .map_err(|e| Error::io(path, "cannot stat", &e))?
+        .len();
+    let crypto = header
+        .crypto_header(&first, file_size)
+        .map_err(|e| e.in_file(path))?;
+    if crypto.is_some() && header.backing_file_offset != 0 {
+        return Err(Error::format(
+            "qcow2 image with QEMU's own encryption has a backing file; not supported",
+        )
+        .in_file(path)
+        .with_hint("flatten: qemu-img convert --object ... --image-opts ... -O qcow2 NEW.qcow2"));
+    }
 
     let backing = if header.backing_file_offset != 0 {
         let mut name = vec![0u8; header.backing_file_size.min(1023) as usize];
@@ -345,7 +503,12 @@ pub fn open_file(file: File, path: &Path, opts: &Qcow2Options) -> Result<Qcow2Im
             !opts.unguarded_for_tests,
         ))
     });
-    let storage = GuardedFile::new(file, path, opts.writable, guard.clone())
+    // The embedded LUKS header's clusters, rounded out to whole clusters: no write reaches them.
+    let protect = crypto.map(|(offset, length)| {
+        let cluster = 1u64 << header.cluster_bits;
+        (offset, (offset + length).next_multiple_of(cluster))
+    });
+    let storage = GuardedFile::new(file, path, opts.writable, guard.clone(), protect)
         .map_err(|e| Error::io(path, "cannot open", &e))?;
 
     let fail = |what: &str, e: io::Error| {
@@ -368,6 +531,7 @@ pub fn open_file(file: File, path: &Path, opts: &Qcow2Options) -> Result<Qcow2Im
         access: FormatAccess::new(qcow2),
         guard,
         writable: opts.writable,
+        holes: crypto.map(|_| 1u64 << header.cluster_bits),
     })
 }
 
@@ -413,6 +577,54 @@ impl Image for Qcow2Image {
             return Ok(());
         }
         self.access.write(buf, off)
+    }
+
+    fn plaintext_holes(&self) -> Option<u64> {
+        self.holes
+    }
+
+    fn extent(&self, off: u64, max: u64) -> io::Result<(super::Extent, u64)> {
+        use imago::format::access::Mapping;
+        let (mapping, len) = self.access.get_mapping(off, max)?;
+        let extent = match mapping {
+            Mapping::Raw {
+                offset, writable, ..
+            } => super::Extent::Stored {
+                host: offset,
+                in_place: writable,
+            },
+            Mapping::Zero { .. } | Mapping::Eof { .. } => super::Extent::Hole,
+            // QEMU does not compress encrypted images; we do not guess what one would mean.
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("qcow2: compressed cluster at guest byte {off} in an encrypted image"),
+                ))
+            }
+        };
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("qcow2: no mapping at guest byte {off}"),
+            ));
+        }
+        Ok((extent, len.min(max)))
+    }
+
+    fn allocate(&self, off: u64, len: u64) -> io::Result<u64> {
+        if !self.writable {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "qcow2 image opened read-only",
+            ));
+        }
+        let (_, host, mapped) = self.access.ensure_data_mapping(off, len, true)?;
+        if mapped < len {
+            return Err(io::Error::other(format!(
+                "qcow2: mapped only {mapped} of {len} bytes at guest byte {off}"
+            )));
+        }
+        Ok(host)
     }
 
     fn flush(&self) -> io::Result<()> {

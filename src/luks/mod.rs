@@ -96,6 +96,8 @@ fn truncated(off: u64, len: usize, size: u64) -> Error {
 /// A header file opened read-only.
 pub struct HeaderFile {
     file: File,
+    /// Where the header starts in the file (0, or an embedded header's offset).
+    base: u64,
     size: u64,
 }
 
@@ -114,7 +116,30 @@ impl HeaderFile {
                 .seek(SeekFrom::End(0))
                 .map_err(|e| Error::io(path, "cannot size header", &e))?
         };
-        Ok(HeaderFile { file, size })
+        Ok(HeaderFile {
+            file,
+            base: 0,
+            size,
+        })
+    }
+
+    /// A header embedded in a larger file: the `length` bytes at `offset` (a qcow2 image with
+    /// QEMU's own LUKS encryption keeps its header there). Offsets into the header count from
+    /// `offset`; the range must lie inside the file.
+    pub fn open_range(path: &Path, offset: u64, length: u64) -> Result<Self> {
+        let whole = HeaderFile::open(path)?;
+        match offset.checked_add(length) {
+            Some(end) if end <= whole.size => Ok(HeaderFile {
+                file: whole.file,
+                base: offset,
+                size: length,
+            }),
+            _ => Err(Error::format(format!(
+                "embedded header bytes {offset}+{length} pass the end of the file ({} bytes)",
+                whole.size
+            ))
+            .in_file(path)),
+        }
     }
 }
 
@@ -129,8 +154,9 @@ impl ReadAt for HeaderFile {
         {
             return Err(truncated(off, buf.len(), self.size));
         }
+        // No overflow: `off + len <= size` and `base + size` fits (checked at open).
         self.file
-            .read_exact_at(buf, off)
+            .read_exact_at(buf, self.base + off)
             .map_err(|e| Error::format(format!("cannot read header at offset {off}: {e}")))
     }
 }

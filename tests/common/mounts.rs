@@ -149,7 +149,12 @@ impl Mounted {
         args.extend_from_slice(extra);
         args.extend_from_slice(paths);
         args.push(s(&mnt));
-        let r = luksfuse(&args, b"");
+        Mounted::with_args(mnt.clone(), &args, file)
+    }
+
+    /// `luksfuse ARGS` (a daemonizing mount whose last argument is `mnt`); asserts as `new`.
+    pub fn with_args(mnt: PathBuf, args: &[&str], file: &str) -> Mounted {
+        let r = luksfuse(args, b"");
         let guard = MountGuard(mnt.clone());
         assert_eq!(r.code, 0, "mount failed: {}", r.stderr);
         assert!(

@@ -328,8 +328,13 @@ pub struct MountArgs {
     /// (numbered as the table numbers them); a disk without a table is served whole only.
     #[arg(long)]
     pub partitions: bool,
-    /// The LUKS header file; with only a MOUNTPOINT after it, a LUKS image holding its own
-    /// header (`cryptsetup luksFormat disk.img`, `qemu-img create -f luks`).
+    /// Allow writes to a qcow2 image with QEMU's own LUKS encryption (hidden: concurrent
+    /// writes into new clusters can be lost, see tests/qcow2_luks.rs; for the tests only).
+    #[arg(long = "unsafe-qcow2-luks-writes", hide = true)]
+    pub unsafe_qcow2_luks_writes: bool,
+    /// The LUKS header file; with only a MOUNTPOINT after it, an image holding its own
+    /// header: a LUKS image (`cryptsetup luksFormat disk.img`, `qemu-img create -f luks`) or a
+    /// qcow2 image with QEMU's own LUKS encryption (encrypt.format=luks).
     #[arg(value_name = "HEADER|IMAGE")]
     pub header: PathBuf,
     /// [PAYLOAD...] MOUNTPOINT: the encrypted payloads (raw files or block devices, or qcow2

@@ -110,6 +110,8 @@ pub struct GuardedFile {
     inner: imago::file::File,
     /// The guard and our own handle on the same open file description.
     guarded: Option<(Arc<Guard>, File)>,
+    /// Host bytes `[start, end)` no write may touch: the clusters of an embedded LUKS header.
+    protect: Option<(u64, u64)>,
 }
 
 impl GuardedFile {
@@ -118,6 +120,7 @@ impl GuardedFile {
         path: &Path,
         writable: bool,
         guard: Option<Arc<Guard>>,
+        protect: Option<(u64, u64)>,
     ) -> io::Result<Self> {
         let guarded = match guard {
             Some(g) => Some((g, file.try_clone()?)),
@@ -125,7 +128,26 @@ impl GuardedFile {
         };
         let opts = StorageOpenOptions::new().write(writable).filename(path);
         let inner = imago::file::File::from_open_file(file, opts)?;
-        Ok(GuardedFile { inner, guarded })
+        Ok(GuardedFile {
+            inner,
+            guarded,
+            protect,
+        })
+    }
+
+    /// Refuses a write of `len` bytes at `off` that would touch the protected range (a
+    /// hostile image's L2 entry can point a guest cluster into the embedded LUKS header).
+    fn check_protected(&self, off: u64, len: u64) -> io::Result<()> {
+        match self.protect {
+            Some((a, b)) if off < b && a < off.saturating_add(len) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "qcow2: refusing a write of {len} bytes at host byte {off} into the \
+                     embedded LUKS header (bytes {a}..{b})"
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// A write that may change a pointer: make every newly referenced cluster's refcount
@@ -281,6 +303,7 @@ impl Storage for GuardedFile {
         Ok(GuardedFile {
             inner: imago::file::File::open(opts.write(false))?,
             guarded: None,
+            protect: None,
         })
     }
     fn mem_align(&self) -> usize {
@@ -309,9 +332,11 @@ impl Storage for GuardedFile {
         unsafe { self.inner.pure_readv(bufv, offset) }
     }
     unsafe fn pure_writev(&self, bufv: IoVector<'_>, offset: u64) -> io::Result<()> {
+        self.check_protected(offset, bufv.len())?;
         self.guarded_write(bufv, offset)
     }
     unsafe fn pure_write_zeroes(&self, offset: u64, length: u64) -> io::Result<()> {
+        self.check_protected(offset, length)?;
         if self.zeroes_need_bytes(offset, length) {
             let zeros = vec![0u8; zeroes_len(length)?];
             return self.guarded_write(IoVector::from(&zeros), offset);
@@ -321,6 +346,7 @@ impl Storage for GuardedFile {
         unsafe { self.inner.pure_write_zeroes(offset, length) }
     }
     unsafe fn pure_write_allocated_zeroes(&self, offset: u64, length: u64) -> io::Result<()> {
+        self.check_protected(offset, length)?;
         if self.zeroes_need_bytes(offset, length) {
             let zeros = vec![0u8; zeroes_len(length)?];
             return self.guarded_write(IoVector::from(&zeros), offset);
@@ -330,6 +356,7 @@ impl Storage for GuardedFile {
         unsafe { self.inner.pure_write_allocated_zeroes(offset, length) }
     }
     unsafe fn pure_discard(&self, offset: u64, length: u64) -> io::Result<()> {
+        self.check_protected(offset, length)?;
         // SAFETY: forwarded unchanged.
         unsafe { self.inner.pure_discard(offset, length) }
     }

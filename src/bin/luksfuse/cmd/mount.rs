@@ -16,16 +16,31 @@ pub fn run(a: MountArgs) -> Result<()> {
         payload_format,
         allow_backing,
         partitions,
+        unsafe_qcow2_luks_writes,
         header: path,
         mut paths,
     } = a;
     let mountpoint = paths.pop().expect("clap requires a mountpoint");
-    // `mount IMAGE MOUNTPOINT`: the header is attached, its file is the payload too.
-    let payloads = if paths.is_empty() {
-        vec![path.clone()]
-    } else {
-        paths
-    };
+    // `mount IMAGE MOUNTPOINT`: the image holds its header: a LUKS image with its data after
+    // the header, or a qcow2 image with QEMU's own LUKS encryption.
+    let single = paths.is_empty();
+    let embedded_luks = single && super::embedded_header(&path)?.is_some();
+    if embedded_luks && payload_format == Some(PayloadFormat::Raw) {
+        return Err(Error::usage(
+            "--payload-format raw does not fit a qcow2 image with its own encryption",
+        ));
+    }
+    let payloads = if single { vec![path.clone()] } else { paths };
+    if embedded_luks
+        && !unsafe_qcow2_luks_writes
+        && !(readonly || options.iter().any(|o| o.split(',').any(|o| o == "ro")))
+    {
+        return Err(Error::usage(
+            "a qcow2 image with QEMU's own LUKS encryption is served read-only for now \
+             (concurrent writes into new clusters can be lost): mount it with --readonly",
+        )
+        .in_file(&path));
+    }
     let mut fuse_options: Vec<String> = options
         .iter()
         .flat_map(|o| o.split(','))
@@ -48,8 +63,11 @@ pub fn run(a: MountArgs) -> Result<()> {
         .because(Reason::UnboundKeyslot)
         .in_file(&path));
     }
-    for p in &payloads {
-        luksfuse::mount::check_header_outside_data(&path, p, &header)?;
+    if !embedded_luks {
+        // (An encrypted qcow2 image keeps its header in clusters no guest write reaches.)
+        for p in &payloads {
+            luksfuse::mount::check_header_outside_data(&path, p, &header)?;
+        }
     }
     let cfg = MountConfig {
         header: path,
@@ -65,6 +83,7 @@ pub fn run(a: MountArgs) -> Result<()> {
         }),
         allow_backing,
         partitions,
+        embedded_luks,
     };
     luksfuse::mount::run(&cfg, unlocked.key, header.segment())
 }
