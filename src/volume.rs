@@ -268,7 +268,8 @@ impl Volume {
                     },
                     _,
                 ) => {
-                    self.write_stored(&buf[done..done + n], at, host_delta(host, at))?;
+                    // `host` is where `start` is stored (the extent was looked up there).
+                    self.write_stored(&buf[done..done + n], at, host_delta(host, start))?;
                     done += n;
                     continue;
                 }
@@ -464,6 +465,91 @@ mod tests {
         VolumeKey(Secret::new(
             (0..n).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect(),
         ))
+    }
+
+    /// An image that encrypts its own clusters (as an encrypted qcow2 does): guest bytes held
+    /// in memory, a cluster stored at host offset `guest + HOST`, and, once, a lie: the next
+    /// [`Image::extent`] calls an allocated cluster a hole, as a writer sees it when another
+    /// writer fills that cluster between its look and its lock.
+    struct FillRace {
+        mem: MemImage,
+        allocated: Mutex<Vec<bool>>,
+        hide_once: std::sync::atomic::AtomicBool,
+    }
+
+    const CLUSTER: u64 = 4096;
+    const HOST: u64 = 1 << 20;
+
+    impl Image for FillRace {
+        fn size(&self) -> u64 {
+            self.mem.size()
+        }
+        fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+            self.mem.read_at(buf, off)
+        }
+        fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
+            self.mem.write_at(buf, off)
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn writable(&self) -> bool {
+            true
+        }
+        fn plaintext_holes(&self) -> Option<u64> {
+            Some(CLUSTER)
+        }
+        fn extent(&self, off: u64, max: u64) -> io::Result<(Extent, u64)> {
+            let n = (CLUSTER - off % CLUSTER).min(max);
+            let stored = self.allocated.lock().unwrap()[us(off / CLUSTER)];
+            let hide = self
+                .hide_once
+                .swap(false, std::sync::atomic::Ordering::SeqCst);
+            Ok(if stored && !hide {
+                let host = off + HOST;
+                (
+                    Extent::Stored {
+                        host,
+                        in_place: true,
+                    },
+                    n,
+                )
+            } else {
+                (Extent::Hole, n)
+            })
+        }
+        fn allocate(&self, off: u64, len: u64) -> io::Result<u64> {
+            let mut a = self.allocated.lock().unwrap();
+            for c in off / CLUSTER..(off + len).div_ceil(CLUSTER) {
+                a[us(c)] = true;
+            }
+            Ok(off + HOST)
+        }
+    }
+
+    #[test]
+    fn a_write_that_finds_its_hole_filled_under_the_lock_uses_the_clusters_ivs() {
+        let img = Arc::new(FillRace {
+            mem: MemImage::new(vec![0u8; 4 * CLUSTER as usize]),
+            allocated: Mutex::new(vec![false; 4]),
+            hide_once: false.into(),
+        });
+        let v = Volume::new(
+            img.clone(),
+            &segment(0, None, 512, "aes-xts-plain64", 64),
+            &key(64),
+        )
+        .unwrap();
+        let mut want: Vec<u8> = (0..CLUSTER).map(|i| (i % 251) as u8).collect();
+        v.write_at(&want, 0).unwrap(); // fills the hole: cluster 0 allocated
+        img.hide_once
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Mid-cluster, so that the cluster's start and the write's start differ by sectors.
+        v.write_at(&[0xab; 100], 1000).unwrap();
+        want[1000..1100].fill(0xab);
+        let mut got = vec![0u8; us(CLUSTER)];
+        v.read_at(&mut got, 0).unwrap();
+        assert!(got == want, "the write was encrypted for another place");
     }
 
     /// A test size or offset as a buffer index (they are small).

@@ -328,10 +328,6 @@ pub struct MountArgs {
     /// (numbered as the table numbers them); a disk without a table is served whole only.
     #[arg(long)]
     pub partitions: bool,
-    /// Allow writes to a qcow2 image with QEMU's own LUKS encryption (hidden: concurrent
-    /// writes into new clusters can be lost, see tests/qcow2_luks.rs; for the tests only).
-    #[arg(long = "unsafe-qcow2-luks-writes", hide = true)]
-    pub unsafe_qcow2_luks_writes: bool,
     /// The LUKS header file; with only a MOUNTPOINT after it, an image holding its own
     /// header: a LUKS image (`cryptsetup luksFormat disk.img`, `qemu-img create -f luks`) or a
     /// qcow2 image with QEMU's own LUKS encryption (encrypt.format=luks).

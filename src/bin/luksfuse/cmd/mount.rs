@@ -16,7 +16,6 @@ pub fn run(a: MountArgs) -> Result<()> {
         payload_format,
         allow_backing,
         partitions,
-        unsafe_qcow2_luks_writes,
         header: path,
         mut paths,
     } = a;
@@ -31,16 +30,6 @@ pub fn run(a: MountArgs) -> Result<()> {
         ));
     }
     let payloads = if single { vec![path.clone()] } else { paths };
-    if embedded_luks
-        && !unsafe_qcow2_luks_writes
-        && !(readonly || options.iter().any(|o| o.split(',').any(|o| o == "ro")))
-    {
-        return Err(Error::usage(
-            "a qcow2 image with QEMU's own LUKS encryption is served read-only for now \
-             (concurrent writes into new clusters can be lost): mount it with --readonly",
-        )
-        .in_file(&path));
-    }
     let mut fuse_options: Vec<String> = options
         .iter()
         .flat_map(|o| o.split(','))
