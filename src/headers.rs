@@ -137,10 +137,9 @@ pub fn volume_key(bytes: &Passphrase, len: usize, file: &Path) -> Result<VolumeK
 /// durable). Refuses an existing `backup`.
 pub fn header_backup(path: &Path, backup: &Path) -> Result<()> {
     let file = crate::luks::HeaderFile::open(path)?;
-    let header = Header::parse(&file).map_err(|e| e.in_file(path))?;
-    let end = header.metadata_end();
-    let mut bytes = vec![0u8; usize::try_from(end).expect("bounded by the parser")];
-    crate::luks::ReadAt::read_exact_at(&file, &mut bytes, 0).map_err(|e| e.in_file(path))?;
+    let bytes = Header::parse(&file)
+        .and_then(|h| h.read_metadata(&file))
+        .map_err(|e| e.in_file(path))?;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut out = std::fs::OpenOptions::new()
@@ -172,17 +171,15 @@ impl HeaderRestore {
     pub fn prepare(path: &Path, from: &Path) -> Result<Self> {
         let backup_file = crate::luks::HeaderFile::open(from)?;
         let backup_h = Header::parse(&backup_file).map_err(|e| e.in_file(from))?;
-        let end = backup_h.metadata_end();
-        let mut backup = vec![0u8; usize::try_from(end).expect("bounded by the parser")];
-        crate::luks::ReadAt::read_exact_at(&backup_file, &mut backup, 0)
+        let backup = backup_h
+            .read_metadata(&backup_file)
             .map_err(|e| e.in_file(from))?;
-        // The backup's own layout says whether `path` holds its data after the header.
-        let data = backup_h.segment().offset.get();
+        let end = backup.len() as u64; // usize to u64 widens
+                                       // The backup's own layout says whether `path` holds its data after the header.
         let len = std::fs::metadata(path)
             .map_err(|e| Error::io(path, "cannot stat header", &e))?
             .len();
-        let attached = (data > 0 && end <= data && len > data).then_some(end);
-        let locked = Locked::open_as(path, attached)?;
+        let locked = Locked::open_as(path, backup_h.attached_end(len))?;
         if !locked.attached() && len > end {
             return Err(Error::usage(format!(
                 "the file is {len} bytes, more than the backup's header ({end}): restoring it \

@@ -141,6 +141,22 @@ impl Header {
         }
     }
 
+    /// Where this header ends ([`Self::metadata_end`]) when it is the start of a file of
+    /// `file_len` bytes that holds the data after it (an image holding its header: the data
+    /// starts past the header's bytes and there is data); `None` for a detached header.
+    pub fn attached_end(&self, file_len: u64) -> Option<u64> {
+        let (data, end) = (self.segment().offset.get(), self.metadata_end());
+        (data > 0 && end <= data && file_len > data).then_some(end)
+    }
+
+    /// The header's bytes, from 0 to [`Self::metadata_end`], read from `src`.
+    pub fn read_metadata(&self, src: &dyn ReadAt) -> Result<Vec<u8>> {
+        let end = usize::try_from(self.metadata_end()).expect("bounded by the parser");
+        let mut bytes = vec![0u8; end];
+        src.read_exact_at(&mut bytes, 0)?;
+        Ok(bytes)
+    }
+
     /// Tries one keyslot bound to the data segment: `Ok(None)` when the passphrase is wrong
     /// for it; an unbound keyslot is an error (its key is not the volume key).
     pub fn open_keyslot(

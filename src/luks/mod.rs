@@ -104,6 +104,11 @@ pub struct HeaderFile {
 impl HeaderFile {
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, "cannot open header", &e))?;
+        Self::from_file(file, path)
+    }
+
+    /// A header file already open (as `path`).
+    pub fn from_file(file: File, path: &Path) -> Result<Self> {
         let meta = file
             .metadata()
             .map_err(|e| Error::io(path, "cannot stat header", &e))?;

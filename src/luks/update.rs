@@ -112,8 +112,8 @@ impl Locked {
             return Err(busy(path, "replaced by another process just now"));
         }
         // An image holding its header and data is changed in place, its header bytes only.
-        let end =
-            attached_header_end(&file, meta.len()).or(attached_end.filter(|&e| e < meta.len()));
+        let end = attached_header_end(&file, path, meta.len())
+            .or(attached_end.filter(|&e| e < meta.len()));
         if let Some(end) = end {
             let mut image = vec![0u8; usize::try_from(end).expect("bounded by the parser")];
             file.read_exact_at(&mut image, 0)
@@ -191,24 +191,9 @@ impl Locked {
 /// Where the header of `file` (of `len` bytes) ends, when the file is an image holding its
 /// header and then its data (the data offset past the header's bytes, and data after it);
 /// `None` for a detached header file or anything that does not parse.
-fn attached_header_end(file: &File, len: u64) -> Option<u64> {
-    struct At<'a>(&'a File, u64);
-    impl super::ReadAt for At<'_> {
-        fn size(&self) -> u64 {
-            self.1
-        }
-        fn read_exact_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
-            if off.checked_add(buf.len() as u64).is_none_or(|e| e > self.1) {
-                return Err(Error::format("truncated"));
-            }
-            self.0
-                .read_exact_at(buf, off)
-                .map_err(|e| Error::format(e.to_string()))
-        }
-    }
-    let h = super::Header::parse(&At(file, len)).ok()?;
-    let (data, end) = (h.segment().offset.get(), h.metadata_end());
-    (data > 0 && end <= data && len > data).then_some(end)
+fn attached_header_end(file: &File, path: &Path, len: u64) -> Option<u64> {
+    let src = super::HeaderFile::from_file(file.try_clone().ok()?, path).ok()?;
+    super::Header::parse(&src).ok()?.attached_end(len)
 }
 
 fn wipe_ranges(file: &File, ranges: &[Range<u64>]) -> io::Result<()> {
