@@ -15,6 +15,9 @@
 //! figures measured under the same load. A spec the library cannot parse yet prints "not
 //! supported (yet)".
 
+mod common;
+
+use common::median;
 use luksfuse::crypto::bench::{rate, raw_blocks_rate};
 use luksfuse::crypto::{CipherSpec, SectorCipher};
 use luksfuse::units::{Iv, SectorSize};
@@ -67,29 +70,7 @@ fn openssl(name: &str, sector: usize, encrypt: bool) -> Option<f64> {
     if !encrypt {
         cmd.arg("-decrypt");
     }
-    let out = cmd.output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "AES-256-XTS    8510027.69k": thousands of bytes per second.
-    let line = text
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with(name))?;
-    let k: f64 = line
-        .split_whitespace()
-        .last()?
-        .trim_end_matches('k')
-        .parse()
-        .ok()?;
-    Some(k / 1000.0)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
+    common::openssl_speed(&mut cmd, name)
 }
 
 /// What one measurement is of: the spec's row, the sector size (0 for raw), encrypt or not.

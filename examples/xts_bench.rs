@@ -8,10 +8,14 @@
 //! that each ratio compares medians measured under the same load. OpenSSL times one sector per
 //! EVP call, which is what `-bytes` sets.
 
+mod common;
+
+use common::median;
+use luksfuse::crypto::bench::rate;
 use luksfuse::crypto::{CipherSpec, SectorCipher, XtsImpl};
 use luksfuse::units::{Iv, SectorSize};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BUF: usize = 1 << 20;
 const KEYS: [usize; 2] = [32, 64];
@@ -19,49 +23,16 @@ const SECTORS: [usize; 2] = [512, 4096];
 /// Time spent per measurement, ours and OpenSSL's.
 const SLICE: Duration = Duration::from_millis(400);
 
-/// MB/s of `f` run over `BUF` bytes repeatedly for about [`SLICE`].
-fn rate(mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < SLICE {
-        f();
-        n += 1;
-    }
-    (n as f64 * BUF as f64) / start.elapsed().as_secs_f64() / 1e6
-}
-
 /// MB/s of `openssl speed` for AES-XTS with `keylen`-byte keys on `sector`-byte calls, or
 /// `None` when openssl is missing or prints something unexpected.
 fn openssl(keylen: usize, sector: usize) -> Option<f64> {
     let cipher = format!("aes-{}-xts", keylen * 4);
-    let out = Command::new("openssl")
-        .args(["speed", "-seconds", "1", "-evp", &cipher, "-bytes"])
-        .arg(sector.to_string())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "AES-256-XTS    8510027.69k": thousands of bytes per second.
-    let line = text
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with(&cipher))?;
-    let k: f64 = line
-        .split_whitespace()
-        .last()?
-        .trim_end_matches('k')
-        .parse()
-        .ok()?;
-    Some(k / 1000.0)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
+    common::openssl_speed(
+        Command::new("openssl")
+            .args(["speed", "-seconds", "1", "-evp", &cipher, "-bytes"])
+            .arg(sector.to_string()),
+        &cipher,
+    )
 }
 
 fn main() {
@@ -89,7 +60,7 @@ fn main() {
                 for (i, &imp) in impls.iter().enumerate() {
                     let c = SectorCipher::with_impl(&spec, &key, imp).unwrap();
                     for enc in [true, false] {
-                        let r = rate(|| {
+                        let r = rate(BUF, SLICE, || {
                             if enc {
                                 c.encrypt_sectors(&mut buf, size, Iv(1), size.ivs_per_sector())
                             } else {

@@ -9,14 +9,13 @@ use common::*;
 use std::os::unix::fs::FileExt;
 use std::process::Command;
 
-/// sha256 of the first `len` bytes of `path`.
-fn sha256_prefix(path: &std::path::Path, len: u64) -> Vec<u8> {
+/// sha256 of the bytes `range` of `path` (`..end` or `start..`).
+fn sha256_of(path: &std::path::Path, range: impl std::ops::RangeBounds<usize>) -> Vec<u8> {
     use sha2::Digest;
-    let mut b = vec![0u8; len as usize];
-    std::fs::File::open(path)
-        .and_then(|f| f.read_exact_at(&mut b, 0))
-        .unwrap();
-    sha2::Sha256::digest(&b).to_vec()
+    sha2::Sha256::digest(
+        &std::fs::read(path).unwrap()[(range.start_bound().cloned(), range.end_bound().cloned())],
+    )
+    .to_vec()
 }
 
 /// The data offset of a LUKS image, in bytes, as luksfuse's dump names it.
@@ -50,7 +49,7 @@ fn qemu_luks1_image_through_the_two_argument_mount() {
     qemu_write_plain(&f, &image_opts, &model);
     let offset = payload_offset(&f.header);
     assert!(offset >= 4096, "QEMU puts the data after the header");
-    let header_before = sha256_prefix(&f.header, offset);
+    let header_before = sha256_of(&f.header, ..offset as usize);
 
     let m = Mounted::attached(&f, &[], "disk");
     let served = m.mnt.join("disk");
@@ -69,7 +68,7 @@ fn qemu_luks1_image_through_the_two_argument_mount() {
     model[..4096].fill(0x5a);
     m.unmount();
     assert_eq!(
-        sha256_prefix(&f.header, offset),
+        sha256_of(&f.header, ..offset as usize),
         header_before,
         "the header area is unchanged"
     );
@@ -104,7 +103,7 @@ fn cryptsetup_luks2_image_encrypted_in_place_through_the_mount_helper() {
     run_ok(Command::new("cryptsetup").args(&args));
     let offset = payload_offset(&f.header);
     assert_eq!(offset, REDUCE / 2, "cryptsetup's data offset");
-    let header_before = sha256_prefix(&f.header, offset);
+    let header_before = sha256_of(&f.header, ..offset as usize);
 
     // mount(8)'s helper without header=: the source holds its header.
     let mnt = f.path("mnt");
@@ -139,7 +138,7 @@ fn cryptsetup_luks2_image_encrypted_in_place_through_the_mount_helper() {
     unaligned_writes_through(&served, &mut model, 9);
     m.unmount();
     assert_eq!(
-        sha256_prefix(&f.header, offset),
+        sha256_of(&f.header, ..offset as usize),
         header_before,
         "the header area is unchanged"
     );
@@ -208,23 +207,9 @@ fn a_detached_header_is_not_its_own_payload() {
     assert!(std::fs::read(&f.header).unwrap() == before);
 }
 
-/// `cryptsetup open --test-passphrase` of `image` with key file `key`: its exit code.
+/// `cryptsetup open --test-passphrase` of the image `image` with key file `key`: its exit code.
 fn cryptsetup_opens(image: &std::path::Path, key: &std::path::Path) -> i32 {
-    forking(|| {
-        Command::new("cryptsetup")
-            .args(["open", "--test-passphrase", "--key-file", s(key), s(image)])
-            .status()
-    })
-    .unwrap()
-    .code()
-    .unwrap()
-}
-
-/// sha256 of `path` from `from` to its end.
-fn sha256_from(path: &std::path::Path, from: u64) -> Vec<u8> {
-    use sha2::Digest;
-    let all = std::fs::read(path).unwrap();
-    sha2::Sha256::digest(&all[from as usize..]).to_vec()
+    cryptsetup_test_key(image, image, key, None)
 }
 
 #[test]
@@ -248,7 +233,7 @@ fn keys_change_inside_cryptsetup_images_and_the_data_stays() {
         run_ok(Command::new("cryptsetup").args(&args));
         let offset = payload_offset(&f.header);
         let len = std::fs::metadata(&f.header).unwrap().len();
-        let data = sha256_from(&f.header, offset);
+        let data = sha256_of(&f.header, offset as usize..);
         let (second, third) = (f.path("second"), f.path("third"));
         write_file(&second, b"a second passphrase");
         write_file(&third, b"a third passphrase");
@@ -296,7 +281,7 @@ fn keys_change_inside_cryptsetup_images_and_the_data_stays() {
             "{what}: size"
         );
         assert_eq!(
-            sha256_from(&f.header, offset),
+            sha256_of(&f.header, offset as usize..),
             data,
             "{what}: data untouched"
         );
@@ -324,17 +309,21 @@ fn header_backup_is_cryptsetups_and_restore_revives_a_wiped_header() {
         args.push(s(&f.header));
         run_ok(Command::new("cryptsetup").args(&args));
         let offset = payload_offset(&f.header);
-        let data = sha256_from(&f.header, offset);
+        let data = sha256_of(&f.header, offset as usize..);
         let (ours, theirs) = (f.path("ours.bak"), f.path("theirs.bak"));
-        let r = luksfuse(
-            &[
-                "header-backup",
-                "--header-backup-file",
-                s(&ours),
-                s(&f.header),
-            ],
-            b"",
-        );
+        let backup = |to: &std::path::Path| {
+            luksfuse(
+                &["header-backup", "--header-backup-file", s(to), s(&f.header)],
+                b"",
+            )
+        };
+        let restore = |extra: &[&str]| {
+            let mut args = vec!["header-restore"];
+            args.extend_from_slice(extra);
+            args.extend(["--header-backup-file", s(&theirs), s(&f.header)]);
+            luksfuse(&args, b"")
+        };
+        let r = backup(&ours);
         assert_eq!(r.code, 0, "{what}: {}", r.stderr);
         run_ok(Command::new("cryptsetup").args([
             "luksHeaderBackup",
@@ -347,15 +336,7 @@ fn header_backup_is_cryptsetups_and_restore_revives_a_wiped_header() {
             "{what}: the backup is cryptsetup's, byte for byte"
         );
         // A second backup to the same file is refused.
-        let r = luksfuse(
-            &[
-                "header-backup",
-                "--header-backup-file",
-                s(&ours),
-                s(&f.header),
-            ],
-            b"",
-        );
+        let r = backup(&ours);
         assert_eq!(r.code, 1, "{what}: {}", r.stderr);
 
         // Wipe the header (both LUKS2 copies), then restore cryptsetup's backup.
@@ -365,30 +346,13 @@ fn header_backup_is_cryptsetups_and_restore_revives_a_wiped_header() {
             .and_then(|h| h.write_all_at(&[0u8; 32768], 0))
             .unwrap();
         assert_ne!(cryptsetup_opens(&f.header, &f.keyfile), 0, "{what}: wiped");
-        let r = luksfuse(
-            &[
-                "header-restore",
-                "--header-backup-file",
-                s(&theirs),
-                s(&f.header),
-            ],
-            b"",
-        );
+        let r = restore(&[]);
         assert_eq!(
             r.code, 1,
             "{what}: no header in place needs -q: {}",
             r.stderr
         );
-        let r = luksfuse(
-            &[
-                "header-restore",
-                "-q",
-                "--header-backup-file",
-                s(&theirs),
-                s(&f.header),
-            ],
-            b"",
-        );
+        let r = restore(&["-q"]);
         assert_eq!(r.code, 0, "{what}: {}", r.stderr);
         assert_eq!(
             cryptsetup_opens(&f.header, &f.keyfile),
@@ -396,7 +360,7 @@ fn header_backup_is_cryptsetups_and_restore_revives_a_wiped_header() {
             "{what}: restored"
         );
         assert_eq!(
-            sha256_from(&f.header, offset),
+            sha256_of(&f.header, offset as usize..),
             data,
             "{what}: data untouched"
         );

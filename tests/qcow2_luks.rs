@@ -18,18 +18,7 @@ fn encrypted_qcow2(opts: &str) -> Fixture {
     if !opts.is_empty() {
         o = format!("{o},{opts}");
     }
-    run_ok(Command::new("qemu-img").args([
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "--object",
-        &qemu_secret(&f),
-        "-o",
-        &o,
-        s(&image),
-        "12M",
-    ]));
+    qemu_create(&f, "qcow2", &image, &o, "12M");
     f.payload = image;
     f
 }
@@ -259,18 +248,13 @@ fn dump_test_key_and_wrong_key() {
 fn aes_method_is_refused() {
     let f = Fixture::new();
     let image = f.path("aes.qcow2");
-    run_ok(Command::new("qemu-img").args([
-        "create",
-        "-q",
-        "-f",
+    qemu_create(
+        &f,
         "qcow2",
-        "--object",
-        &qemu_secret(&f),
-        "-o",
+        &image,
         "encrypt.format=aes,encrypt.key-secret=s",
-        s(&image),
         "1M",
-    ]));
+    );
     let before = std::fs::read(&image).unwrap();
     let mnt = f.path("mnt");
     std::fs::create_dir_all(&mnt).unwrap();

@@ -163,11 +163,16 @@ pub fn qemu_secret(f: &Fixture) -> String {
 /// `qemu-img create -f luks -o OPTS FILE SIZE` with the fixture's key as the secret `s`
 /// (`opts` names it: `key-secret=s,...`): header and payload in one file.
 pub fn qemu_create_luks(f: &Fixture, file: &Path, opts: &str, size: &str) {
+    qemu_create(f, "luks", file, opts, size)
+}
+
+/// `qemu-img create -f FORMAT -o OPTS FILE SIZE` with the fixture's key as the secret `s`.
+pub fn qemu_create(f: &Fixture, format: &str, file: &Path, opts: &str, size: &str) {
     run_ok(Command::new("qemu-img").args([
         "create",
         "-q",
         "-f",
-        "luks",
+        format,
         "--object",
         &qemu_secret(f),
         "-o",
