@@ -136,7 +136,10 @@ pub fn volume_key(bytes: &Passphrase, len: usize, file: &Path) -> Result<VolumeK
 /// data) to the new file `backup` (read-only for its owner, as cryptsetup makes it; made
 /// durable). Refuses an existing `backup`.
 pub fn header_backup(path: &Path, backup: &Path) -> Result<()> {
-    let file = crate::luks::HeaderFile::open(path)?;
+    let file = match embedded(path)? {
+        Some((offset, length)) => crate::luks::HeaderFile::open_range(path, offset, length)?,
+        None => crate::luks::HeaderFile::open(path)?,
+    };
     let bytes = Header::parse(&file)
         .and_then(|h| h.read_metadata(&file))
         .map_err(|e| e.in_file(path))?;
@@ -179,7 +182,10 @@ impl HeaderRestore {
         let len = std::fs::metadata(path)
             .map_err(|e| Error::io(path, "cannot stat header", &e))?
             .len();
-        let locked = Locked::open_as(path, backup_h.attached_end(len))?;
+        let locked = match embedded(path)? {
+            Some((offset, length)) => Locked::open_embedded(path, offset, length)?,
+            None => Locked::open_as(path, backup_h.attached_end(len))?,
+        };
         if !locked.attached() && len > end {
             return Err(Error::usage(format!(
                 "the file is {len} bytes, more than the backup's header ({end}): restoring it \
@@ -232,7 +238,10 @@ pub struct HeaderEdit {
 impl HeaderEdit {
     /// Locks the header file (it must not be in use) and parses it.
     pub fn open(path: &Path) -> Result<Self> {
-        let locked = Locked::open(path)?;
+        let locked = match embedded(path)? {
+            Some((offset, length)) => Locked::open_embedded(path, offset, length)?,
+            None => Locked::open(path)?,
+        };
         let header = Header::parse(locked.image()).map_err(|e| e.in_file(path))?;
         Ok(HeaderEdit { locked, header })
     }
@@ -437,6 +446,18 @@ impl HeaderEdit {
         log::info!("Key slot {slot} removed.");
         Ok(())
     }
+}
+
+/// Where the LUKS header inside `path` lies when `path` is a qcow2 image with QEMU's own
+/// encryption (`Some((offset, length))`; changed in place like an attached header), else
+/// `None`. The legacy AES method and a bad header pointer are errors naming the file.
+fn embedded(path: &Path) -> Result<Option<(u64, u64)>> {
+    use crate::image::qcow2;
+    // A file we cannot read is reported by the header's own open.
+    if !qcow2::is_qcow2(path).unwrap_or(false) {
+        return Ok(None);
+    }
+    qcow2::embedded_luks_header(path)
 }
 
 /// Writes `image` after checking that it parses and that `pass` opens `slot` with the same

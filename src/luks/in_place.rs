@@ -167,16 +167,19 @@ fn merged(ranges: Vec<Range<u64>>) -> Vec<Range<u64>> {
     runs
 }
 
-/// Writes `new` over `old` in `file` in the order [`plan`] gives; `new` has been checked by
-/// the caller (it parses and opens with the new key).
-pub(crate) fn commit(file: &File, old: &[u8], new: &[u8]) -> Result<()> {
+/// Writes `new` over `old` in `file` (the header starting at `base`) in the order [`plan`]
+/// gives; `new` has been checked by the caller (it parses and opens with the new key).
+pub(crate) fn commit(file: &File, base: u64, old: &[u8], new: &[u8]) -> Result<()> {
     let old_h = Header::parse(&old.to_vec()).ok();
     let new_h = Header::parse(&new.to_vec())?;
     for phase in plan(old, new, old_h.as_ref(), &new_h)? {
         for r in phase {
             // Ranges lie inside `new` (they come from its sectors or its header copies).
             let bytes = &new[r.start as usize..r.end as usize];
-            file.write_all_at(bytes, r.start)
+            let at = base
+                .checked_add(r.start)
+                .ok_or_else(|| Error::format("header offset overflows"))?;
+            file.write_all_at(bytes, at)
                 .map_err(|e| Error::format(format!("cannot write header at {}: {e}", r.start)))?;
         }
         file.sync_data()

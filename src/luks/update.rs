@@ -64,6 +64,9 @@ pub struct Locked {
     meta: std::fs::Metadata,
     image: Vec<u8>,
     attached: bool,
+    /// Where the header starts in the file: 0, or the offset of a header embedded in a qcow2
+    /// image (QEMU's own encryption), changed in place like an attached one.
+    base: u64,
 }
 
 impl Locked {
@@ -76,6 +79,78 @@ impl Locked {
     /// header of that many bytes before its data even if the header in place does not parse
     /// (a damaged header about to be restored from a backup that says so).
     pub fn open_as(path: &Path, attached_end: Option<u64>) -> Result<Self> {
+        let (file, meta) = Self::lock_file(path)?;
+        // An image holding its header and data is changed in place, its header bytes only.
+        let end = attached_header_end(&file, path, meta.len())
+            .or(attached_end.filter(|&e| e < meta.len()));
+        if let Some(end) = end {
+            return Self::in_place(path, file, meta, 0, end);
+        }
+        if meta.len() > MAX_HEADER_FILE {
+            return Err(Error::usage(format!(
+                "file of {} bytes is too large for a detached header (at most {MAX_HEADER_FILE})",
+                meta.len()
+            ))
+            .in_file(path));
+        }
+        // At most MAX_HEADER_FILE bytes (checked above); the capacity is only a hint.
+        let mut image = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        (&file)
+            .read_to_end(&mut image)
+            .map_err(|e| Error::io(path, "cannot read header", &e))?;
+        Ok(Locked {
+            path: path.to_owned(),
+            file,
+            meta,
+            image,
+            attached: false,
+            base: 0,
+        })
+    }
+
+    /// Like [`Self::open`] for a header embedded in a larger file: the `length` bytes at
+    /// `offset` (a qcow2 image with QEMU's own LUKS encryption names them), changed in place.
+    pub fn open_embedded(path: &Path, offset: u64, length: u64) -> Result<Self> {
+        let (file, meta) = Self::lock_file(path)?;
+        match offset.checked_add(length) {
+            // Sector-aligned: the in-place order relies on 512-byte sector writes.
+            Some(end)
+                if end <= meta.len() && length <= MAX_HEADER_FILE && offset.is_multiple_of(512) => {
+            }
+            _ => {
+                return Err(Error::format(format!(
+                    "embedded header at {offset} of {length} bytes lies outside the file"
+                ))
+                .in_file(path))
+            }
+        }
+        Self::in_place(path, file, meta, offset, length)
+    }
+
+    /// The `len` header bytes at `base` of a locked file that also holds data.
+    fn in_place(
+        path: &Path,
+        file: File,
+        meta: std::fs::Metadata,
+        base: u64,
+        len: u64,
+    ) -> Result<Self> {
+        let mut image = vec![0u8; usize::try_from(len).expect("bounded by the caller")];
+        file.read_exact_at(&mut image, base)
+            .map_err(|e| Error::io(path, "cannot read header", &e))?;
+        Ok(Locked {
+            path: path.to_owned(),
+            file,
+            meta,
+            image,
+            attached: true,
+            base,
+        })
+    }
+
+    /// Opens `path` read-write (read-only if that is all we may), checks it is a regular file
+    /// and takes the exclusive lock; refuses while QEMU has it open.
+    fn lock_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
         // Read-write so that removed key material can be wiped in place after the rename.
         let file = OpenOptions::new()
             .read(true)
@@ -111,40 +186,7 @@ impl Locked {
         if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
             return Err(busy(path, "replaced by another process just now"));
         }
-        // An image holding its header and data is changed in place, its header bytes only.
-        let end = attached_header_end(&file, path, meta.len())
-            .or(attached_end.filter(|&e| e < meta.len()));
-        if let Some(end) = end {
-            let mut image = vec![0u8; usize::try_from(end).expect("bounded by the parser")];
-            file.read_exact_at(&mut image, 0)
-                .map_err(|e| Error::io(path, "cannot read header", &e))?;
-            return Ok(Locked {
-                path: path.to_owned(),
-                file,
-                meta,
-                image,
-                attached: true,
-            });
-        }
-        if meta.len() > MAX_HEADER_FILE {
-            return Err(Error::usage(format!(
-                "file of {} bytes is too large for a detached header (at most {MAX_HEADER_FILE})",
-                meta.len()
-            ))
-            .in_file(path));
-        }
-        // At most MAX_HEADER_FILE bytes (checked above); the capacity is only a hint.
-        let mut image = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        (&file)
-            .read_to_end(&mut image)
-            .map_err(|e| Error::io(path, "cannot read header", &e))?;
-        Ok(Locked {
-            path: path.to_owned(),
-            file,
-            meta,
-            image,
-            attached: false,
-        })
+        Ok((file, meta))
     }
 
     /// Whether the file is an image holding its header before its data: [`Self::image`] is
@@ -171,7 +213,7 @@ impl Locked {
     pub fn commit(self, new: &[u8], wipe: &[Range<u64>]) -> Result<()> {
         if self.attached {
             // The key material removed is wiped in `new` itself (phase 3 of the plan).
-            return super::in_place::commit(&self.file, &self.image, new)
+            return super::in_place::commit(&self.file, self.base, &self.image, new)
                 .map_err(|e| e.in_file(&self.path));
         }
         remove_stale_copies(&self.path);

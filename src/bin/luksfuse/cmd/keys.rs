@@ -7,27 +7,8 @@ use crate::cli::{AddKeyArgs, ChangeKeyArgs, HeaderRestoreArgs, KillSlotArgs, Rem
 use crate::tty::{self, Progress};
 use luksfuse::error::{Error, Result};
 use luksfuse::headers::HeaderEdit;
-use std::path::Path;
-
-/// Keyslots of a LUKS header embedded in a qcow2 image (QEMU's own encryption) are not
-/// changed here: refused with what to run instead (the legacy AES method and a bad header
-/// pointer are refused by `embedded_header` itself).
-fn refuse_embedded(path: &Path) -> Result<()> {
-    if super::embedded_header(path)?.is_some() {
-        return Err(Error::format(
-            "changing the keyslots of the LUKS header inside a qcow2 image is not supported",
-        )
-        .in_file(path)
-        .with_hint(
-            "use: qemu-img amend --object secret,... --image-opts ... -o \
-             encrypt.new-secret=...,encrypt.state=active IMAGE",
-        ));
-    }
-    Ok(())
-}
 
 pub fn add_key(a: &AddKeyArgs) -> Result<()> {
-    refuse_embedded(&a.header)?;
     let edit = HeaderEdit::open(&a.header)?;
     let slot = edit.new_slot(a.key_slot)?;
     let kdf = edit.kdf(&a.kdf.options())?;
@@ -57,7 +38,6 @@ pub fn add_key(a: &AddKeyArgs) -> Result<()> {
 
 /// Replaces the passphrase of the keyslot the old one opens, in the same keyslot.
 pub fn change_key(a: &ChangeKeyArgs) -> Result<()> {
-    refuse_embedded(&a.header)?;
     let edit = HeaderEdit::open(&a.header)?;
     let kdf = edit.kdf(&a.kdf.options())?;
     let old = a
@@ -76,7 +56,6 @@ pub fn change_key(a: &ChangeKeyArgs) -> Result<()> {
 
 /// Removes the keyslot that the given key opens.
 pub fn remove_key(a: &RemoveKeyArgs) -> Result<()> {
-    refuse_embedded(&a.header)?;
     let edit = HeaderEdit::open(&a.header)?;
     let pass = a
         .key
@@ -91,7 +70,6 @@ pub fn remove_key(a: &RemoveKeyArgs) -> Result<()> {
 /// one, `-q` (or `--force`) stands for it. The last keyslot needs `-q`, `--force` or a `YES`
 /// on a terminal.
 pub fn kill_slot(a: &KillSlotArgs) -> Result<()> {
-    refuse_embedded(&a.header)?;
     let edit = HeaderEdit::open(&a.header)?;
     let slot = a.slot;
     // -q or --force: confirmed up front, so neither a key of another keyslot (unless a key
