@@ -262,3 +262,28 @@ fn luks1_header_from_qemu_unlocks() {
     );
     assert_eq!(ours, theirs);
 }
+
+/// `dump --dump-volume-key -q` prints what `cryptsetup luksDump --dump-volume-key -q` prints:
+/// the same lines on stdout, nothing on stderr (no warning block: cryptsetup shows it only
+/// with its question, on a terminal without `-q`). Likewise with stdin not a terminal.
+#[test]
+fn volume_key_dump_prints_cryptsetups_lines_only() {
+    for ty in ["luks1", "luks2"] {
+        let f = luks_format(&["--type", ty, "--pbkdf-force-iterations", "1000"]);
+        let (h, k) = (s(&f.header), s(&f.keyfile));
+        for quiet in [true, false] {
+            let mut theirs = vec!["luksDump", "--dump-volume-key", "--key-file", k, h];
+            let mut ours = vec!["dump", "--dump-volume-key", "-d", k, h];
+            if quiet {
+                theirs.insert(1, "-q");
+                ours.insert(1, "-q");
+            }
+            let c = run_ok(Command::new("cryptsetup").args(&theirs));
+            let l = luksfuse(&ours, b"");
+            assert_eq!(l.code, 0, "{}", l.stderr);
+            assert_eq!(l.stdout, String::from_utf8_lossy(&c.stdout), "{ty} -q {quiet}");
+            assert_eq!(l.stderr, String::from_utf8_lossy(&c.stderr), "{ty} -q {quiet}");
+            assert!(l.stderr.is_empty(), "{ty}: {}", l.stderr);
+        }
+    }
+}

@@ -48,14 +48,16 @@ pub fn run(a: &DumpArgs) -> Result<()> {
     Ok(())
 }
 
-/// cryptsetup's warning, always; then, on a terminal and without `-q`, its question.
+/// cryptsetup's warning and question, on a terminal and without `-q` only (as its
+/// `yesDialog`: in batch mode or from a pipe it prints neither and goes on).
 fn confirm_volume_key_dump(batch_mode: bool) -> bool {
+    if batch_mode || !luksfuse::process::is_terminal(&std::io::stdin()) {
+        return true;
+    }
     eprintln!(
         "\nWARNING!\n========\nThe header dump with volume key is sensitive information\n\
          that allows access to encrypted partition without a passphrase.\n\
          This dump should be stored encrypted in a safe place.\n"
     );
-    batch_mode
-        || !luksfuse::process::is_terminal(&std::io::stdin())
-        || crate::tty::confirm("Are you sure? (Type 'yes' in capital letters): ")
+    crate::tty::confirm("Are you sure? (Type 'yes' in capital letters): ")
 }
