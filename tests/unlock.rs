@@ -269,7 +269,14 @@ fn luks1_header_from_qemu_unlocks() {
 #[test]
 fn volume_key_dump_prints_cryptsetups_lines_only() {
     for ty in ["luks1", "luks2"] {
-        let f = luks_format(&["--type", ty, "--pbkdf-force-iterations", "1000"]);
+        let f = luks_format(&[
+            "--type",
+            ty,
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+        ]);
         let (h, k) = (s(&f.header), s(&f.keyfile));
         for quiet in [true, false] {
             let mut theirs = vec!["luksDump", "--dump-volume-key", "--key-file", k, h];
@@ -281,8 +288,16 @@ fn volume_key_dump_prints_cryptsetups_lines_only() {
             let c = run_ok(Command::new("cryptsetup").args(&theirs));
             let l = luksfuse(&ours, b"");
             assert_eq!(l.code, 0, "{}", l.stderr);
-            assert_eq!(l.stdout, String::from_utf8_lossy(&c.stdout), "{ty} -q {quiet}");
-            assert_eq!(l.stderr, String::from_utf8_lossy(&c.stderr), "{ty} -q {quiet}");
+            assert_eq!(
+                l.stdout,
+                String::from_utf8_lossy(&c.stdout),
+                "{ty} -q {quiet}"
+            );
+            assert_eq!(
+                l.stderr,
+                String::from_utf8_lossy(&c.stderr),
+                "{ty} -q {quiet}"
+            );
             assert!(l.stderr.is_empty(), "{ty}: {}", l.stderr);
         }
     }
