@@ -18,7 +18,7 @@ use std::cell::RefCell;
 thread_local! {
     /// Decrypted data on its way to the kernel (see [`with_read_buf`]).
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// A copy of the caller's data being encrypted in place (see [`with_write_copy`]).
+    /// The caller's data encrypted on its way to the payload (see [`with_write_scratch`]).
     static WRITE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -34,14 +34,16 @@ pub(crate) fn with_read_buf<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R 
     })
 }
 
-/// Runs `f` with this thread's write scratch holding a copy of `data`, so that `f` may
-/// encrypt it in place while the caller's buffer stays intact.
-pub(crate) fn with_write_copy<R>(data: &[u8], f: impl FnOnce(&mut [u8]) -> R) -> R {
+/// Runs `f` with this thread's write scratch, exactly `len` bytes long (its contents are
+/// whatever an earlier request left there): `f` encrypts the caller's data into it, leaving
+/// the caller's buffer intact.
+pub(crate) fn with_write_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
     WRITE_SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
-        s.clear();
-        s.extend_from_slice(data);
-        f(&mut s)
+        if s.len() < len {
+            s.resize(len, 0);
+        }
+        f(&mut s[..len])
     })
 }
 
@@ -58,12 +60,12 @@ mod tests {
         // A smaller request reuses the same allocation, stale bytes and all.
         let (again, len, stale) = with_read_buf(100, |b| (b.as_ptr() as usize, b.len(), b[99]));
         assert_eq!((again, len, stale), (first, 100, 7));
-        let data = [1u8, 2, 3];
-        let out = with_write_copy(&data, |b| {
-            b[0] = 9;
-            b.to_vec()
+        let w = with_write_scratch(4096, |b| {
+            b.fill(9);
+            b.as_ptr() as usize
         });
-        assert_eq!((out, data), (vec![9, 2, 3], [1, 2, 3]));
-        with_write_copy(&[], |b| assert!(b.is_empty()));
+        let (again, len, stale) = with_write_scratch(10, |b| (b.as_ptr() as usize, b.len(), b[9]));
+        assert_eq!((again, len, stale), (w, 10, 9));
+        with_write_scratch(0, |b| assert!(b.is_empty()));
     }
 }

@@ -327,8 +327,13 @@ impl Volume {
                 tmp[sp.skip..sp.skip + sp.n].copy_from_slice(data);
                 self.write_sectors(tmp, sp.sec, delta)?;
             } else {
-                // Encrypted in this thread's scratch (the caller's data must stay intact).
-                buffers::with_write_copy(data, |copy| self.write_sectors(copy, sp.sec, delta))?;
+                // Encrypted into this thread's scratch (the caller's data must stay intact).
+                buffers::with_write_scratch(data.len(), |out| {
+                    let (iv, step) = self.iv(sp.sec, delta);
+                    self.cipher
+                        .encrypt_sectors_to(data, out, self.sector, iv, step);
+                    self.write_encrypted(out, sp.sec)
+                })?;
             }
         }
         Ok(())
@@ -423,6 +428,11 @@ impl Volume {
     fn write_sectors(&self, buf: &mut [u8], sec: EncSector, delta: u64) -> io::Result<()> {
         let (iv, step) = self.iv(sec, delta);
         self.cipher.encrypt_sectors(buf, self.sector, iv, step);
+        self.write_encrypted(buf, sec)
+    }
+
+    /// Writes the encrypted whole sectors `buf` at sector `sec`.
+    fn write_encrypted(&self, buf: &[u8], sec: EncSector) -> io::Result<()> {
         let at = self.image_offset(sec);
         self.image.write_at(buf, at).map_err(|e| {
             log::warn!(

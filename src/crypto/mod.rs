@@ -185,6 +185,33 @@ impl SectorCipher {
         self.crypt(buf, sector.bytes(), first, step, true)
     }
 
+    /// Encrypts whole sectors of `src` into `dst` (of the same length), exactly as
+    /// [`Self::encrypt_sectors`] would in place: one pass for the AVX-512 XTS engine, a copy
+    /// and then the in-place pass for the others.
+    pub fn encrypt_sectors_to(
+        &self,
+        src: &[u8],
+        dst: &mut [u8],
+        sector: SectorSize,
+        first: Iv,
+        step: IvStep,
+    ) {
+        self.encrypt_to(src, dst, sector.bytes(), first, step)
+    }
+
+    /// [`Self::encrypt_sectors_to`] for sectors of `sector_size` bytes, any multiple of 16 (as
+    /// [`Self::crypt`]).
+    fn encrypt_to(&self, src: &[u8], dst: &mut [u8], sector_size: usize, first: Iv, step: IvStep) {
+        #[cfg(target_arch = "x86_64")]
+        if let Engine::XtsAvx512(x) = &self.engine {
+            // `usize` to `u64` widens (no target has wider pointers).
+            let iv_of = |i: usize| self.ivs.iv(first.nth(i as u64, step));
+            return x.encrypt_sectors_to(src, dst, sector_size, iv_of);
+        }
+        dst.copy_from_slice(src);
+        self.crypt(dst, sector_size, first, step, true)
+    }
+
     /// Decrypts whole sectors in place; the inverse of [`Self::encrypt_sectors`].
     #[inline]
     pub fn decrypt_sectors(&self, buf: &mut [u8], sector: SectorSize, first: Iv, step: IvStep) {

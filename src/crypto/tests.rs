@@ -332,6 +332,9 @@ fn check_xts_impl(imp: XtsImpl, key_sizes: &[usize]) {
                     let mut b = plain.clone();
                     reference_xts(&key, &mut b, sector, first, step, true);
                     assert!(a == b, "encryption differs: {what}");
+                    let mut c = noise(sector * count);
+                    ours.encrypt_to(&plain, &mut c, sector, Iv(first), IvStep(step));
+                    assert!(c == b, "encryption into another buffer differs: {what}");
                     // Decrypt other data than we encrypted, so that decryption is checked
                     // on its own and not only as the inverse of our encryption.
                     let cipher = noise(sector * count);

@@ -86,30 +86,120 @@ impl XtsAvx512 {
         iv: impl Fn(usize) -> [u8; 16],
         encrypt: bool,
     ) {
+        self.crypt(InPlace(buf), sector_size, iv, encrypt)
+    }
+
+    /// Encrypts whole sectors of `src` into `dst` (of the same length), as
+    /// [`Self::crypt_sectors`] would in place: the write path encrypts the caller's data into
+    /// its scratch in one pass instead of copying it there first.
+    pub(super) fn encrypt_sectors_to(
+        &self,
+        src: &[u8],
+        dst: &mut [u8],
+        sector_size: usize,
+        iv: impl Fn(usize) -> [u8; 16],
+    ) {
+        assert_eq!(src.len(), dst.len());
+        self.crypt(Apart { src, dst }, sector_size, iv, true)
+    }
+
+    fn crypt<D: Data>(
+        &self,
+        mut data: D,
+        sector_size: usize,
+        iv: impl Fn(usize) -> [u8; 16],
+        encrypt: bool,
+    ) {
+        let len = data.len();
         assert!(
-            sector_size >= 16
-                && sector_size.is_multiple_of(16)
-                && buf.len().is_multiple_of(sector_size)
+            sector_size >= 16 && sector_size.is_multiple_of(16) && len.is_multiple_of(sector_size)
         );
         let mut ivs = [[0u8; 16]; BATCH];
-        for (b, batch) in buf.chunks_mut(BATCH * sector_size).enumerate() {
-            let n = batch.len() / sector_size;
+        let per_batch = BATCH * sector_size;
+        for (b, at) in (0..len).step_by(per_batch).enumerate() {
+            let n = (len - at).min(per_batch) / sector_size;
             for (i, slot) in ivs[..n].iter_mut().enumerate() {
                 *slot = iv(b * BATCH + i);
             }
             let ivs = &ivs[..n];
             let k = &*self.keys;
+            let d = &mut data;
             // SAFETY: `self` exists, so `new` found every feature these functions enable.
             unsafe {
                 match (self.rounds, encrypt) {
-                    (10, true) => crypt_batch::<10, true>(k, batch, sector_size, ivs),
-                    (10, false) => crypt_batch::<10, false>(k, batch, sector_size, ivs),
-                    (14, true) => crypt_batch::<14, true>(k, batch, sector_size, ivs),
-                    (14, false) => crypt_batch::<14, false>(k, batch, sector_size, ivs),
+                    (10, true) => crypt_batch::<10, true, D>(k, d, at, sector_size, ivs),
+                    (10, false) => crypt_batch::<10, false, D>(k, d, at, sector_size, ivs),
+                    (14, true) => crypt_batch::<14, true, D>(k, d, at, sector_size, ivs),
+                    (14, false) => crypt_batch::<14, false, D>(k, d, at, sector_size, ivs),
                     _ => unreachable!("rounds are 10 or 14"),
                 }
             }
         }
+    }
+}
+
+/// Where the blocks come from and go to: the same buffer ([`InPlace`]) or two ([`Apart`]).
+/// Offsets are bytes from the start; every access is bounds-checked.
+trait Data {
+    fn len(&self) -> usize;
+    /// The 64 bytes at `at`.
+    fn load(&self, at: usize) -> __m512i;
+    /// Stores 64 bytes at `at`.
+    fn store(&mut self, at: usize, v: __m512i);
+    /// Copies the `out.len()` source bytes at `at` into `out`.
+    fn read(&self, at: usize, out: &mut [u8]);
+    /// Writes `bytes` at `at`.
+    fn write(&mut self, at: usize, bytes: &[u8]);
+}
+
+struct InPlace<'a>(&'a mut [u8]);
+
+struct Apart<'a> {
+    src: &'a [u8],
+    dst: &'a mut [u8],
+}
+
+impl Data for InPlace<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    #[inline(always)]
+    fn load(&self, at: usize) -> __m512i {
+        // SAFETY: called only from `crypt_batch`, whose features include avx512f.
+        unsafe { load512(&self.0[at..at + 64]) }
+    }
+    #[inline(always)]
+    fn store(&mut self, at: usize, v: __m512i) {
+        // SAFETY: as in `load`.
+        unsafe { store512(&mut self.0[at..at + 64], v) }
+    }
+    fn read(&self, at: usize, out: &mut [u8]) {
+        out.copy_from_slice(&self.0[at..at + out.len()]);
+    }
+    fn write(&mut self, at: usize, bytes: &[u8]) {
+        self.0[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+}
+
+impl Data for Apart<'_> {
+    fn len(&self) -> usize {
+        self.src.len()
+    }
+    #[inline(always)]
+    fn load(&self, at: usize) -> __m512i {
+        // SAFETY: called only from `crypt_batch`, whose features include avx512f.
+        unsafe { load512(&self.src[at..at + 64]) }
+    }
+    #[inline(always)]
+    fn store(&mut self, at: usize, v: __m512i) {
+        // SAFETY: as in `load`.
+        unsafe { store512(&mut self.dst[at..at + 64], v) }
+    }
+    fn read(&self, at: usize, out: &mut [u8]) {
+        out.copy_from_slice(&self.src[at..at + out.len()]);
+    }
+    fn write(&mut self, at: usize, bytes: &[u8]) {
+        self.dst[at..at + bytes.len()].copy_from_slice(bytes);
     }
 }
 
@@ -264,17 +354,18 @@ fn aes_rounds<const R: usize, const ENC: bool, const N: usize>(
     }
 }
 
-/// XTS over the sectors of `buf` (one per entry of `ivs`): encrypt the IVs with the tweak key,
-/// then run each sector's blocks with their tweaks through the data key, `4 * VECS` blocks at
-/// a time.
+/// XTS over the sectors of `data` from byte `base` (one per entry of `ivs`): encrypt the IVs
+/// with the tweak key, then run each sector's blocks with their tweaks through the data key,
+/// `4 * VECS` blocks at a time.
 #[target_feature(enable = "avx512f,avx512bw,vaes,vpclmulqdq,aes")]
-fn crypt_batch<const R: usize, const ENC: bool>(
+fn crypt_batch<const R: usize, const ENC: bool, D: Data>(
     keys: &Keys,
-    buf: &mut [u8],
+    data: &mut D,
+    base: usize,
     sector_size: usize,
     ivs: &[[u8; 16]],
 ) {
-    debug_assert!(ivs.len() <= BATCH && buf.len() == ivs.len() * sector_size);
+    debug_assert!(ivs.len() <= BATCH && base + ivs.len() * sector_size <= data.len());
     let mut rk = [_mm512_setzero_si512(); 15];
 
     // Tweaks: IVs four to a vector, encrypted with K2.
@@ -323,27 +414,24 @@ fn crypt_batch<const R: usize, const ENC: bool>(
         t
     };
     let mut next = first_of(0);
-    for (s, sector) in buf.chunks_exact_mut(sector_size).enumerate() {
+    let whole = sector_size / (64 * VECS) * (64 * VECS);
+    for s in 0..ivs.len() {
         let mut t = next;
         if s + 1 < ivs.len() {
             next = first_of(s + 1);
         }
-        let mut chunks = sector.chunks_exact_mut(64 * VECS);
-        for chunk in &mut chunks {
+        let start = base + s * sector_size;
+        for chunk in (start..start + whole).step_by(64 * VECS) {
             let mut x = [_mm512_setzero_si512(); VECS];
             let mut last = [_mm512_setzero_si512(); VECS];
             for i in 0..VECS {
                 // x ^ tweak ^ round key 0 in one ternary-logic instruction (0x96: a ^ b ^ c).
-                x[i] = _mm512_ternarylogic_epi64::<0x96>(
-                    load512(&chunk[64 * i..64 * i + 64]),
-                    t[i],
-                    rk[0],
-                );
+                x[i] = _mm512_ternarylogic_epi64::<0x96>(data.load(chunk + 64 * i), t[i], rk[0]);
                 last[i] = _mm512_xor_si512(rk[R], t[i]);
             }
             aes_rounds::<R, ENC, VECS>(&mut x, &rk, &last);
             for i in 0..VECS {
-                store512(&mut chunk[64 * i..64 * i + 64], x[i]);
+                data.store(chunk + 64 * i, x[i]);
                 t[i] = if VECS == 4 {
                     mul_xk::<16, 48>(t[i])
                 } else {
@@ -353,13 +441,14 @@ fn crypt_batch<const R: usize, const ENC: bool>(
         }
         // Sector sizes that are not a multiple of `64 * VECS` bytes: the remaining blocks, a
         // vector at a time through a 64-byte buffer, with the tweaks already in `t`.
-        for (piece, t) in chunks.into_remainder().chunks_mut(64).zip(t) {
+        for (at, t) in (start + whole..start + sector_size).step_by(64).zip(t) {
+            let n = (start + sector_size - at).min(64);
             let mut tmp = [0u8; 64];
-            tmp[..piece.len()].copy_from_slice(piece);
+            data.read(at, &mut tmp[..n]);
             let mut x = [_mm512_ternarylogic_epi64::<0x96>(load512(&tmp), t, rk[0])];
             aes_rounds::<R, ENC, 1>(&mut x, &rk, &[_mm512_xor_si512(rk[R], t)]);
             store512(&mut tmp, x[0]);
-            piece.copy_from_slice(&tmp[..piece.len()]);
+            data.write(at, &tmp[..n]);
         }
     }
     // Best effort: the broadcast round keys' stack copies (registers and spills the compiler
