@@ -12,7 +12,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NEEDS := cryptsetup:cryptsetup-bin qemu-img:qemu-utils qemu-io:qemu-utils \
          qemu-storage-daemon:qemu-utils fusermount3:fuse3 mkfs.ext4:e2fsprogs \
          e2fsck:e2fsprogs losetup:mount pvcreate:lvm2 mkfs.vfat:dosfstools \
-         mkswap:util-linux blkid:util-linux sfdisk:fdisk sgdisk:gdisk fuse2fs:fuse2fs
+         mkswap:util-linux blkid:util-linux sfdisk:fdisk sgdisk:gdisk fuse2fs:fuse2fs \
+         strip:binutils
 
 # Installation directories (make install PREFIX=/usr DESTDIR=/tmp/pkg).
 PREFIX ?= /usr/local
@@ -28,6 +29,8 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 DOCDIR ?= $(PREFIX)/share/doc/luksfuse
 # The binary to install (make install builds it first).
 BIN ?= target/release/luksfuse
+# Installed binaries lose their debug info (a release build has none; any other BIN may).
+STRIP ?= strip
 ASSETS := target/assets
 
 .PHONY: all build deps test check demo bench bench-xts bench-ciphers fuzz clean install install-files uninstall
@@ -74,13 +77,13 @@ bench: deps
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	$(CARGO) build --release --bin luksfuse --example plainfuse
-	bash contrib/bench.sh target/release/luksfuse target/release/examples/plainfuse
+	$(CARGO) build --profile profiling --bin luksfuse --example plainfuse
+	bash contrib/bench.sh target/profiling/luksfuse target/profiling/examples/plainfuse
 
 # XTS_REPS repetitions (median reported), single thread, ratios against openssl speed.
 XTS_REPS ?= 5
 bench-xts:
-	$(CARGO) run --release --example xts_bench -- $(XTS_REPS)
+	$(CARGO) run --profile profiling --example xts_bench -- $(XTS_REPS)
 
 # CIPHER_REPS repetitions (median reported), single thread: each cipher x mode through
 # SectorCipher (512- and 4096-byte sectors) against the crate's raw multi-block speed, and
@@ -89,7 +92,7 @@ bench-xts:
 CIPHER_REPS ?= 3
 CIPHERS ?=
 bench-ciphers:
-	$(CARGO) run --release --example cipher_bench -- $(CIPHER_REPS) $(CIPHERS)
+	$(CARGO) run --profile profiling --example cipher_bench -- $(CIPHER_REPS) $(CIPHERS)
 
 install: build install-files
 
@@ -98,6 +101,7 @@ install: build install-files
 install-files:
 	rm -rf $(ASSETS) && $(BIN) generate-assets $(ASSETS)
 	install -Dm755 $(BIN) $(DESTDIR)$(BINDIR)/luksfuse
+	$(STRIP) --strip-debug $(DESTDIR)$(BINDIR)/luksfuse
 	install -d $(DESTDIR)$(SBINDIR)
 	ln -sf $(BINDIR)/luksfuse $(DESTDIR)$(SBINDIR)/mount.fuse.luksfuse
 	ln -sf $(BINDIR)/luksfuse $(DESTDIR)$(SBINDIR)/mount.luksfuse

@@ -12,8 +12,8 @@
 # on the same image; the daemon's resident memory. Prints one
 # table, writes it as CSV and draws a bar chart (python3 + matplotlib).
 set -euo pipefail
-LUKSFUSE=$(realpath "${1:-target/release/luksfuse}")
-PLAINFUSE=$(realpath "${2:-target/release/examples/plainfuse}")
+LUKSFUSE=$(realpath "${1:-target/profiling/luksfuse}")
+PLAINFUSE=$(realpath "${2:-target/profiling/examples/plainfuse}")
 RUNS=${RUNS:-5}
 RUNTIME=${RUNTIME:-5}
 SIZE_MB=${SIZE_MB:-1024}

@@ -44,6 +44,16 @@ fn make_install_puts_every_file_in_place_and_uninstall_removes_them() {
     for f in files {
         assert!(dest.join(f).symlink_metadata().is_ok(), "{f} not installed");
     }
+    // The installed binary has no debug info (the test build it came from has).
+    let sections = |f: &Path| {
+        let out = run_ok(Command::new("readelf").args(["-S", "-W"]).arg(f));
+        String::from_utf8_lossy(&out.stdout).contains(".debug_info")
+    };
+    assert!(sections(Path::new(env!("CARGO_BIN_EXE_luksfuse"))));
+    assert!(
+        !sections(&dest.join("usr/local/bin/luksfuse")),
+        "installed binary keeps its debug info"
+    );
     assert_eq!(
         std::fs::read_link(dest.join("sbin/mount.fuse.luksfuse")).unwrap(),
         Path::new("/usr/local/bin/luksfuse")
