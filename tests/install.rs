@@ -72,7 +72,7 @@ fn make_install_puts_every_file_in_place_and_uninstall_removes_them() {
     .unwrap();
     let unit_text = std::fs::read_to_string(&unit).unwrap();
     assert!(unit_text.contains("/usr/local/bin/luksfuse mount") && !unit_text.contains("@BINDIR@"));
-    assert!(unit_text.contains("ExecStop=/usr/local/bin/luksfuse umount "));
+    assert!(unit_text.contains("exec /usr/local/bin/luksfuse umount "));
     run_ok(
         Command::new("systemd-analyze")
             .arg("verify")
