@@ -308,7 +308,16 @@ fn check_mountpoint(path: &Path) -> Result<PathBuf> {
         if crate::unmount::is_stale(&abs) {
             return Err(stale_mount(path));
         }
-        return Err(Error::busy("already a mountpoint").in_file(path));
+        let err = Error::busy("already a mountpoint").in_file(path);
+        let ours = crate::unmount::mount_at(&abs).is_some_and(|m| m.fstype == "fuse.luksfuse");
+        return Err(if ours {
+            err.with_hint(format!(
+                "a luksfuse mount is there: luksfuse umount {} first",
+                path.display()
+            ))
+        } else {
+            err
+        });
     }
     Ok(abs)
 }

@@ -42,11 +42,14 @@ pub enum Unmounted {
     NoDaemon,
 }
 
-/// How long an unmount that fails with `EBUSY` is retried while no holder can be found, or
-/// only holders that are letting go ([`Holder::transient`]): the kernel answers a `close` at
-/// once but lets FUSE's RELEASE finish in the background, and the file counts as open until
-/// it has; a stacked FUSE server such as fuse2fs flushes and exits after its unmount.
+/// How long an unmount that fails with `EBUSY` is retried while no holder can be found: the
+/// kernel answers a `close` at once but lets FUSE's RELEASE finish in the background, and the
+/// file counts as open until it has. Holders that may let go by themselves have their own
+/// [`Holder::patience`].
 const BUSY_GRACE: Duration = Duration::from_secs(5);
+/// The patience with a process holding a file: it may be exiting (fuse2fs, after its
+/// `fusermount3 -u`, closes `/dev/fuse` first and the file system's image last).
+const PROCESS_PATIENCE: Duration = Duration::from_secs(1);
 /// How often the daemon's state is looked at while waiting.
 const POLL: Duration = Duration::from_millis(2);
 /// At most this many holders are named in the busy error.
@@ -63,20 +66,30 @@ pub fn run(cfg: &UnmountConfig) -> Result<Unmounted> {
     if entry.fstype != "fuse.luksfuse" {
         return Err(
             Error::format(format!("not a luksfuse mount (a {} mount)", entry.fstype))
-                .in_file(given),
+                .in_file(given)
+                .with_hint(if entry.fstype.starts_with("fuse") {
+                    "unmount it with fusermount3 -u"
+                } else {
+                    "unmount it with umount"
+                }),
         );
     }
     let stale = is_stale(&abs);
     let daemon = if stale { None } else { find_daemon(&abs) };
     let start = Instant::now();
-    let grace = start + BUSY_GRACE.min(cfg.timeout);
     loop {
         match crate::fuse::unmount(&abs, cfg.lazy) {
             Ok(()) => break,
             Err(e) if is_busy(&e) => {
-                // Retried for a moment while nothing holds it but what is letting go.
+                // Retried for a moment while nothing holds it but what may let go by itself.
                 let held = holders(&abs);
-                if !held.iter().all(|h| h.transient) || Instant::now() >= grace {
+                let patience = held
+                    .iter()
+                    .map(|h| h.patience)
+                    .min()
+                    .unwrap_or(BUSY_GRACE)
+                    .min(cfg.timeout);
+                if start.elapsed() >= patience {
                     return Err(busy_error(given, &held));
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -318,10 +331,11 @@ pub struct Holder {
     /// What it is, one phrase: `fuse2fs (pid 42) has /mnt/x/disk open`, `/mnt/fs
     /// (fuse.ext4) is mounted from /mnt/x/disk`, `/dev/loop0 is backed by /mnt/x/disk`.
     pub what: String,
-    /// Likely to let go by itself in a moment: a FUSE server whose own mount is gone (it is
-    /// still flushing, as fuse2fs does after `fusermount3 -u`), a loop device set to clear
-    /// itself once closed.
-    pub transient: bool,
+    /// How long an unmount is retried while this holds it: a FUSE server whose own mount is
+    /// gone is flushing (as fuse2fs does after `fusermount3 -u`) and a loop device set to
+    /// clear itself does so once closed: a few seconds; another process may be exiting: a
+    /// moment; a mount or a loop device stays: not at all.
+    pub patience: Duration,
 }
 
 /// Everything we can see that keeps the mount at `abs` in use.
@@ -370,17 +384,27 @@ pub fn holders(abs: &Path) -> Vec<Holder> {
     let mut out: Vec<Holder> = procs
         .into_iter()
         .map(|p| Holder {
-            transient: p.fuse_server && !stacked,
+            patience: if stacked {
+                Duration::ZERO
+            } else if p.fuse_server {
+                BUSY_GRACE
+            } else {
+                PROCESS_PATIENCE
+            },
             what: p.what,
         })
         .collect();
     out.extend(mounts.into_iter().map(|what| Holder {
         what,
-        transient: false,
+        patience: Duration::ZERO,
     }));
     out.extend(loops.into_iter().map(|l| Holder {
         what: format!("{} is backed by {}", l.dev.display(), l.backing.display()),
-        transient: l.autoclear,
+        patience: if l.autoclear {
+            BUSY_GRACE
+        } else {
+            Duration::ZERO
+        },
     }));
     out
 }

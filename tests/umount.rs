@@ -237,7 +237,10 @@ fn what_is_not_a_luksfuse_mount_is_refused_with_exit_4() {
     for (path, says) in [
         (d.path().to_path_buf(), "not a mountpoint"),
         (d.path().join("missing"), "not a mountpoint"),
-        ("/proc".into(), "not a luksfuse mount (a proc mount)"),
+        (
+            "/proc".into(),
+            "not a luksfuse mount (a proc mount)\nhint: unmount it with umount",
+        ),
     ] {
         let r = umount(&[s(&path)]);
         assert_eq!(r.code, 4, "{}: {}", path.display(), r.stderr);
@@ -290,5 +293,16 @@ fn a_stale_mount_is_reported_by_mount_and_cleared_by_umount() {
     assert!(!is_mounted(&m.mnt));
     let r = mount(&f);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // A live mount there: mount says what to run.
+    let r = mount(&f);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "already a mountpoint\nhint: a luksfuse mount is there: luksfuse umount {} first",
+            s(&m.mnt)
+        )),
+        "{}",
+        r.stderr
+    );
     assert_eq!(umount(&[s(&m.mnt)]).code, 0);
 }
