@@ -282,11 +282,16 @@ fn record_dirs() -> Vec<PathBuf> {
 /// The live daemon whose record names mountpoint `abs`: alive, in our mount namespace, and
 /// started no later than its record was written.
 fn find_daemon(abs: &Path) -> Option<Daemon> {
+    find_daemon_in(&record_dirs(), abs)
+}
+
+/// [`find_daemon`] in the records of `dirs`.
+fn find_daemon_in(dirs: &[PathBuf], abs: &Path) -> Option<Daemon> {
     let ticks = crate::sys::clock_ticks();
     let boot = boot_time();
     let our_ns = std::fs::read_link("/proc/self/ns/mnt").ok();
-    for dir in record_dirs() {
-        for (st, written) in status::records(&dir) {
+    for dir in dirs {
+        for (st, written) in status::records(dir) {
             if st.mountpoint != abs {
                 continue;
             }
@@ -581,6 +586,34 @@ mod tests {
                 .contains("not a luksfuse mount (a proc mount)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_record_names_its_daemon_only_if_the_process_started_before_it_was_written() {
+        let d = tempfile::tempdir().unwrap();
+        let st = status::MountStatus {
+            pid: std::process::id(),
+            mountpoint: "/nowhere/mnt".into(),
+            header: "/h.img".into(),
+            cipher: "aes-xts-plain64".into(),
+            sector_size: 512,
+            readonly: false,
+            payloads: vec![],
+        };
+        let record = st.publish(d.path()).unwrap();
+        let dirs = [d.path().to_path_buf()];
+        let (_, start) = proc_stat(st.pid).unwrap();
+        let found = find_daemon_in(&dirs, Path::new("/nowhere/mnt"));
+        assert_eq!(found, Some(Daemon { pid: st.pid, start }));
+        assert_eq!(find_daemon_in(&dirs, Path::new("/nowhere/other")), None);
+        // Written long before this process started: the pid was reused since.
+        let old = SystemTime::now() - Duration::from_secs(24 * 3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&record)
+            .and_then(|f| f.set_modified(old))
+            .unwrap();
+        assert_eq!(find_daemon_in(&dirs, Path::new("/nowhere/mnt")), None);
     }
 
     #[test]
