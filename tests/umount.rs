@@ -32,16 +32,31 @@ fn daemon(mnt: &Path) -> u32 {
     pids[0]
 }
 
-/// qemu-io on the payload with the detached header (the `luks` driver with a `header`
-/// child), read-write, running `cmds`; panics if it fails or a pattern does not match.
-fn qemu_io(f: &Fixture, cmds: &[String]) {
-    let opts = format!(
-        "driver=luks,key-secret=s,file.filename={},header.filename={}",
+/// QEMU's view of the fixture's payload with its detached header: the `luks` driver with a
+/// `header` child over the raw file, or over a qcow2 node.
+fn image_opts(f: &Fixture, qcow2: bool) -> String {
+    let file = if qcow2 {
+        "file.driver=qcow2,file.file.filename"
+    } else {
+        "file.filename"
+    };
+    format!(
+        "driver=luks,key-secret=s,{file}={},header.filename={}",
         s(&f.payload),
         s(&f.header)
-    );
+    )
+}
+
+/// qemu-io on the payload, read-write, running `cmds`; panics if it fails or a pattern does
+/// not match.
+fn qemu_io(f: &Fixture, qcow2: bool, cmds: &[String]) {
     let mut cmd = Command::new("qemu-io");
-    cmd.args(["--object", &qemu_secret(f), "--image-opts", &opts]);
+    cmd.args([
+        "--object",
+        &qemu_secret(f),
+        "--image-opts",
+        &image_opts(f, qcow2),
+    ]);
     for c in cmds {
         cmd.arg("-c").arg(c);
     }
@@ -53,17 +68,40 @@ fn qemu_io(f: &Fixture, cmds: &[String]) {
     );
 }
 
+const BLOCK: u64 = 4096;
+
 #[test]
 fn umount_then_at_once_qemu_opens_read_write_and_a_new_mount_succeeds_50_times() {
-    let f = luks1(1 << 20);
+    rounds(&luks1(1 << 20), false, 50);
+}
+
+/// The same with a qcow2 payload, whose metadata the daemon must have flushed too:
+/// `qemu-img check` finds the image clean right after each unmount.
+#[test]
+fn with_a_qcow2_payload_qemu_img_check_is_clean_at_once_after_each_umount() {
+    let mut f = luks1(1 << 20);
+    f.payload = f.path("p.qcow2");
+    run_ok(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096"])
+            .arg(&f.payload)
+            .arg("1M"),
+    );
+    rounds(&f, true, 20);
+}
+
+/// `n` rounds of: mount, check what QEMU wrote in the round before, write, `luksfuse umount`,
+/// and at once (the daemon gone, the mount gone) QEMU reads it and writes (read-write, so
+/// it takes the write lock). Then a last mount reads every round's data.
+fn rounds(f: &Fixture, qcow2: bool, n: u64) {
     let mnt = f.path("mnt");
-    const BLOCK: u64 = 4096;
-    for i in 0..50u64 {
-        let m = Mounted::new(&f, &[], "p");
+    let name = f.payload.file_stem().unwrap().to_str().unwrap();
+    for i in 0..n {
+        let m = Mounted::new(f, &[], name);
         let file = std::fs::File::options()
             .read(true)
             .write(true)
-            .open(m.mnt.join("p"))
+            .open(m.mnt.join(name))
             .unwrap();
         if i > 0 {
             // What QEMU wrote in the round before, right after the unmount.
@@ -85,8 +123,22 @@ fn umount_then_at_once_qemu_opens_read_write_and_a_new_mount_succeeds_50_times()
         // No waiting: when umount returns, the daemon is gone and the mount with it.
         assert!(exited(pid), "round {i}: daemon {pid} still running");
         assert!(!is_mounted(&mnt), "round {i}: still mounted");
+        if qcow2 {
+            let check = Command::new("qemu-img")
+                .args(["check", "-q", "-f", "qcow2"])
+                .arg(&f.payload)
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "round {i}: qemu-img check: {}{}",
+                String::from_utf8_lossy(&check.stdout),
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
         qemu_io(
-            &f,
+            f,
+            qcow2,
             &[
                 format!("read -P {} {} {BLOCK}", 1 + i, i * 2 * BLOCK),
                 format!("write -P {} {} {BLOCK}", 0x80 + i, i * 2 * BLOCK + BLOCK),
@@ -94,9 +146,9 @@ fn umount_then_at_once_qemu_opens_read_write_and_a_new_mount_succeeds_50_times()
         );
     }
     // The last round's QEMU write, through a last mount.
-    let m = Mounted::new(&f, &[], "p");
-    let data = std::fs::read(m.mnt.join("p")).unwrap();
-    for i in 0..50u64 {
+    let m = Mounted::new(f, &[], name);
+    let data = std::fs::read(m.mnt.join(name)).unwrap();
+    for i in 0..n {
         let at = (i * 2 * BLOCK) as usize;
         let b = BLOCK as usize;
         assert!(data[at..at + b].iter().all(|&x| x == 1 + i as u8), "{i}");
