@@ -74,8 +74,10 @@ pub fn run(cfg: &UnmountConfig) -> Result<Unmounted> {
                 }),
         );
     }
-    let stale = is_stale(&abs);
-    let daemon = if stale { None } else { find_daemon(&abs) };
+    // (Only looked at without a daemon: opening the directory of a live mount would leave a
+    // RELEASEDIR in flight, and the unmount find the mount busy for a moment.)
+    let daemon = find_daemon(&abs);
+    let stale = daemon.is_none() && is_stale(&abs);
     let start = Instant::now();
     loop {
         match crate::fuse::unmount(&abs, cfg.lazy) {
@@ -182,7 +184,9 @@ fn is_busy(e: &std::io::Error) -> bool {
 
 fn busy_error(given: &Path, held: &[Holder]) -> Error {
     let held: Vec<&str> = held.iter().map(|h| h.what.as_str()).collect();
-    let msg = if held.is_empty() {
+    let msg = if held.is_empty() && crate::sys::euid() != 0 {
+        "mount is busy (by nothing this user may look at: another user's process?)".to_owned()
+    } else if held.is_empty() {
         "mount is busy".to_owned()
     } else {
         let mut m = format!(
