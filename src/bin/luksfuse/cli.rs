@@ -204,13 +204,16 @@ pub enum Command {
         override_usage = "luksfuse mount [OPTIONS] <HEADER> <PAYLOAD>... <MOUNTPOINT>"
     )]
     Mount(MountArgs),
-    /// Unmount MOUNTPOINT and wait until its daemon has flushed, synced the payloads,
-    /// released its locks and exited, like `cryptsetup close` (exit 0 only then).
+    /// Unmount MOUNTPOINT and wait for its daemon to sync and exit, like `cryptsetup close`.
+    ///
+    /// Returns (exit 0) only once the daemon serving the mount has flushed, fdatasynced the
+    /// payloads, released its locks and exited, so QEMU or a new mount can open the payload
+    /// at once.
     #[command(
         alias = "close",
-        after_help = "Exit 4 if MOUNTPOINT is not a luksfuse mount; exit 5 if it is in use (the \
-        processes, mounts and loop devices\nholding it are named) or the daemon is still \
-        running after --timeout. A stale mount (its daemon\nkilled) is cleared.\n\n\
+        after_help = "Exit 4 if MOUNTPOINT is not a luksfuse mount. Exit 5 if it is in use (the processes,\n\
+        mounts and loop devices holding it are named) or its daemon is still running after\n\
+        --timeout. A stale mount (its daemon killed) is cleared without waiting.\n\n\
         Examples:\n  luksfuse umount /mnt/x && qemu-img check payload.qcow2\n  \
         luksfuse umount -l --timeout 120 /mnt/x"
     )]
