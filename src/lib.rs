@@ -13,7 +13,8 @@
 //!    GPT/MBR table read through it, as windows (offset, length) of the disk;
 //! 6. `fuse`: the FUSE adapter serving volumes as files, and the mount session;
 //! 7. `passphrase` (key files), `headers` (changing a header file: new header, keyslots),
-//!    `status` (the records of live mounts) and `mount` (open, mount, daemonize, serve);
+//!    `status` (the records of live mounts), `mount` (open, mount, daemonize, serve) and
+//!    `unmount` (take a mount off, name what holds it, wait for its daemon to exit);
 //! 8. `process`: the process-wide set-up a program on top needs (non-dumpable, logger,
 //!    terminal test, its ids, terminal echo); then the binary (`src/bin/luksfuse/`), the only
 //!    code that talks to the user: prompts, confirmations, progress and option names.
@@ -46,6 +47,7 @@ pub(crate) mod syslog;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod units;
+pub mod unmount;
 pub mod volume;
 
 pub use error::{Error, Kind, Result};

@@ -291,6 +291,7 @@ fn check_mountpoint(path: &Path) -> Result<PathBuf> {
         std::io::ErrorKind::NotFound => {
             Error::usage("mountpoint does not exist (create the directory first)").in_file(path)
         }
+        _ if e.raw_os_error() == Some(libc::ENOTCONN) => stale_mount(path),
         _ => Error::io(path, "cannot use mountpoint", &e),
     })?;
     if !meta.is_dir() {
@@ -304,9 +305,48 @@ fn check_mountpoint(path: &Path) -> Result<PathBuf> {
         .and_then(|p| std::fs::metadata(p).ok())
         .map(|m| m.dev());
     if parent_dev.is_some_and(|d| d != meta.dev()) || in_mountinfo(&abs) {
-        return Err(Error::busy("already a mountpoint").in_file(path));
+        if crate::unmount::is_stale(&abs) {
+            return Err(stale_mount(path));
+        }
+        let err = Error::busy("already a mountpoint").in_file(path);
+        let ours = crate::unmount::mount_at(&abs).is_some_and(|m| m.fstype == "fuse.luksfuse");
+        return Err(if ours {
+            err.with_hint(format!(
+                "a luksfuse mount is there: luksfuse umount {} first",
+                path.display()
+            ))
+        } else {
+            err
+        });
     }
     Ok(abs)
+}
+
+/// The error for a mountpoint whose FUSE daemon is gone ("Transport endpoint is not
+/// connected"), saying how to clear it.
+fn stale_mount(path: &Path) -> Error {
+    let fstype = crate::unmount::absolute(path)
+        .ok()
+        .and_then(|abs| crate::unmount::mount_at(&abs))
+        .map(|m| m.fstype);
+    let shown = path.display();
+    match fstype.as_deref() {
+        Some("fuse.luksfuse") => Error::busy(
+            "a stale luksfuse mount is still there (its daemon was killed: \
+             \"Transport endpoint is not connected\")",
+        )
+        .in_file(path)
+        .with_hint(format!("clear it with: luksfuse umount {shown}")),
+        other => Error::busy(format!(
+            "a stale {} mount is still there (its daemon is gone: \
+             \"Transport endpoint is not connected\")",
+            other.unwrap_or("FUSE")
+        ))
+        .in_file(path)
+        .with_hint(format!(
+            "clear it with: fusermount3 -u {shown} (or umount as root)"
+        )),
+    }
 }
 
 /// Whether `abs` is listed as a mount point in `/proc/self/mountinfo`.

@@ -86,21 +86,46 @@ pub fn withdraw(dir: &Path, pid: u32) {
     let _ = std::fs::remove_file(record_path(dir, pid));
 }
 
-/// Every mount in this mount namespace as (mountpoint, file system type), from
-/// `/proc/self/mountinfo` with the kernel's octal escapes undone.
-pub fn mounts() -> Vec<(PathBuf, String)> {
+/// One line of `/proc/self/mountinfo`, with the kernel's octal escapes undone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub mountpoint: PathBuf,
+    /// `fuse.luksfuse`, `ext4`, …
+    pub fstype: String,
+    /// The mount source (a device, a file, or a name such as the header path of ours).
+    pub source: PathBuf,
+}
+
+/// Every mount in this mount namespace, in the kernel's order (a mount stacked over another
+/// on the same mountpoint comes after it).
+pub fn mount_table() -> Vec<MountEntry> {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return vec![];
     };
-    text.lines()
-        .filter_map(|l| {
-            // Field 5 is the mountpoint; after " - " come: fstype source options.
-            let (pre, post) = l.split_once(" - ")?;
-            let mountpoint = pre.split(' ').nth(4)?;
-            let fstype = post.split(' ').next()?;
-            let mountpoint = std::ffi::OsString::from_vec(unescape_bytes(mountpoint));
-            Some((PathBuf::from(mountpoint), fstype.to_string()))
-        })
+    text.lines().filter_map(parse_mountinfo_line).collect()
+}
+
+fn parse_mountinfo_line(l: &str) -> Option<MountEntry> {
+    // Field 5 is the mountpoint; after " - " come: fstype source options.
+    let (pre, post) = l.split_once(" - ")?;
+    let mountpoint = pre.split(' ').nth(4)?;
+    let mut post = post.split(' ');
+    let fstype = post.next()?;
+    let source = post.next().unwrap_or("");
+    let path = |f: &str| PathBuf::from(std::ffi::OsString::from_vec(unescape_bytes(f)));
+    Some(MountEntry {
+        mountpoint: path(mountpoint),
+        fstype: fstype.to_string(),
+        source: path(source),
+    })
+}
+
+/// Every mount in this mount namespace as (mountpoint, file system type), from
+/// `/proc/self/mountinfo` with the kernel's octal escapes undone.
+pub fn mounts() -> Vec<(PathBuf, String)> {
+    mount_table()
+        .into_iter()
+        .map(|m| (m.mountpoint, m.fstype))
         .collect()
 }
 
@@ -137,6 +162,24 @@ fn unescape_bytes(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Every record in `dir` as it is, with the time it was written, whether its process is
+/// alive or not (for `luksfuse umount`, which checks the process itself).
+pub fn records(dir: &Path) -> Vec<(MountStatus, std::time::SystemTime)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| {
+            let written = std::fs::metadata(&p).and_then(|m| m.modified()).ok()?;
+            let st = serde_json::from_slice::<MountStatus>(&std::fs::read(&p).ok()?).ok()?;
+            Some((st, written))
+        })
+        .collect()
 }
 
 /// The live mounts recorded in `dir`, sorted by mountpoint; stale records are removed.
@@ -180,6 +223,20 @@ mod tests {
     }
 
     #[test]
+    fn mountinfo_lines() {
+        let l = r"36 35 0:40 / /mnt/a\040b rw,nosuid - fuse.luksfuse /keys/h\040x.img rw,user_id=0";
+        assert_eq!(
+            parse_mountinfo_line(l).unwrap(),
+            MountEntry {
+                mountpoint: "/mnt/a b".into(),
+                fstype: "fuse.luksfuse".into(),
+                source: "/keys/h x.img".into(),
+            }
+        );
+        assert_eq!(parse_mountinfo_line("garbage"), None);
+    }
+
+    #[test]
     fn records_round_trip_and_stale_ones_are_dropped() {
         let d = tempfile::tempdir().unwrap();
         let st = MountStatus {
@@ -204,6 +261,9 @@ mod tests {
         let path = st.publish(d.path()).unwrap();
         let back: MountStatus = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(back, st);
+        let raw = records(d.path());
+        assert_eq!(raw.len(), 1);
+        assert_eq!(raw[0].0, st);
         assert!(list(d.path()).is_empty());
         assert!(!path.exists(), "the stale record was removed");
     }

@@ -35,6 +35,7 @@ fn make_install_puts_every_file_in_place_and_uninstall_removes_them() {
         "usr/local/share/man/man1/luksfuse-mount.1",
         "usr/local/share/man/man1/luksfuse-dump.1",
         "usr/local/share/man/man1/luksfuse-status.1",
+        "usr/local/share/man/man1/luksfuse-umount.1",
         "usr/local/share/bash-completion/completions/luksfuse",
         "usr/local/share/zsh/site-functions/_luksfuse",
         "usr/local/share/fish/vendor_completions.d/luksfuse.fish",
@@ -81,6 +82,7 @@ fn make_install_puts_every_file_in_place_and_uninstall_removes_them() {
     .unwrap();
     let unit_text = std::fs::read_to_string(&unit).unwrap();
     assert!(unit_text.contains("/usr/local/bin/luksfuse mount") && !unit_text.contains("@BINDIR@"));
+    assert!(unit_text.contains("exec /usr/local/bin/luksfuse umount "));
     run_ok(
         Command::new("systemd-analyze")
             .arg("verify")
@@ -91,7 +93,7 @@ fn make_install_puts_every_file_in_place_and_uninstall_removes_them() {
     let bash =
         std::fs::read_to_string(dest.join("usr/local/share/bash-completion/completions/luksfuse"))
             .unwrap();
-    assert!(bash.contains("mount") && bash.contains("--key-file"));
+    assert!(bash.contains("mount") && bash.contains("umount") && bash.contains("--key-file"));
 
     make(&["uninstall", &destdir]);
     for f in files {

@@ -214,6 +214,96 @@ fn unprivileged_user_mounts_through_fusermount3_reads_writes_and_unmounts() {
     run_ok(Command::new("fusermount3").arg("-u").arg(&u.mp));
 }
 
+/// `luksfuse umount` as the user (fusermount3 -u underneath): refused while a process of the
+/// user has the file open (exit 5, naming it); then it returns only once the daemon has exited,
+/// so a new read-write mount of the payload takes its lock at once; a stale mount left by
+/// kill -9 is reported by `mount` and cleared by `umount`.
+#[test]
+fn unprivileged_user_umount_names_holders_waits_for_the_daemon_and_clears_a_stale_mount() {
+    if not_root() {
+        eprintln!("skipped: needs root to run as uid {NOBODY}");
+        return;
+    }
+    let u = user_fixture();
+    let mut ns = UserNs::new(&u.dir);
+    ns.mountpoints.push(u.mp.clone());
+    let lf = u.exe.to_str().unwrap();
+    let out = |cmd: &mut Command| {
+        let o = cmd.stdin(Stdio::null()).output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    run_ok(u.mount(&mut ns.as_nobody(lf), &[]));
+    let file = u.mp.join("p");
+    run_with_stdin(
+        ns.as_nobody("dd")
+            .arg(format!("of={}", file.display()))
+            .args(["bs=5", "count=1", "seek=77", "conv=notrunc", "status=none"]),
+        b"hello",
+    );
+
+    // A process of the user holds the file open.
+    let mut holder = ns
+        .as_nobody("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 3< {}; echo ready; exec sleep 600",
+            file.display()
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    let (code, err) = out(ns.as_nobody(lf).arg("umount").arg(&u.mp));
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("mount is busy: sleep (pid ")
+            && err.contains(&format!("has {} open", file.display())),
+        "{err}"
+    );
+    assert!(ns.mount_line(&u.mp).is_some());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    // Now it unmounts, and the daemon is gone when it returns.
+    let daemon = u.daemon();
+    let (code, err) = out(ns.as_nobody(lf).arg("umount").arg(&u.mp));
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(exited(daemon), "daemon {daemon} still running");
+    assert!(ns.mount_line(&u.mp).is_none());
+    // At once: root mounts the payload read-write (taking its write lock) and reads the bytes.
+    run_ok(u.mount(&mut Command::new(&u.exe), &[]));
+    let guard = MountGuard(u.mp.clone());
+    let plain = std::fs::read(u.mp.join("p")).unwrap();
+    assert_eq!(&plain[5 * 77..5 * 78], b"hello");
+    run_ok(Command::new(&u.exe).arg("umount").arg(&u.mp));
+    drop(guard);
+
+    // A stale mount: the user's daemon killed.
+    run_ok(u.mount(&mut ns.as_nobody(lf), &[]));
+    let daemon = u.daemon();
+    run_ok(Command::new("kill").args(["-9", &daemon.to_string()]));
+    wait_until("kill -9", SETTLE, || exited(daemon));
+    let (code, err) = out(u.mount(&mut ns.as_nobody(lf), &[]));
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("a stale luksfuse mount is still there")
+            && err.contains(&format!("luksfuse umount {}", u.mp.display())),
+        "{err}"
+    );
+    let (code, err) = out(ns.as_nobody(lf).arg("umount").arg(&u.mp));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("cleared a stale mount"), "{err}");
+    assert!(ns.mount_line(&u.mp).is_none());
+}
+
 /// The whole rootless story, every step as uid 65534 through the setuid fusermount3: format a
 /// header, mount, mkfs.ext4 on the served file, fuse2fs on it, write a file, unmount both,
 /// remount read-only, e2fsck and fuse2fs read the file back. No root anywhere (root only

@@ -119,8 +119,19 @@ pub(super) fn mount(mountpoint: &Path, cfg: &Config) -> io::Result<(OwnedFd, Opt
 
 /// `fusermount3 -u -z`: detaches the mount (it goes away when its last user closes it).
 pub(super) fn unmount(mountpoint: &Path) -> io::Result<()> {
+    unmount_with(mountpoint, true)
+}
+
+/// `fusermount3 -u` (with `lazy`, `-z`). Without `-z` it fails while the mount is in use,
+/// with an error of kind `ResourceBusy` (fusermount3 only says so in words).
+pub(super) fn unmount_with(mountpoint: &Path, lazy: bool) -> io::Result<()> {
+    let args: &[&str] = if lazy {
+        &["-u", "-z", "--"]
+    } else {
+        &["-u", "--"]
+    };
     let out = Command::new(FUSERMOUNT)
-        .args(["-u", "-z", "--"])
+        .args(args)
         .arg(mountpoint)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
@@ -129,10 +140,15 @@ pub(super) fn unmount(mountpoint: &Path) -> io::Result<()> {
         return Ok(());
     }
     let said = String::from_utf8_lossy(&out.stderr);
-    Err(io::Error::other(format!(
-        "{FUSERMOUNT} -u: {}",
-        said.trim().replace('\n', "; ")
-    )))
+    let kind = if said.contains("Device or resource busy") {
+        io::ErrorKind::ResourceBusy
+    } else {
+        io::ErrorKind::Other
+    };
+    Err(io::Error::new(
+        kind,
+        format!("{FUSERMOUNT} -u: {}", said.trim().replace('\n', "; ")),
+    ))
 }
 
 #[cfg(test)]

@@ -21,6 +21,26 @@ mod session;
 
 pub use session::{MountSpec, Mounted};
 
+/// Unmounts the FUSE mount at `mountpoint` from outside its serving process: `umount2(2)`
+/// when we may (root), else the setuid fusermount3, as a user's `fusermount3 -u` does. With
+/// `lazy` the mount is detached now and goes away when its last user closes it; without,
+/// it fails with `EBUSY` (kind `ResourceBusy`) while it is in use.
+pub fn unmount(mountpoint: &std::path::Path, lazy: bool) -> io::Result<()> {
+    if crate::sys::euid() == 0 {
+        let r = if lazy {
+            crate::sys::umount_detach(mountpoint)
+        } else {
+            crate::sys::umount(mountpoint)
+        };
+        match r {
+            // Root without CAP_SYS_ADMIN (a container): fusermount3 may still do it.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            other => return other,
+        }
+    }
+    fusermount::unmount_with(mountpoint, lazy)
+}
+
 use crate::buffers;
 use crate::volume::Volume;
 use fuser::{

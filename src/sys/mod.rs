@@ -229,6 +229,20 @@ pub fn umount_detach(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// The effective user id of the process (whether `umount(2)` may be tried directly).
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory of ours.
+    unsafe { libc::geteuid() }
+}
+
+/// The kernel's clock ticks per second (`_SC_CLK_TCK`), the unit of a process's start time
+/// in `/proc/PID/stat`; 100 if the system does not say.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf only reads a constant of the system and touches no memory of ours.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(t).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
 /// The real user and group id of the process.
 pub fn uid_gid() -> (u32, u32) {
     // SAFETY: getuid/getgid cannot fail and touch no memory of ours.

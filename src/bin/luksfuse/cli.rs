@@ -195,7 +195,7 @@ pub enum Command {
     /// Unlock HEADER and serve each decrypted PAYLOAD as a file in MOUNTPOINT.
     #[command(
         after_help = "Examples:\n  luksfuse mount header.img payload.raw /mnt/x\n  \
-        losetup -f --show /mnt/x/payload\n  fusermount3 -u /mnt/x\n  \
+        losetup -f --show /mnt/x/payload\n  luksfuse umount /mnt/x\n  \
         luksfuse mount -r -d keyfile header.img disk.qcow2 /mnt/x\n  \
         luksfuse mount header.img vm1.qcow2 vm2.qcow2 /mnt/x   # one header, two payloads\n\n\
         In /etc/fstab (options: header=, key-file=, keyfile-offset=, keyfile-size=, key-slot=,\n\
@@ -204,6 +204,20 @@ pub enum Command {
         override_usage = "luksfuse mount [OPTIONS] <HEADER> <PAYLOAD>... <MOUNTPOINT>"
     )]
     Mount(MountArgs),
+    /// Unmount MOUNTPOINT and wait for its daemon to sync and exit, like `cryptsetup close`.
+    ///
+    /// Returns (exit 0) only once the daemon serving the mount has flushed, fdatasynced the
+    /// payloads, released its locks and exited, so QEMU or a new mount can open the payload
+    /// at once.
+    #[command(
+        alias = "close",
+        after_help = "Exit 4 if MOUNTPOINT is not a luksfuse mount. Exit 5 if it is in use (the processes,\n\
+        mounts and loop devices holding it are named) or its daemon is still running after\n\
+        --timeout. A stale mount (its daemon killed) is cleared without waiting.\n\n\
+        Examples:\n  luksfuse umount /mnt/x && qemu-img check payload.qcow2\n  \
+        luksfuse umount -l --timeout 120 /mnt/x"
+    )]
+    Umount(UmountArgs),
     /// Write the man pages and shell completions into DIR (used by `make install`).
     #[command(name = "generate-assets", hide = true)]
     GenerateAssets(GenerateAssetsArgs),
@@ -289,6 +303,20 @@ pub struct StatusArgs {
     pub json: bool,
     /// Show only this mount (exit 4 if it is not a luksfuse mount).
     pub mountpoint: Option<PathBuf>,
+}
+
+/// The arguments of `umount`.
+#[derive(Args, Debug)]
+pub struct UmountArgs {
+    /// Detach lazily even while in use (as `umount -l`); the daemon exits, and the wait ends,
+    /// when the last user closes it.
+    #[arg(short = 'l', long)]
+    pub lazy: bool,
+    /// Seconds to wait for the daemon to exit after unmounting (exit 5 after that).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub timeout: f64,
+    /// The mountpoint of a luksfuse mount.
+    pub mountpoint: PathBuf,
 }
 
 /// The arguments of `test-key`.

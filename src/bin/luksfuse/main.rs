@@ -98,6 +98,7 @@ fn run(cmd: Command) -> Result<()> {
         Command::GenerateAssets(a) => cmd::assets::run(&a.dir),
         Command::TestKey(a) => cmd::test_key::run(&a.key, &a.header),
         Command::Mount(a) => cmd::mount::run(a),
+        Command::Umount(a) => cmd::umount::run(&a),
         Command::Format(a) => cmd::format::run(&a),
         Command::AddKey(a) => cmd::keys::add_key(&a),
         Command::RemoveKey(a) => cmd::keys::remove_key(&a),

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod mount;
 pub mod status;
 pub mod test_key;
+pub mod umount;
 
 use crate::cli::{value_name, KdfOpts, KeyFileOpts, KeyOpts, NewKeyOpts};
 use crate::tty::KeySource;
