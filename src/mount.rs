@@ -450,6 +450,7 @@ impl StatusReporter {
         let thread = std::thread::Builder::new()
             .name("luksfuse-status".into())
             .spawn(move || {
+                let mut warned = false;
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(STATUS_PERIOD)
                 {
                     let now = (counters.read(), counters.written(), counters.discarded());
@@ -467,8 +468,12 @@ impl StatusReporter {
                         status.bytes_written,
                         status.bytes_discarded,
                     ) = now;
-                    if let Err(e) = status.publish(&dir) {
-                        log::warn!("{e}");
+                    match status.publish(&dir) {
+                        Err(e) if !warned => {
+                            log::warn!("{e} (the status counters will not be brought up to date)");
+                            warned = true;
+                        }
+                        _ => {}
                     }
                 }
             })

@@ -281,8 +281,16 @@ fn volume_key_dump_prints_cryptsetups_lines_only() {
             let c = run_ok(Command::new("cryptsetup").args(&theirs));
             let l = luksfuse(&ours, b"");
             assert_eq!(l.code, 0, "{}", l.stderr);
-            assert_eq!(l.stdout, String::from_utf8_lossy(&c.stdout), "{ty} -q {quiet}");
-            assert_eq!(l.stderr, String::from_utf8_lossy(&c.stderr), "{ty} -q {quiet}");
+            assert_eq!(
+                l.stdout,
+                String::from_utf8_lossy(&c.stdout),
+                "{ty} -q {quiet}"
+            );
+            assert_eq!(
+                l.stderr,
+                String::from_utf8_lossy(&c.stderr),
+                "{ty} -q {quiet}"
+            );
             assert!(l.stderr.is_empty(), "{ty}: {}", l.stderr);
         }
     }
