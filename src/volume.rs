@@ -346,11 +346,11 @@ impl Volume {
         let unit = holes.cluster;
         let (a, b) = inner_units(off, end, unit);
         if a < b {
-            // Exclusive: no read or write holds a host offset of a cluster being dropped.
-            let _excl = holes.fill.write().unwrap_or_else(|e| e.into_inner());
-            self.image.discard(self.offset.get() + a, b - a)?;
-        }
-        if a < b {
+            {
+                // Exclusive: no read or write holds a host offset of a cluster being dropped.
+                let _excl = holes.fill.write().unwrap_or_else(|e| e.into_inner());
+                self.image.discard(self.offset.get() + a, b - a)?;
+            }
             self.zero_stored(off, a, unit)?;
             self.zero_stored(b, end, unit)
         } else {
