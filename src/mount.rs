@@ -5,7 +5,7 @@
 //! forking, so most errors reach the caller directly with their exit code.
 
 use crate::error::{Error, Kind, Result, Setting};
-use crate::fuse::{MountSpec, Mounted, VolumeFs, Window};
+use crate::fuse::{Counters, MountSpec, Mounted, VolumeFs, Window};
 use crate::image::{self, Access, Format};
 use crate::luks::{Header, Segment};
 use crate::secret::VolumeKey;
@@ -49,6 +49,10 @@ pub struct MountConfig {
     /// does it, from guest byte 0 with IVs counted from there, whatever payload offset the
     /// embedded header names.
     pub embedded_luks: bool,
+    /// Pass `fallocate` discards (`PUNCH_HOLE`) and write-zeroes (`ZERO_RANGE`) to the payload
+    /// (`--allow-discards`; see [`crate::volume::Volume::punch_hole`]); off, they fail with
+    /// `EOPNOTSUPP`.
+    pub allow_discards: bool,
 }
 
 /// Refuses to serve `payload` when it is the header's own file (an attached header) and the
@@ -188,6 +192,10 @@ pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<P
         sector_size: segment.sector_size.get(),
         readonly: cfg.readonly,
         payloads,
+        discards: cfg.allow_discards && !cfg.readonly,
+        bytes_read: 0,
+        bytes_written: 0,
+        bytes_discarded: 0,
     };
     Ok(Prepared {
         files,
@@ -386,7 +394,9 @@ impl Prepared {
             })
             .chain(self.windows.iter().cloned())
             .collect();
-        let fs = VolumeFs::with_windows(all.clone(), self.spec.readonly, uid, gid);
+        let fs = VolumeFs::with_windows(all.clone(), self.spec.readonly, uid, gid)
+            .with_discards(self.status.discards);
+        let counters = fs.counters();
         let (tx, rx) = mpsc::channel();
         let ended = tx.clone();
         let mut mounted = Mounted::start(fs, &self.mountpoint, &self.spec, move |r| {
@@ -420,6 +430,7 @@ impl Prepared {
         if let Err(e) = status.publish(&status_dir) {
             log::warn!("{e} (luksfuse status will not list this mount)");
         }
+        let reporter = StatusReporter::start(status.clone(), status_dir.clone(), counters);
         ready(&file);
         if let Some(mut pipe) = signals {
             std::thread::Builder::new()
@@ -450,12 +461,72 @@ impl Prepared {
             }
         };
         mounted.join();
+        // Stopped first, so that it cannot write the record again after it is withdrawn.
+        reporter.stop();
         crate::status::withdraw(&status_dir, status.pid);
         let flushed = self.files.iter().try_for_each(|(_, v)| v.flush());
         result.map_err(|e| Error::new(Kind::Device, format!("serving failed: {e}")))?;
         flushed.map_err(|e| Error::new(Kind::Device, format!("cannot sync payload: {e}")))?;
         log::info!("unmounted {}", self.mountpoint.display());
         Ok(())
+    }
+}
+
+/// How the counters reach `luksfuse status`: a thread of the serving process rewrites the
+/// mount's record (atomically, see [`MountStatus::publish`]) once a second while they change,
+/// so a record is at most [`STATUS_PERIOD`] behind. The I/O path pays only its relaxed
+/// additions; an idle mount writes nothing.
+struct StatusReporter {
+    stop: mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often the status record is brought up to date while the counters move.
+pub const STATUS_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl StatusReporter {
+    fn start(mut status: MountStatus, dir: PathBuf, counters: Arc<Counters>) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("luksfuse-status".into())
+            .spawn(move || {
+                let mut warned = false;
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(STATUS_PERIOD)
+                {
+                    let now = (counters.read(), counters.written(), counters.discarded());
+                    if now
+                        == (
+                            status.bytes_read,
+                            status.bytes_written,
+                            status.bytes_discarded,
+                        )
+                    {
+                        continue;
+                    }
+                    (
+                        status.bytes_read,
+                        status.bytes_written,
+                        status.bytes_discarded,
+                    ) = now;
+                    match status.publish(&dir) {
+                        Err(e) if !warned => {
+                            log::warn!("{e} (the status counters will not be brought up to date)");
+                            warned = true;
+                        }
+                        _ => {}
+                    }
+                }
+            })
+            .map_err(|e| log::warn!("cannot start the status thread ({e}); counters stay 0"))
+            .ok();
+        StatusReporter { stop, thread }
+    }
+
+    fn stop(mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

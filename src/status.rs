@@ -43,6 +43,19 @@ pub struct MountStatus {
     pub sector_size: u32,
     pub readonly: bool,
     pub payloads: Vec<PayloadStatus>,
+    /// Whether `fallocate` discards and write-zeroes reach the payload (`--allow-discards`,
+    /// `-o discard` or the LUKS2 header's persistent `allow-discards` flag).
+    #[serde(default)]
+    pub discards: bool,
+    /// Bytes read through the mount since it started.
+    #[serde(default)]
+    pub bytes_read: u64,
+    /// Bytes written through the mount since it started.
+    #[serde(default)]
+    pub bytes_written: u64,
+    /// Bytes discarded or zeroed by `fallocate` since the mount started.
+    #[serde(default)]
+    pub bytes_discarded: u64,
 }
 
 /// Where records live: `/run/luksfuse` for root, `$XDG_RUNTIME_DIR/luksfuse` for others
@@ -257,7 +270,21 @@ mod tests {
                     size: 1 << 19,
                 }],
             }],
+            discards: true,
+            bytes_read: 1,
+            bytes_written: 2,
+            bytes_discarded: 3,
         };
+        // A record written before the counters existed still reads (they are zero).
+        let mut old = serde_json::to_value(&st).unwrap();
+        for f in ["discards", "bytes_read", "bytes_written", "bytes_discarded"] {
+            old.as_object_mut().unwrap().remove(f);
+        }
+        let old: MountStatus = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (old.discards, old.bytes_read, old.bytes_written),
+            (false, 0, 0)
+        );
         let path = st.publish(d.path()).unwrap();
         let back: MountStatus = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(back, st);

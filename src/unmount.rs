@@ -603,6 +603,10 @@ mod tests {
             sector_size: 512,
             readonly: false,
             payloads: vec![],
+            discards: false,
+            bytes_read: 0,
+            bytes_written: 0,
+            bytes_discarded: 0,
         };
         let record = st.publish(d.path()).unwrap();
         let dirs = [d.path().to_path_buf()];

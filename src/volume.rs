@@ -295,6 +295,107 @@ impl Volume {
         Ok(len)
     }
 
+    /// Discards `len` bytes at `off` (`fallocate(PUNCH_HOLE)`, what a loop device sends for a
+    /// discard), as dm-crypt passes a discard down: the storage of the whole discard units
+    /// inside the range is dropped ([`Image::discard`]: encryption sectors of a raw file,
+    /// clusters of a qcow2 image), and they then read as the *decryption of zeros*, as under
+    /// dm-crypt over a discarding device or QEMU's `luks` driver over a discarded qcow2
+    /// range. The partial units at the ends are zeroed through the cipher (they then read as
+    /// plaintext zeros) where they have storage; a hole stays a hole. An image that encrypts
+    /// its own clusters reads its holes as plaintext zeros, so there the whole range reads as
+    /// zeros afterwards (as [`Volume::zero_range`]). `EOPNOTSUPP` when the image cannot
+    /// discard (a qcow2 v2 image).
+    pub fn punch_hole(&self, off: u64, len: u64) -> io::Result<()> {
+        if self.holes.is_some() {
+            return self.zero_range(off, len);
+        }
+        let Some((unit, aligned)) = self.discard_unit() else {
+            return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        };
+        let end = off.saturating_add(len).min(self.size.get());
+        if off >= end {
+            return Ok(());
+        }
+        let (a, b) = if aligned {
+            inner_units(off, end, unit)
+        } else {
+            (end, end)
+        };
+        if a < b {
+            self.image.discard(self.offset.get() + a, b - a)?;
+            self.zero_stored(off, a, unit)?;
+            self.zero_stored(b, end, unit)
+        } else {
+            self.zero_stored(off, end, unit)
+        }
+    }
+
+    /// Makes `len` bytes at `off` read as plaintext zeros (`fallocate(ZERO_RANGE)`, what a loop
+    /// device sends for a write-zeroes that must not unmap): zeros are encrypted and written.
+    /// An image that encrypts its own clusters drops its whole clusters instead (its holes
+    /// read as plaintext zeros) and encrypts zeros into the partial ones that have storage.
+    pub fn zero_range(&self, off: u64, len: u64) -> io::Result<()> {
+        let end = off.saturating_add(len).min(self.size.get());
+        if off >= end {
+            return Ok(());
+        }
+        let Some(holes) = &self.holes else {
+            return self.write_zeros(off, end);
+        };
+        // The image is a qcow2 image with its own encryption: from guest byte 0, in clusters.
+        let unit = holes.cluster;
+        let (a, b) = inner_units(off, end, unit);
+        if a < b {
+            {
+                // Exclusive: no read or write holds a host offset of a cluster being dropped.
+                let _excl = holes.fill.write().unwrap_or_else(|e| e.into_inner());
+                self.image.discard(self.offset.get() + a, b - a)?;
+            }
+            self.zero_stored(off, a, unit)?;
+            self.zero_stored(b, end, unit)
+        } else {
+            self.zero_stored(off, end, unit)
+        }
+    }
+
+    /// The unit of [`Volume::punch_hole`]: the image's discard granularity, at least an
+    /// encryption sector, and whether the segment starts on a unit boundary of the image (if
+    /// not, no unit of the volume is one of the image, and everything is zeroed instead);
+    /// `None` when the image cannot discard.
+    fn discard_unit(&self) -> Option<(u64, bool)> {
+        let g = self.image.discard_granularity()?.max(self.sector.as_u64());
+        Some((
+            g,
+            g.is_power_of_two() && self.offset.get().is_multiple_of(g),
+        ))
+    }
+
+    /// Encrypts zeros into `off..end` (inside the volume) where the image has storage, one
+    /// discard unit at a time.
+    fn zero_stored(&self, off: u64, end: u64, unit: u64) -> io::Result<()> {
+        let mut at = off;
+        while at < end {
+            let next = (at - at % unit).saturating_add(unit).min(end);
+            if self.image.allocated(self.offset.get() + at)? {
+                self.write_zeros(at, next)?;
+            }
+            at = next;
+        }
+        Ok(())
+    }
+
+    /// Encrypts zeros into all of `off..end` (inside the volume).
+    fn write_zeros(&self, off: u64, end: u64) -> io::Result<()> {
+        let zeros = vec![0u8; CHUNK.min(usize::try_from(end - off).unwrap_or(CHUNK))];
+        let mut at = off;
+        while at < end {
+            let n = usize::try_from(end - at).map_or(zeros.len(), |n| n.min(zeros.len()));
+            self.write_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
     /// Reads and decrypts all of `buf` from `off` (inside the volume) as stored.
     /// `delta` (512-byte units) is added to every IV number (see [`host_delta`]).
     fn read_stored(&self, buf: &mut [u8], off: u64, delta: u64) -> io::Result<()> {
@@ -442,6 +543,13 @@ impl Volume {
             e
         })
     }
+}
+
+/// The whole `unit`s (a power of two) inside `off..end`: `(first, end)`, empty (`first >= end`)
+/// when there are none.
+fn inner_units(off: u64, end: u64, unit: u64) -> (u64, u64) {
+    let first = off.checked_next_multiple_of(unit).unwrap_or(u64::MAX);
+    (first, end - end % unit)
 }
 
 /// The IV offset, in 512-byte units, of data at volume byte `at` stored at file byte `host`:
@@ -684,6 +792,111 @@ mod tests {
             };
             assert_eq!(*b, want, "byte {i}");
         }
+    }
+
+    /// A volume over a MemImage (which discards by zeroing its bytes, 512 at a time) filled
+    /// with random plaintext; returns it, its image and the plaintext.
+    fn filled(sector: u32, offset: u64, sectors: usize) -> (Volume, Arc<MemImage>, Vec<u8>) {
+        let img = Arc::new(MemImage::new(vec![
+            0u8;
+            us(offset) + sectors * sector as usize
+        ]));
+        let seg = segment(offset, None, sector, "aes-xts-plain64", 64);
+        let v = Volume::new(img.clone(), &seg, &key(64)).unwrap();
+        let mut plain = vec![0u8; us(v.size())];
+        Rng(u64::from(sector) ^ offset).fill(&mut plain);
+        v.write_at(&plain, 0).unwrap();
+        (v, img, plain)
+    }
+
+    #[test]
+    fn a_punched_hole_drops_whole_sectors_and_zeroes_partial_ones_through_the_cipher() {
+        for (sector, offset) in [(4096u32, 8192u64), (512, 4096), (2048, 0)] {
+            let (v, img, mut model) = filled(sector, offset, 8);
+            let s = sector as u64;
+            // From inside sector 0 to inside sector 5: sectors 1..5 whole, two partial ends.
+            let (off, end) = (s / 3, 5 * s + s / 2);
+            v.punch_hole(off, end - off).unwrap();
+            let stored = img.contents();
+            let at = |b: u64| us(offset + b);
+            assert!(
+                stored[at(s)..at(5 * s)].iter().all(|&b| b == 0),
+                "{sector}: whole sectors are dropped (zeros as stored)"
+            );
+            // They read as the decryption of zeros, as under dm-crypt; the ends as zeros.
+            let seg = segment(offset, None, sector, "aes-xts-plain64", 64);
+            let decrypted = decrypt_all(&img, &seg, IvUnits::Bytes512);
+            model[us(off)..us(s)].fill(0);
+            model[us(s)..us(5 * s)].copy_from_slice(&decrypted[us(s)..us(5 * s)]);
+            model[us(5 * s)..us(end)].fill(0);
+            assert!(
+                decrypted[us(s)..us(5 * s)].iter().any(|&b| b != 0),
+                "{sector}: the decryption of zeros is not zeros"
+            );
+            let mut got = vec![0u8; us(v.size())];
+            v.read_at(&mut got, 0).unwrap();
+            assert!(got == model, "{sector}: bytes outside the range are intact");
+            // Inside one sector: nothing is dropped, the bytes are zeroed through the cipher.
+            v.punch_hole(6 * s + 1, 10).unwrap();
+            model[us(6 * s + 1)..us(6 * s + 11)].fill(0);
+            v.read_at(&mut got, 0).unwrap();
+            assert!(got == model, "{sector}: a partial sector is zeroed");
+            // Past the end: clamped, and nothing before it changes.
+            v.punch_hole(v.size() - 3, 1 << 20).unwrap();
+            let n = model.len();
+            model[n - 3..].fill(0);
+            v.read_at(&mut got, 0).unwrap();
+            assert!(got == model, "{sector}: a range past the end is clamped");
+            assert_eq!(us(img.size()), stored.len(), "the payload never grows");
+        }
+    }
+
+    #[test]
+    fn zero_range_reads_as_plaintext_zeros() {
+        let (v, _img, mut model) = filled(4096, 4096, 6);
+        v.zero_range(100, 3 * 4096).unwrap();
+        model[100..100 + 3 * 4096].fill(0);
+        let mut got = vec![0u8; us(v.size())];
+        v.read_at(&mut got, 0).unwrap();
+        assert!(got == model);
+    }
+
+    #[test]
+    fn a_segment_off_the_discard_unit_zeroes_instead_of_dropping() {
+        // Image units of 64 KiB, the segment at byte 4096: none of the volume's units lines up
+        // with one of the image's, so nothing may be dropped.
+        struct Coarse(MemImage);
+        impl Image for Coarse {
+            fn size(&self) -> u64 {
+                self.0.size()
+            }
+            fn read_at(&self, b: &mut [u8], o: u64) -> io::Result<()> {
+                self.0.read_at(b, o)
+            }
+            fn write_at(&self, b: &[u8], o: u64) -> io::Result<()> {
+                self.0.write_at(b, o)
+            }
+            fn flush(&self) -> io::Result<()> {
+                Ok(())
+            }
+            fn writable(&self) -> bool {
+                true
+            }
+            fn discard_granularity(&self) -> Option<u64> {
+                Some(65536)
+            }
+            fn discard(&self, _: u64, _: u64) -> io::Result<()> {
+                panic!("no unit of this volume is a unit of the image")
+            }
+        }
+        let img = Arc::new(Coarse(MemImage::new(vec![0u8; 4 << 20])));
+        let seg = segment(4096, None, 512, "aes-xts-plain64", 64);
+        let v = Volume::new(img, &seg, &key(64)).unwrap();
+        v.write_at(&[7u8; 1 << 20], 0).unwrap();
+        v.punch_hole(0, 1 << 20).unwrap();
+        let mut got = vec![1u8; 1 << 20];
+        v.read_at(&mut got, 0).unwrap();
+        assert!(got.iter().all(|&b| b == 0), "zeroed through the cipher");
     }
 
     #[test]

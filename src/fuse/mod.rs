@@ -50,6 +50,7 @@ use fuser::{
 };
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -82,6 +83,40 @@ pub trait ServedFile: Send + Sync + 'static {
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<usize>;
     /// Makes everything written so far durable.
     fn flush(&self) -> io::Result<()>;
+    /// Discards `len` bytes at `off` (see [`Volume::punch_hole`]); `EOPNOTSUPP` by default.
+    fn punch_hole(&self, _off: u64, _len: u64) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    }
+    /// Makes `len` bytes at `off` read as zeros (see [`Volume::zero_range`]); `EOPNOTSUPP` by
+    /// default.
+    fn zero_range(&self, _off: u64, _len: u64) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    }
+}
+
+/// What a mount has served since it started: bytes read and written through its files, and
+/// bytes discarded or zeroed by `fallocate`. Updated with relaxed atomic additions, one per
+/// request (they are statistics: no ordering with the data is promised).
+#[derive(Debug, Default)]
+pub struct Counters {
+    read: AtomicU64,
+    written: AtomicU64,
+    discarded: AtomicU64,
+}
+
+impl Counters {
+    /// Bytes read since the mount started.
+    pub fn read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+    /// Bytes written since the mount started.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+    /// Bytes discarded (`PUNCH_HOLE`) or zeroed (`ZERO_RANGE`) since the mount started.
+    pub fn discarded(&self) -> u64 {
+        self.discarded.load(Ordering::Relaxed)
+    }
 }
 
 impl ServedFile for Volume {
@@ -102,6 +137,12 @@ impl ServedFile for Volume {
     }
     fn flush(&self) -> io::Result<()> {
         Volume::flush(self)
+    }
+    fn punch_hole(&self, off: u64, len: u64) -> io::Result<()> {
+        Volume::punch_hole(self, off, len)
+    }
+    fn zero_range(&self, off: u64, len: u64) -> io::Result<()> {
+        Volume::zero_range(self, off, len)
     }
 }
 
@@ -151,6 +192,12 @@ impl<F: ServedFile> Entry<F> {
         }
         self.file.write_at(&buf[..n], at)
     }
+
+    /// The part of `len` bytes at `off` inside the window, as (offset in the file, length).
+    fn clamp_range(&self, off: u64, len: u64) -> (u64, u64) {
+        let n = len.min(self.window.len.saturating_sub(off));
+        (self.window.offset.saturating_add(off), n)
+    }
 }
 
 /// The file system: a root directory with one file per volume or window.
@@ -161,6 +208,9 @@ pub struct VolumeFs<F: ServedFile = Volume> {
     gid: u32,
     /// Reported as atime/mtime/ctime: when we mounted.
     time: SystemTime,
+    /// Whether `fallocate` may discard or zero ranges (`--allow-discards`).
+    discards: bool,
+    counters: Arc<Counters>,
 }
 
 impl<F: ServedFile> VolumeFs<F> {
@@ -207,7 +257,21 @@ impl<F: ServedFile> VolumeFs<F> {
             uid,
             gid,
             time: SystemTime::now(),
+            discards: false,
+            counters: Arc::default(),
         }
+    }
+
+    /// Answers `fallocate` discards (`PUNCH_HOLE`) and write-zeroes (`ZERO_RANGE`) when `on`;
+    /// otherwise (the default) they fail with `EOPNOTSUPP` and change nothing.
+    pub fn with_discards(mut self, on: bool) -> Self {
+        self.discards = on;
+        self
+    }
+
+    /// The counters of this file system, shared with whoever reports them.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 
     /// The file served as inode `ino`, if it is a file.
@@ -367,7 +431,10 @@ impl<F: ServedFile> Filesystem for VolumeFs<F> {
             .min(MAX_READ)
             .min(usize::try_from(volume.size().saturating_sub(offset)).unwrap_or(usize::MAX));
         buffers::with_read_buf(want, |buf| match volume.read_at(buf, offset) {
-            Ok(n) => reply.data(&buf[..n]),
+            Ok(n) => {
+                self.counters.read.fetch_add(n as u64, Ordering::Relaxed);
+                reply.data(&buf[..n])
+            }
             Err(e) => reply.error(errno(&e)),
         })
     }
@@ -394,7 +461,10 @@ impl<F: ServedFile> Filesystem for VolumeFs<F> {
             return reply.error(Errno::EFBIG);
         }
         match volume.write_at(data, offset) {
-            Ok(n) => reply.written(n as u32),
+            Ok(n) => {
+                self.counters.written.fetch_add(n as u64, Ordering::Relaxed);
+                reply.written(n as u32)
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -430,6 +500,55 @@ impl<F: ServedFile> Filesystem for VolumeFs<F> {
             Ok(()) => reply.ok(),
             Err(e) => {
                 log::error!("fdatasync of the payload failed: {e}");
+                reply.error(errno(&e))
+            }
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let Some(volume) = self.volume(ino) else {
+            return reply.error(Errno::EISDIR);
+        };
+        log::debug!("fallocate mode {mode:#x} at {offset} for {length} bytes");
+        let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        let op = mode & !libc::FALLOC_FL_KEEP_SIZE;
+        // Never ENOSYS: the kernel would stop asking for the rest of the mount.
+        if !self.discards || !(op == libc::FALLOC_FL_PUNCH_HOLE || op == libc::FALLOC_FL_ZERO_RANGE)
+        {
+            return reply.error(Errno::EOPNOTSUPP);
+        }
+        if self.readonly {
+            return reply.error(Errno::EROFS);
+        }
+        // The size never changes: zeroing past the end without KEEP_SIZE would grow it.
+        if !keep && offset.saturating_add(length) > volume.size() {
+            return reply.error(Errno::EFBIG);
+        }
+        let (at, n) = volume.clamp_range(offset, length);
+        if n == 0 {
+            return reply.ok();
+        }
+        let done = if op == libc::FALLOC_FL_PUNCH_HOLE {
+            volume.file.punch_hole(at, n)
+        } else {
+            volume.file.zero_range(at, n)
+        };
+        match done {
+            Ok(()) => {
+                self.counters.discarded.fetch_add(n, Ordering::Relaxed);
+                reply.ok()
+            }
+            Err(e) => {
+                log::warn!("fallocate mode {mode:#x} of {n} bytes at byte {at} failed: {e}");
                 reply.error(errno(&e))
             }
         }

@@ -119,6 +119,25 @@ pub trait Image: Send + Sync {
             "this image does not allocate",
         ))
     }
+    /// The unit in which [`Image::discard`] frees storage (a power of two), or `None` when the
+    /// image cannot discard. A raw file: 512 bytes (the kernel zeroes partial file-system
+    /// blocks itself); a qcow2 image: its cluster size.
+    fn discard_granularity(&self) -> Option<u64> {
+        None
+    }
+    /// Drops the storage of `len` bytes at `off`, both multiples of
+    /// [`Image::discard_granularity`]: they then read as zeros *as stored* (ciphertext zeros;
+    /// plaintext zeros for an image with [`Image::plaintext_holes`]), and the file's allocated
+    /// space shrinks. The caller excludes every other access that may hold a mapping of the
+    /// range (see the qcow2 image's notes) for images with plaintext holes.
+    fn discard(&self, _off: u64, _len: u64) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    }
+    /// Whether byte `off` has storage (is not a hole that reads as zeros): `true` unless the
+    /// image knows better.
+    fn allocated(&self, _off: u64) -> io::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// `off + len` as a checked end offset that must not pass `size`.
@@ -175,6 +194,13 @@ impl Image for MemImage {
     }
     fn writable(&self) -> bool {
         true
+    }
+    fn discard_granularity(&self) -> Option<u64> {
+        Some(512)
+    }
+    fn discard(&self, off: u64, len: u64) -> io::Result<()> {
+        let zeros = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
+        self.write_at(&zeros, off)
     }
 }
 

@@ -78,7 +78,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 /// The qcow2 magic, `QFI\xfb`.
 pub const MAGIC: [u8; 4] = *b"QFI\xfb";
@@ -429,11 +429,21 @@ fn read_first_cluster(file: &File, header: &Header) -> io::Result<Vec<u8>> {
 }
 
 /// A qcow2 image opened through imago, with the publish guard under it.
+///
+/// Reads, writes and mapping look-ups share `access`; a discard takes it exclusively, because
+/// imago's discard invalidates the data mappings a concurrent request may hold (imago's safe
+/// `discard_to_zero` wants `&mut`; the lock is how we give it that with many FUSE threads).
 pub struct Qcow2Image {
-    access: FormatAccess<GuardedFile>,
+    access: RwLock<FormatAccess<GuardedFile>>,
+    /// The embedded LUKS header's host bytes (whole clusters), which no discard may free.
+    protect: Option<(u64, u64)>,
     /// The guard of the top image (`None` when read-only).
     guard: Option<Arc<guard::Guard>>,
     writable: bool,
+    /// qcow2 version (2 or 3).
+    version: u32,
+    /// The cluster size in bytes.
+    cluster: u64,
     /// The cluster size, when the image carries QEMU's own LUKS encryption (its holes then
     /// read as plaintext zeros).
     holes: Option<u64>,
@@ -528,9 +538,12 @@ pub fn open_file(file: File, path: &Path, opts: &Qcow2Options) -> Result<Qcow2Im
         qcow2.set_data_file(None);
     }
     Ok(Qcow2Image {
-        access: FormatAccess::new(qcow2),
+        access: RwLock::new(FormatAccess::new(qcow2)),
+        protect,
         guard,
         writable: opts.writable,
+        version: header.version,
+        cluster: 1u64 << header.cluster_bits,
         holes: crypto.map(|_| 1u64 << header.cluster_bits),
     })
 }
@@ -548,9 +561,51 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(done)
 }
 
+impl Qcow2Image {
+    fn access(&self) -> RwLockReadGuard<'_, FormatAccess<GuardedFile>> {
+        self.access.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refuses a discard of guest bytes `off..off + len` that imago would answer by freeing a
+    /// host cluster of the embedded LUKS header (a hostile L2 entry can map a guest cluster
+    /// there; freeing it would let the next allocation overwrite key material).
+    fn check_discard_protected(
+        &self,
+        access: &FormatAccess<GuardedFile>,
+        off: u64,
+        len: u64,
+    ) -> io::Result<()> {
+        use imago::format::access::Mapping;
+        let Some((a, b)) = self.protect else {
+            return Ok(());
+        };
+        let end = off.saturating_add(len);
+        let mut at = off;
+        while at < end {
+            let (mapping, n) = access.get_mapping(at, end - at)?;
+            if let Mapping::Raw { offset, .. } = mapping {
+                if offset < b && a < offset.saturating_add(n) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "qcow2: refusing to discard guest byte {at}, which is stored in the \
+                             embedded LUKS header (host bytes {a}..{b})"
+                        ),
+                    ));
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            at = at.saturating_add(n);
+        }
+        Ok(())
+    }
+}
+
 impl Image for Qcow2Image {
     fn size(&self) -> u64 {
-        self.access.size()
+        self.access().size()
     }
 
     fn writable(&self) -> bool {
@@ -562,7 +617,7 @@ impl Image for Qcow2Image {
         if buf.is_empty() {
             return Ok(());
         }
-        self.access.read(buf, off)
+        self.access().read(buf, off)
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
@@ -576,7 +631,7 @@ impl Image for Qcow2Image {
         if buf.is_empty() {
             return Ok(());
         }
-        self.access.write(buf, off)
+        self.access().write(buf, off)
     }
 
     fn plaintext_holes(&self) -> Option<u64> {
@@ -585,7 +640,8 @@ impl Image for Qcow2Image {
 
     fn extent(&self, off: u64, max: u64) -> io::Result<(super::Extent, u64)> {
         use imago::format::access::Mapping;
-        let (mapping, len) = self.access.get_mapping(off, max)?;
+        let access = self.access();
+        let (mapping, len) = access.get_mapping(off, max)?;
         let extent = match mapping {
             Mapping::Raw {
                 offset, writable, ..
@@ -618,7 +674,7 @@ impl Image for Qcow2Image {
                 "qcow2 image opened read-only",
             ));
         }
-        let (_, host, mapped) = self.access.ensure_data_mapping(off, len, true)?;
+        let (_, host, mapped) = self.access().ensure_data_mapping(off, len, true)?;
         if mapped < len {
             return Err(io::Error::other(format!(
                 "qcow2: mapped only {mapped} of {len} bytes at guest byte {off}"
@@ -627,12 +683,49 @@ impl Image for Qcow2Image {
         Ok(host)
     }
 
+    fn discard_granularity(&self) -> Option<u64> {
+        // imago discards to zero clusters, which qcow2 v2 does not have.
+        (self.writable && self.version >= 3).then_some(self.cluster)
+    }
+
+    fn discard(&self, off: u64, len: u64) -> io::Result<()> {
+        if !self.writable {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "qcow2 image opened read-only",
+            ));
+        }
+        super::check_range(off, usize::try_from(len).unwrap_or(usize::MAX), self.size())?;
+        if !off.is_multiple_of(self.cluster) || !len.is_multiple_of(self.cluster) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("qcow2: discard of {len} bytes at {off} is not whole clusters"),
+            ));
+        }
+        let mut access = self.access.write().unwrap_or_else(|e| e.into_inner());
+        self.check_discard_protected(&access, off, len)?;
+        // Zero clusters, their host clusters freed (imago orders the L2 update before the
+        // refcount decrement on disk: a crash can leak, never leave a dangling reference).
+        access.discard_to_zero(off, len)
+    }
+
+    fn allocated(&self, off: u64) -> io::Result<bool> {
+        use imago::format::access::Mapping;
+        let access = self.access();
+        let (mapping, _) = access.get_mapping(off, 1)?;
+        Ok(!matches!(
+            mapping,
+            Mapping::Zero { .. } | Mapping::Eof { .. }
+        ))
+    }
+
     fn flush(&self) -> io::Result<()> {
         // Refcount patches made before this point are covered by imago's own write-back
         // once its flush returns; later ones stay enforced.
         let settled = self.guard.as_ref().map(|g| g.patches_len());
-        self.access.flush()?;
-        self.access.sync()?;
+        let access = self.access();
+        access.flush()?;
+        access.sync()?;
         if let (Some(g), Some(n)) = (&self.guard, settled) {
             g.forget_patches(n);
         }

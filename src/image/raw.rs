@@ -231,6 +231,16 @@ impl Image for RawImage {
     fn writable(&self) -> bool {
         self.access == Access::ReadWrite
     }
+    fn discard_granularity(&self) -> Option<u64> {
+        Some(512)
+    }
+    fn discard(&self, off: u64, len: u64) -> io::Result<()> {
+        if self.access != Access::ReadWrite {
+            return Err(io::Error::from_raw_os_error(libc::EROFS));
+        }
+        check_range(off, usize::try_from(len).unwrap_or(usize::MAX), self.size)?;
+        sys::punch_hole(self.file.as_fd(), off, len)
+    }
 }
 
 #[cfg(test)]

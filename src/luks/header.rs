@@ -69,6 +69,24 @@ impl Header {
         }
     }
 
+    /// The LUKS2 persistent activation flags (`config.flags`, as cryptsetup's `luksDump`
+    /// lists them under "Flags"); none for LUKS1.
+    pub fn persistent_flags(&self) -> &[String] {
+        match self.as_luks2() {
+            Some(h) => &h.metadata().config.flags,
+            None => &[],
+        }
+    }
+
+    /// Whether the header asks for discards on every activation (LUKS2 `config.flags` holds
+    /// `allow-discards`, set by `cryptsetup refresh --allow-discards --persistent`); cryptsetup
+    /// adds the flags it knows to those of the command line.
+    pub fn persistent_allow_discards(&self) -> bool {
+        self.persistent_flags()
+            .iter()
+            .any(|f| f == "allow-discards")
+    }
+
     /// The (single) data segment.
     pub fn segment(&self) -> &Segment {
         match self {

@@ -100,6 +100,26 @@ pub fn ofd_write_lock_conflicts(fd: BorrowedFd<'_>, byte: u64) -> io::Result<boo
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
+/// Deallocates `len` bytes at `off` of the file (`fallocate(PUNCH_HOLE | KEEP_SIZE)`): they
+/// read as zeros afterwards, the size stays. Partial file-system blocks are zeroed by the
+/// kernel; a block device discards or zeroes the range.
+pub fn punch_hole(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    let big = || io::Error::new(io::ErrorKind::InvalidInput, "range too large for fallocate");
+    let off = libc::off_t::try_from(off).map_err(|_| big())?;
+    let len = libc::off_t::try_from(len).map_err(|_| big())?;
+    // SAFETY: `fd` is a valid open descriptor for the duration of the borrow; fallocate takes
+    // no pointers.
+    cvt(unsafe {
+        libc::fallocate(
+            fd.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            off,
+            len,
+        )
+    })?;
+    Ok(())
+}
+
 /// Whole-file `flock(2)` lock kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlockKind {

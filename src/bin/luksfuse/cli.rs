@@ -177,10 +177,17 @@ pub enum Command {
         after_help = "Examples:\n  luksfuse dump header.img\n  luksfuse dump --json header.img\n  luksfuse dump --dump-volume-key -d keyfile header.img"
     )]
     Dump(DumpArgs),
-    /// List luksfuse mounts (header, payloads, format, cipher, sector size, mode, daemon pid),
-    /// or show one; needs no key.
+    /// List luksfuse mounts (header, payloads, format, cipher, sector size, mode, discards,
+    /// bytes read and written, daemon pid), or show one; needs no key.
     #[command(
-        after_help = "Examples:\n  luksfuse status\n  luksfuse status /mnt/x\n  luksfuse status --json"
+        after_help = "Examples:\n  luksfuse status\n  luksfuse status /mnt/x\n  luksfuse status --json\n\n\
+        --json prints an array with one object per mount (fields are only ever added):\n  \
+        pid, mountpoint, header, cipher, sector_size (bytes), readonly (bool),\n  \
+        payloads: [{path, file (name in the mountpoint), format (raw|qcow2), size (bytes),\n  \
+        partitions: [{file, offset, size}] (with --partitions only)}],\n  \
+        discards (bool: fallocate discards and write-zeroes reach the payload),\n  \
+        bytes_read, bytes_written, bytes_discarded (since the mount started; brought up to\n  \
+        date by the daemon once a second while they change)."
     )]
     Status(StatusArgs),
     /// Check that a passphrase or key file opens a keyslot (exit 0), like
@@ -199,7 +206,7 @@ pub enum Command {
         luksfuse mount -r -d keyfile header.img disk.qcow2 /mnt/x\n  \
         luksfuse mount header.img vm1.qcow2 vm2.qcow2 /mnt/x   # one header, two payloads\n\n\
         In /etc/fstab (options: header=, key-file=, keyfile-offset=, keyfile-size=, key-slot=,\n\
-        name=, payload-format=, allow-backing, ro; others go to FUSE):\n  \
+        name=, payload-format=, allow-backing, discard, ro; others go to FUSE):\n  \
         /srv/vm/disk.qcow2 /mnt/x fuse.luksfuse header=/keys/h.img,key-file=/keys/k,ro,nofail 0 0",
         override_usage = "luksfuse mount [OPTIONS] <HEADER> <PAYLOAD>... <MOUNTPOINT>"
     )]
@@ -356,6 +363,13 @@ pub struct MountArgs {
     /// (numbered as the table numbers them); a disk without a table is served whole only.
     #[arg(long)]
     pub partitions: bool,
+    /// Pass discards (fstrim, blkdiscard through a loop device: fallocate PUNCH_HOLE) and
+    /// write-zeroes (ZERO_RANGE) to the payload, as cryptsetup's --allow-discards: a raw
+    /// payload's whole encryption sectors become holes, a qcow2 payload's whole clusters are
+    /// freed. Also `-o discard`; on by itself when a LUKS2 header carries the persistent
+    /// allow-discards flag. Reveals which blocks are free (see the README's security notes).
+    #[arg(long = "allow-discards")]
+    pub allow_discards: bool,
     /// The LUKS header file; with only a MOUNTPOINT after it, an image holding its own
     /// header: a LUKS image (`cryptsetup luksFormat disk.img`, `qemu-img create -f luks`) or a
     /// qcow2 image with QEMU's own LUKS encryption (encrypt.format=luks).

@@ -7,6 +7,7 @@
 //! | `header=PATH` | the detached header; without it SOURCE is a LUKS image holding its header |
 //! | `key-file=PATH`, `keyfile-offset=N`, `keyfile-size=N`, `key-slot=N` | as `-d`, `--keyfile-offset`, `-l`, `-S` |
 //! | `name=NAME`, `payload-format=raw\|qcow2`, `allow-backing`, `partitions` | as the long options |
+//! | `discard`, `allow-discards` | `--allow-discards` |
 //! | `ro` / `rw` | read-only / read-write |
 //! | `nofail`, `noauto`, `auto`, `user`, `users`, `defaults`, `_netdev`, `x-*`, `comment=*` | for mount(8)/systemd, ignored here |
 //! | anything else | passed on to FUSE (`-o`) |
@@ -78,6 +79,7 @@ pub fn translate(args: &[OsString]) -> Result<Vec<OsString>, String> {
             "payload-format" => out.extend(["--payload-format".into(), need(value)?.into()]),
             "allow-backing" => out.push("--allow-backing".into()),
             "partitions" => out.push("--partitions".into()),
+            "discard" | "allow-discards" => out.push("--allow-discards".into()),
             "ro" => out.push("--readonly".into()),
             "rw" | "nofail" | "noauto" | "auto" | "user" | "users" | "defaults" | "_netdev"
             | "comment" => {}
@@ -176,6 +178,23 @@ mod tests {
             .unwrap_err()
             .contains("needs a value"));
         assert!(t(&["p", "/m", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn discard_options_mean_allow_discards() {
+        for o in ["discard", "allow-discards"] {
+            assert_eq!(
+                t(&["disk.img", "/m", "-o", &format!("{o},allow_other")]).unwrap(),
+                [
+                    "mount",
+                    "--allow-discards",
+                    "-o",
+                    "allow_other",
+                    "disk.img",
+                    "/m"
+                ]
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub fn run(a: MountArgs) -> Result<()> {
         payload_format,
         allow_backing,
         partitions,
+        allow_discards,
         header: path,
         mut paths,
     } = a;
@@ -39,6 +40,10 @@ pub fn run(a: MountArgs) -> Result<()> {
     // `-o ro` / `-o rw` mean what --readonly means (as for mount(8) and fstab).
     let readonly = readonly || fuse_options.iter().any(|o| o == "ro");
     fuse_options.retain(|o| o != "ro" && o != "rw");
+    // `-o discard` (mount(8)'s name) and `-o allow-discards` (cryptsetup's) mean --allow-discards.
+    let discard_opt = |o: &String| o == "discard" || o == "allow-discards";
+    let mut allow_discards = allow_discards || fuse_options.iter().any(discard_opt);
+    fuse_options.retain(|o| !discard_opt(o));
     let (file, header) = open_header(&path)?;
     header.mappable().map_err(|e| e.in_file(&path))?;
     let unlocked = unlock(&path, &file, &header, &key)?;
@@ -51,6 +56,11 @@ pub fn run(a: MountArgs) -> Result<()> {
         ))
         .because(Reason::UnboundKeyslot)
         .in_file(&path));
+    }
+    if !allow_discards && header.persistent_allow_discards() {
+        // As cryptsetup's activation: the header's persistent flags add to the command line's.
+        log::info!("the header's persistent allow-discards flag turns discards on");
+        allow_discards = true;
     }
     if !embedded_luks {
         // (An encrypted qcow2 image keeps its header in clusters no guest write reaches.)
@@ -73,6 +83,7 @@ pub fn run(a: MountArgs) -> Result<()> {
         allow_backing,
         partitions,
         embedded_luks,
+        allow_discards,
     };
     luksfuse::mount::run(&cfg, unlocked.key, header.segment())
 }

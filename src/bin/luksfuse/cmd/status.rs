@@ -51,6 +51,12 @@ fn text(mounts: &[MountStatus]) -> String {
             "read-write"
         };
         t += &format!("  mode:     {mode}\n");
+        let discards = if s.discards { "on" } else { "off" };
+        t += &format!("  discards: {discards}\n");
+        t += &format!(
+            "  traffic:  {} bytes read, {} written, {} discarded\n",
+            s.bytes_read, s.bytes_written, s.bytes_discarded
+        );
         t += &format!("  pid:      {}\n", s.pid);
     }
     if mounts.is_empty() {
@@ -81,11 +87,16 @@ mod tests {
                 size: 1 << 20,
                 partitions: vec![],
             }],
+            discards: false,
+            bytes_read: 4096,
+            bytes_written: 0,
+            bytes_discarded: 0,
         };
         assert_eq!(
             text(&[st]),
             "/mnt/x\n  header:   /h.img\n  payload:  /p.raw (raw) -> p (1048576 bytes)\n  \
-             cipher:   aes-xts-plain64, 512-byte sectors\n  mode:     read-only\n  pid:      4242\n"
+             cipher:   aes-xts-plain64, 512-byte sectors\n  mode:     read-only\n  discards: off\n  \
+             traffic:  4096 bytes read, 0 written, 0 discarded\n  pid:      4242\n"
         );
     }
 }
