@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -55,10 +55,9 @@ struct Trim {
     fstrim_ok: bool,
 }
 
-/// ext4 (made without discards) on a loop device over the served `file`: writes `keep` and a
-/// 200 MiB file, measures `alloc`, deletes the big file, runs `fstrim`, measures again;
-/// detaches everything and runs `e2fsck -fn` on the served file.
-fn ext4_trim(f: &Fixture, file: &Path, alloc: &dyn Fn() -> u64) -> Trim {
+/// ext4 (made without discards) on a new loop device over `file`, mounted in the fixture's
+/// `ext4` directory, holding `keep`: the device, its guard, the mountpoint and its guard.
+fn ext4_on_loop(f: &Fixture, file: &Path) -> (String, LoopGuard, PathBuf, UmountGuard) {
     let out = run_ok(Command::new("losetup").args(["-f", "--show"]).arg(file));
     let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let lo = LoopGuard(dev.clone());
@@ -68,6 +67,14 @@ fn ext4_trim(f: &Fixture, file: &Path, alloc: &dyn Fn() -> u64) -> Trim {
     run_ok(Command::new("mount").arg(&dev).arg(&e));
     let ext4 = UmountGuard(e.clone());
     std::fs::write(e.join("keep"), keep()).unwrap();
+    (dev, lo, e, ext4)
+}
+
+/// ext4 (made without discards) on a loop device over the served `file`: writes `keep` and a
+/// 200 MiB file, measures `alloc`, deletes the big file, runs `fstrim`, measures again;
+/// detaches everything and runs `e2fsck -fn` on the served file.
+fn ext4_trim(f: &Fixture, file: &Path, alloc: &dyn Fn() -> u64) -> Trim {
+    let (_dev, lo, e, ext4) = ext4_on_loop(f, file);
     let mut big = std::fs::File::create(e.join("big")).unwrap();
     for i in 0..BIG / MIB {
         big.write_all(&noise(MIB as usize, i + 1000)).unwrap();
@@ -166,15 +173,7 @@ fn without_the_option_discards_fail_and_change_nothing() {
     let m = Mounted::new(&f, &[], "p");
     let served = m.mnt.join("p");
     // The file system first, then the payload is the reference.
-    let out = run_ok(Command::new("losetup").args(["-f", "--show"]).arg(&served));
-    let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let lo = LoopGuard(dev.clone());
-    run_ok(Command::new("mkfs.ext4").args(["-q", "-E", "nodiscard", &dev]));
-    let e = f.path("ext4");
-    std::fs::create_dir_all(&e).unwrap();
-    run_ok(Command::new("mount").arg(&dev).arg(&e));
-    let ext4 = UmountGuard(e.clone());
-    std::fs::write(e.join("keep"), keep()).unwrap();
+    let (dev, lo, e, ext4) = ext4_on_loop(&f, &served);
     std::fs::write(e.join("big"), noise(32 << 20, 5)).unwrap();
     sync_fs(&e);
     std::fs::remove_file(e.join("big")).unwrap();

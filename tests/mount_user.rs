@@ -127,6 +127,19 @@ fn user_fixture() -> UserFixture {
     UserFixture { f, dir, exe, mp }
 }
 
+/// A [`user_fixture`] and a namespace for it that unmounts its mountpoint on drop; `None`
+/// (the test skipped, said on stderr) when not root.
+fn user_session() -> Option<(UserFixture, UserNs)> {
+    if not_root() {
+        eprintln!("skipped: needs root to run as uid {NOBODY}");
+        return None;
+    }
+    let u = user_fixture();
+    let mut ns = UserNs::new(&u.dir);
+    ns.mountpoints.push(u.mp.clone());
+    Some((u, ns))
+}
+
 impl UserFixture {
     /// `luksfuse mount -d KEY HEADER PAYLOAD m` with `extra` options, on `cmd`.
     fn mount<'a>(&self, cmd: &'a mut Command, extra: &[&str]) -> &'a mut Command {
@@ -157,13 +170,9 @@ fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {
 
 #[test]
 fn unprivileged_user_mounts_through_fusermount3_reads_writes_and_unmounts() {
-    if not_root() {
-        eprintln!("skipped: needs root to run as uid {NOBODY}");
+    let Some((u, ns)) = user_session() else {
         return;
-    }
-    let u = user_fixture();
-    let mut ns = UserNs::new(&u.dir);
-    ns.mountpoints.push(u.mp.clone());
+    };
     run_ok(u.mount(&mut ns.as_nobody(u.exe.to_str().unwrap()), &[]));
     let line = ns.mount_line(&u.mp).expect("mounted");
     assert!(line.contains(" fuse.luksfuse "), "{line}");
@@ -220,13 +229,9 @@ fn unprivileged_user_mounts_through_fusermount3_reads_writes_and_unmounts() {
 /// kill -9 is reported by `mount` and cleared by `umount`.
 #[test]
 fn unprivileged_user_umount_names_holders_waits_for_the_daemon_and_clears_a_stale_mount() {
-    if not_root() {
-        eprintln!("skipped: needs root to run as uid {NOBODY}");
+    let Some((u, ns)) = user_session() else {
         return;
-    }
-    let u = user_fixture();
-    let mut ns = UserNs::new(&u.dir);
-    ns.mountpoints.push(u.mp.clone());
+    };
     let lf = u.exe.to_str().unwrap();
     let out = |cmd: &mut Command| {
         let o = cmd.stdin(Stdio::null()).output().unwrap();
@@ -418,13 +423,9 @@ fn the_rootless_story_format_mount_mkfs_fuse2fs_remount_read_back() {
 /// fuser refuses `auto_unmount` without `allow_other`/`allow_root`; fusermount3 does not.
 #[test]
 fn unprivileged_mount_with_auto_unmount_and_without_allow_other() {
-    if not_root() {
-        eprintln!("skipped: needs root to run as uid {NOBODY}");
+    let Some((u, ns)) = user_session() else {
         return;
-    }
-    let u = user_fixture();
-    let mut ns = UserNs::new(&u.dir);
-    ns.mountpoints.push(u.mp.clone());
+    };
     run_ok(u.mount(
         &mut ns.as_nobody(u.exe.to_str().unwrap()),
         &["-o", "auto_unmount"],

@@ -126,14 +126,7 @@ fn two_passphrases_in_two_slots_both_open_the_same_key() {
 #[test]
 fn key_file_with_offset_and_size_matches_cryptsetup() {
     for ty in ["luks1", "luks2"] {
-        let f = luks_format(&[
-            "--type",
-            ty,
-            "--pbkdf",
-            "pbkdf2",
-            "--pbkdf-force-iterations",
-            "1000",
-        ]);
+        let f = pbkdf2_format(ty);
         // A binary key, taken from the middle of a larger file (with NUL and newline bytes).
         let big: Vec<u8> = (0..4096u32).map(|i| (i * 37 % 256) as u8).collect();
         let bigfile = f.path("big.key");
@@ -212,14 +205,7 @@ fn key_file_with_offset_and_size_matches_cryptsetup() {
 #[test]
 fn wrong_passphrase_exits_2_with_cryptsetups_message() {
     for ty in ["luks1", "luks2"] {
-        let f = luks_format(&[
-            "--type",
-            ty,
-            "--pbkdf",
-            "pbkdf2",
-            "--pbkdf-force-iterations",
-            "1000",
-        ]);
+        let f = pbkdf2_format(ty);
         let h = f.header.to_str().unwrap();
         let r = luksfuse(&["test-key", h], b"wrong\n");
         assert_eq!(r.code, 2, "{}", r.stderr);
@@ -269,14 +255,7 @@ fn luks1_header_from_qemu_unlocks() {
 #[test]
 fn volume_key_dump_prints_cryptsetups_lines_only() {
     for ty in ["luks1", "luks2"] {
-        let f = luks_format(&[
-            "--type",
-            ty,
-            "--pbkdf",
-            "pbkdf2",
-            "--pbkdf-force-iterations",
-            "1000",
-        ]);
+        let f = pbkdf2_format(ty);
         let (h, k) = (s(&f.header), s(&f.keyfile));
         for quiet in [true, false] {
             let mut theirs = vec!["luksDump", "--dump-volume-key", "--key-file", k, h];
@@ -301,4 +280,11 @@ fn volume_key_dump_prints_cryptsetups_lines_only() {
             assert!(l.stderr.is_empty(), "{ty}: {}", l.stderr);
         }
     }
+}
+
+/// A cryptsetup header of type `ty` with a fast PBKDF2 keyslot (forced iterations on
+/// argon2id would mean 1000 passes over 1 GiB).
+fn pbkdf2_format(ty: &str) -> Fixture {
+    let fast = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
+    luks_format(&[&["--type", ty][..], &fast].concat())
 }

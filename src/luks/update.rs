@@ -98,14 +98,26 @@ impl Locked {
         (&file)
             .read_to_end(&mut image)
             .map_err(|e| Error::io(path, "cannot read header", &e))?;
-        Ok(Locked {
+        Ok(Self::made(path, file, meta, image, None))
+    }
+
+    /// A locked file and the header bytes read from it: the whole file, or (`base` given)
+    /// the header's bytes at `base` of a file that also holds data.
+    fn made(
+        path: &Path,
+        file: File,
+        meta: std::fs::Metadata,
+        image: Vec<u8>,
+        base: Option<u64>,
+    ) -> Self {
+        Locked {
             path: path.to_owned(),
             file,
             meta,
             image,
-            attached: false,
-            base: 0,
-        })
+            attached: base.is_some(),
+            base: base.unwrap_or(0),
+        }
     }
 
     /// Like [`Self::open`] for a header embedded in a larger file: the `length` bytes at
@@ -138,14 +150,7 @@ impl Locked {
         let mut image = vec![0u8; usize::try_from(len).expect("bounded by the caller")];
         file.read_exact_at(&mut image, base)
             .map_err(|e| Error::io(path, "cannot read header", &e))?;
-        Ok(Locked {
-            path: path.to_owned(),
-            file,
-            meta,
-            image,
-            attached: true,
-            base,
-        })
+        Ok(Self::made(path, file, meta, image, Some(base)))
     }
 
     /// Opens `path` read-write (read-only if that is all we may), checks it is a regular file
