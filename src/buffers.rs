@@ -8,7 +8,7 @@
 //!   never shrinks, so a steady stream of requests allocates nothing (a fresh 1 MiB allocation
 //!   per request costs an mmap, 256 page faults and a munmap each time);
 //! * capped by its caller's request size: reads by the adapter's largest reply (16 MiB), the
-//!   write scratch by the volume's chunk of whole sectors (1 MiB);
+//!   write scratch by the volume's chunk of whole sectors (256 KiB);
 //! * not wiped between requests: the read buffer holds plaintext the volume just decrypted and
 //!   the scratch holds ciphertext, as the kernel's own buffers for the same requests do. The
 //!   buffer handed out may hold bytes of an earlier request: callers write before they read.

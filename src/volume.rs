@@ -42,8 +42,10 @@ struct Span {
     partial: bool,
 }
 
-/// Bytes of whole sectors processed per image request in the bulk path.
-const CHUNK: usize = 1 << 20;
+/// Bytes of whole sectors processed per image request in the bulk path. 256 KiB: encrypted
+/// data is still in the cache when the kernel copies it to the payload (qd4 1 MiB writes
+/// through a qcow2-luks mount: +4-15% over 1 MiB chunks in 4 alternating runs, reads +0-4%).
+const CHUNK: usize = 256 << 10;
 /// Number of locks in the striped table guarding partial-sector read-modify-write.
 const STRIPES: usize = 256;
 /// The largest encryption sector LUKS2 allows (the size of the partial-sector buffers).
