@@ -142,27 +142,12 @@ fn cryptsetup_luks2_image_encrypted_in_place_through_the_mount_helper() {
     let header_before = sha256_of(&f.header, ..offset as usize);
 
     // mount(8)'s helper without header=: the source holds its header.
-    let mnt = f.path("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let helper = std::path::Path::new(env!("CARGO_BIN_EXE_luksfuse"))
-        .parent()
-        .unwrap()
-        .join("mount.fuse.luksfuse");
-    let _ = std::fs::remove_file(&helper);
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_luksfuse"), &helper).unwrap();
-    let out = forking(|| {
-        Command::new(&helper)
-            .args([s(&f.header), s(&mnt), "-o"])
-            .arg(format!("key-file={},name=disk", s(&f.keyfile)))
-            .output()
-    })
-    .unwrap();
-    let m = Mounted::adopt(mnt.clone());
-    assert!(
-        out.status.success(),
-        "helper: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let m = Mounted::via_helper(
+        &f,
+        &f.header,
+        &format!("key-file={},name=disk", s(&f.keyfile)),
     );
+    let mnt = m.mnt.clone();
     let served = mnt.join("disk");
     let data = std::fs::read(&served).unwrap();
     assert_eq!(data.len() as u64, LEN + REDUCE - offset);

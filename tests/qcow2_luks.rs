@@ -395,6 +395,35 @@ fn guest_writes_never_reach_the_header() {
     assert_eq!(ok.code, 0, "{}", ok.stderr);
 }
 
+/// mount(8)'s helper with the image alone as its source (`mount -t fuse.luksfuse vm.qcow2 DIR
+/// -o key-file=...`, no `header=`): the guest view QEMU reads, and a write QEMU then reads.
+#[test]
+fn the_mount_helper_opens_the_image_alone() {
+    let f = encrypted_qcow2("");
+    let io = image_opts(&f);
+    let mut model = noise(2 << 20, 41);
+    model.resize(12 << 20, 0);
+    qemu_write_plain(&f, &io, &model[..2 << 20]);
+    let m = Mounted::via_helper(&f, &f.payload, &format!("key-file={}", s(&f.keyfile)));
+    let served = m.mnt.join("vm");
+    assert!(
+        std::fs::read(&served).unwrap() == model,
+        "the mount reads QEMU's data"
+    );
+    std::fs::File::options()
+        .write(true)
+        .open(&served)
+        .and_then(|v| v.write_all_at(&[0xa5; 5000], (3 << 20) + 7))
+        .unwrap();
+    model[(3 << 20) + 7..(3 << 20) + 5007].fill(0xa5);
+    m.unmount();
+    assert!(
+        qemu_read_plain(&f, &io) == model,
+        "QEMU reads the helper mount's write"
+    );
+    check_clean(&f);
+}
+
 /// `qemu-io` on the image with the key in `key`: whether QEMU opens it and reads the
 /// 0x5a pattern over its first MiB.
 fn qemu_reads_pattern(f: &Fixture, key: &Path) -> bool {

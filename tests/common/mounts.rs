@@ -134,6 +134,31 @@ impl Mounted {
         Self::with_paths(f, extra, &[s(&f.header)], file)
     }
 
+    /// `mount.fuse.luksfuse SOURCE f/mnt -o OPTS`, as mount(8) runs the helper (a symlink to
+    /// the binary in the fixture's directory): the mount, unmounted when dropped, once the
+    /// helper succeeded.
+    pub fn via_helper(f: &Fixture, source: &Path, opts: &str) -> Mounted {
+        let mnt = f.path("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let helper = f.path("mount.fuse.luksfuse");
+        if helper.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_luksfuse"), &helper).unwrap();
+        }
+        let out = forking(|| {
+            Command::new(&helper)
+                .args([s(source), s(&mnt), "-o", opts])
+                .output()
+        })
+        .unwrap();
+        let m = Mounted::adopt(mnt);
+        assert!(
+            out.status.success(),
+            "helper: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        m
+    }
+
     /// A mount made some other way (the mount helper) at `mnt`, unmounted when dropped.
     pub fn adopt(mnt: PathBuf) -> Mounted {
         Mounted {
