@@ -190,30 +190,18 @@ impl Mounted {
     }
 
     pub fn unmount(&self) {
-        // FUSE sends RELEASE asynchronously after close(2): a file closed just now may still
-        // count as open for a moment, and the unmount then fails with EBUSY. Retry briefly.
-        let start = Instant::now();
-        loop {
-            let out = forking(|| {
-                Command::new("fusermount3")
-                    .arg("-u")
-                    .arg(&self.mnt)
-                    .output()
-            })
-            .unwrap();
-            if out.status.success() {
-                break;
-            }
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                err.contains("busy") && start.elapsed() < SETTLE,
-                "fusermount3 -u failed: {err}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // `luksfuse umount` returns once the daemon has synced and exited (it waits out a
+        // RELEASE still in flight from a file closed just now): every test that unmounts
+        // checks that promise.
+        let r = luksfuse(&["umount", "--timeout", "20", s(&self.mnt)], b"");
+        assert_eq!(r.code, 0, "luksfuse umount failed: {}", r.stderr);
         assert!(
-            wait_daemon_gone(&self.mnt, SETTLE).is_some(),
-            "daemon still running {SETTLE:?} after fusermount3 -u"
+            !is_mounted(&self.mnt),
+            "still mounted after luksfuse umount"
+        );
+        assert!(
+            daemons_for(&self.mnt).is_empty(),
+            "daemon still running after luksfuse umount returned"
         );
     }
 }
