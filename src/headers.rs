@@ -136,7 +136,7 @@ pub fn volume_key(bytes: &Passphrase, len: usize, file: &Path) -> Result<VolumeK
 /// data) to the new file `backup` (read-only for its owner, as cryptsetup makes it; made
 /// durable). Refuses an existing `backup`.
 pub fn header_backup(path: &Path, backup: &Path) -> Result<()> {
-    let file = match embedded(path)? {
+    let file = match embedded_header(path)? {
         Some((offset, length)) => crate::luks::HeaderFile::open_range(path, offset, length)?,
         None => crate::luks::HeaderFile::open(path)?,
     };
@@ -182,7 +182,7 @@ impl HeaderRestore {
         let len = std::fs::metadata(path)
             .map_err(|e| Error::io(path, "cannot stat header", &e))?
             .len();
-        let locked = match embedded(path)? {
+        let locked = match embedded_header(path)? {
             Some((offset, length)) => Locked::open_embedded(path, offset, length)?,
             None => Locked::open_as(path, backup_h.attached_end(len))?,
         };
@@ -238,7 +238,7 @@ pub struct HeaderEdit {
 impl HeaderEdit {
     /// Locks the header file (it must not be in use) and parses it.
     pub fn open(path: &Path) -> Result<Self> {
-        let locked = match embedded(path)? {
+        let locked = match embedded_header(path)? {
             Some((offset, length)) => Locked::open_embedded(path, offset, length)?,
             None => Locked::open(path)?,
         };
@@ -448,16 +448,25 @@ impl HeaderEdit {
     }
 }
 
-/// Where the LUKS header inside `path` lies when `path` is a qcow2 image with QEMU's own
-/// encryption (`Some((offset, length))`; changed in place like an attached header), else
-/// `None`. The legacy AES method and a bad header pointer are errors naming the file.
-fn embedded(path: &Path) -> Result<Option<(u64, u64)>> {
+/// The byte range of the LUKS header embedded in `path` when it is a qcow2 image with QEMU's
+/// own LUKS encryption (`Some((offset, length))`; changed in place like an attached header);
+/// `None` for anything that is not a qcow2 image. An unencrypted qcow2 image is no header (an
+/// error saying what to give instead); the legacy AES method and a bad header pointer are
+/// errors naming the file.
+pub fn embedded_header(path: &Path) -> Result<Option<(u64, u64)>> {
     use crate::image::qcow2;
     // A file we cannot read is reported by the header's own open.
     if !qcow2::is_qcow2(path).unwrap_or(false) {
         return Ok(None);
     }
-    qcow2::embedded_luks_header(path)
+    match qcow2::embedded_luks_header(path)? {
+        Some(range) => Ok(Some(range)),
+        None => Err(Error::format(
+            "qcow2 image without QEMU's own encryption is not a LUKS header",
+        )
+        .in_file(path)
+        .with_hint("give the detached header first: luksfuse mount HEADER IMAGE MOUNTPOINT")),
+    }
 }
 
 /// Writes `image` after checking that it parses and that `pass` opens `slot` with the same

@@ -68,25 +68,7 @@ pub fn open_header(path: &Path) -> Result<(HeaderFile, Header)> {
     Ok((file, header))
 }
 
-/// The byte range of the LUKS header embedded in `path` when it is a qcow2 image with QEMU's
-/// own LUKS encryption; `None` for anything else that is not a qcow2 image. An unencrypted
-/// qcow2 image is no header (an error saying what to give instead), and the legacy AES
-/// method is refused.
-pub fn embedded_header(path: &Path) -> Result<Option<(u64, u64)>> {
-    use luksfuse::image::qcow2;
-    // A file we cannot read is reported by the header's own open.
-    if !qcow2::is_qcow2(path).unwrap_or(false) {
-        return Ok(None);
-    }
-    match qcow2::embedded_luks_header(path)? {
-        Some(range) => Ok(Some(range)),
-        None => Err(luksfuse::Error::format(
-            "qcow2 image without QEMU's own encryption is not a LUKS header",
-        )
-        .in_file(path)
-        .with_hint("give the detached header first: luksfuse mount HEADER IMAGE MOUNTPOINT")),
-    }
-}
+pub use luksfuse::headers::embedded_header;
 
 /// Reads the key (`-S`: for that keyslot only) and opens a keyslot with it. An unbound
 /// keyslot opens only when asked for by number; [`Unlocked::bound`] then says so, and only a
