@@ -22,19 +22,23 @@ cd "$work"
 fuse_unmount() { for _ in $(seq 50); do fusermount3 -u "$1" 2>/dev/null && return 0; sleep 0.1; done; fusermount3 -u "$1"; }
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
+# test_keys HEADER: the right key opens a keyslot (exit 0), a wrong one does not (exit 2).
+test_keys() {
+  say luksfuse test-key -d demo.key "$1"
+  "$LUKSFUSE" test-key -d demo.key "$1" && echo "keyslot opens (exit 0)"
+  say "echo wrong | luksfuse test-key $1"
+  set +e
+  echo wrong | "$LUKSFUSE" test-key "$1"
+  echo "exit code $? (2 = no key available with this passphrase)"
+  set -e
+}
 printf 'demo passphrase' > demo.key
 mkdir mnt fs
 truncate -s 64M disk.img
 say cryptsetup luksFormat --type luks2 --key-file demo.key disk.img
 cryptsetup luksFormat -q --type luks2 --key-file demo.key \
   --pbkdf argon2id --pbkdf-force-iterations 4 --pbkdf-memory 65536 disk.img
-say luksfuse test-key -d demo.key disk.img
-"$LUKSFUSE" test-key -d demo.key disk.img && echo "keyslot opens (exit 0)"
-say "echo wrong | luksfuse test-key disk.img"
-set +e
-echo wrong | "$LUKSFUSE" test-key disk.img
-echo "exit code $? (2 = no key available with this passphrase)"
-set -e
+test_keys disk.img
 say luksfuse mount -d demo.key disk.img mnt
 "$LUKSFUSE" mount -d demo.key disk.img mnt
 ls -l mnt; grep " $work/mnt " /proc/mounts
@@ -66,13 +70,7 @@ cryptsetup luksFormat -q --type luks2 --header header.img --key-file demo.key \
   --pbkdf argon2id --pbkdf-force-iterations 4 --pbkdf-memory 65536 payload.raw
 say luksfuse dump header.img
 "$LUKSFUSE" dump header.img
-say luksfuse test-key -d demo.key header.img
-"$LUKSFUSE" test-key -d demo.key header.img && echo "keyslot opens (exit 0)"
-say "echo wrong | luksfuse test-key header.img"
-set +e
-echo wrong | "$LUKSFUSE" test-key header.img
-echo "exit code $? (2 = no key available with this passphrase)"
-set -e
+test_keys header.img
 say luksfuse dump --dump-volume-key -q -d demo.key header.img
 "$LUKSFUSE" dump --dump-volume-key -q -d demo.key header.img 2>/dev/null | grep -A4 'MK dump'
 say cryptsetup luksDump --dump-volume-key -q --key-file demo.key header.img

@@ -568,12 +568,7 @@ mod tests {
             seed
         };
         let gpt = gpt_disk(200, &[(0, 34, 63), (2, 64, 99), (5, 100, 160)]);
-        let mut mbr_d = vec![0u8; 64 * 512];
-        mbr(&mut mbr_d, 0, 0, 0x83, 2, 4);
-        mbr(&mut mbr_d, 0, 1, 0x05, 10, 40);
-        mbr(&mut mbr_d, 10 * 512, 0, 0x83, 2, 5);
-        mbr(&mut mbr_d, 10 * 512, 1, 0x05, 20, 10);
-        mbr(&mut mbr_d, 30 * 512, 0, 0x83, 1, 3);
+        let mbr_d = mbr_with_logicals();
         let mut accepted = 0;
         for round in 0..6000 {
             let mut d = if round % 2 == 0 {
@@ -645,15 +640,22 @@ mod tests {
         assert_eq!(read(reader(&d), d.len() as u64).unwrap(), None);
     }
 
-    #[test]
-    fn mbr_primaries_and_logicals() {
+    /// A 64-sector MBR disk: a primary at 2 (4 sectors), an extended partition at 10 (40)
+    /// whose EBR at 10 holds a logical at 10+2 (5 sectors) and links to the next EBR at
+    /// 10+20, which holds a logical at 30+1 (3 sectors).
+    fn mbr_with_logicals() -> Vec<u8> {
         let mut d = vec![0u8; 64 * 512];
         mbr(&mut d, 0, 0, 0x83, 2, 4);
         mbr(&mut d, 0, 1, 0x05, 10, 40);
-        // EBR at 10: logical at 10+2, 5 sectors; next EBR at 10+20.
         mbr(&mut d, 10 * 512, 0, 0x83, 2, 5);
         mbr(&mut d, 10 * 512, 1, 0x05, 20, 10);
         mbr(&mut d, 30 * 512, 0, 0x83, 1, 3);
+        d
+    }
+
+    #[test]
+    fn mbr_primaries_and_logicals() {
+        let mut d = mbr_with_logicals();
         let t = read(reader(&d), d.len() as u64).unwrap().unwrap();
         assert_eq!(t.kind, TableKind::Mbr);
         let got: Vec<_> = t

@@ -35,9 +35,7 @@ fn payload_offset(image: &std::path::Path) -> u64 {
 #[test]
 fn qemu_luks1_image_through_the_two_argument_mount() {
     const LEN: usize = 4 << 20;
-    let mut f = Fixture::new();
-    f.header = f.path("disk.luks");
-    f.payload = f.header.clone();
+    let f = Fixture::attached("disk.luks");
     qemu_create_luks(
         &f,
         &f.header,
@@ -52,9 +50,7 @@ fn qemu_luks1_image_through_the_two_argument_mount() {
 #[test]
 fn cryptsetup_luks1_image_through_the_two_argument_mount() {
     const LEN: usize = 4 << 20;
-    let mut f = Fixture::new();
-    f.header = f.path("disk.img");
-    f.payload = f.header.clone();
+    let f = Fixture::attached("disk.img");
     std::fs::File::create(&f.header)
         .and_then(|h| h.set_len(LEN as u64 + (2 << 20)))
         .unwrap();
@@ -122,9 +118,7 @@ fn cryptsetup_luks2_image_encrypted_in_place_through_the_mount_helper() {
     // the data by half of --reduce-device-size and puts the LUKS2 header in front.
     const LEN: u64 = 24 << 20;
     const REDUCE: u64 = 8 << 20;
-    let mut f = Fixture::new();
-    f.header = f.path("disk.img");
-    f.payload = f.header.clone();
+    let f = Fixture::attached("disk.img");
     let plain = noise(LEN as usize, 21);
     write_file(&f.header, &plain);
     std::fs::File::options()
@@ -237,9 +231,7 @@ fn cryptsetup_opens(image: &std::path::Path, key: &std::path::Path) -> i32 {
 fn keys_change_inside_cryptsetup_images_and_the_data_stays() {
     for kind in ["luks1", "luks2"] {
         let what = format!("attached {kind}");
-        let mut f = Fixture::new();
-        f.header = f.path("disk.img");
-        f.payload = f.header.clone();
+        let f = Fixture::attached("disk.img");
         write_file(&f.header, &noise(24 << 20, 5));
         let mut args = vec![
             "luksFormat",
@@ -320,9 +312,7 @@ fn keys_change_inside_cryptsetup_images_and_the_data_stays() {
 fn header_backup_is_cryptsetups_and_restore_revives_a_wiped_header() {
     for kind in ["luks1", "luks2"] {
         let what = format!("attached {kind}");
-        let mut f = Fixture::new();
-        f.header = f.path("disk.img");
-        f.payload = f.header.clone();
+        let f = Fixture::attached("disk.img");
         write_file(&f.header, &noise(20 << 20, 8));
         let mut args = vec!["luksFormat", "-q", "--type", kind];
         args.extend(["--key-file", s(&f.keyfile)]);

@@ -146,9 +146,7 @@ fn qemu_options(spec: &str, bits: u32, hash: &str) -> String {
 }
 
 fn qemu_row(spec: &str, bits: u32, hash: &str, seed: u64, what: &str, slot3: bool) {
-    let mut f = Fixture::new();
-    f.header = f.path("qemu.luks");
-    f.payload = f.header.clone();
+    let mut f = Fixture::attached("qemu.luks");
     qemu_create_luks(
         &f,
         &f.header,
@@ -381,9 +379,7 @@ fn plain_and_plain64_past_sector_2_pow_32_with_qemu() {
     const TIB2: u64 = 512 << 32;
     for iv in ["plain", "plain64"] {
         let what = format!("aes-xts-{iv}");
-        let mut f = Fixture::new();
-        f.header = f.path("big.luks");
-        f.payload = f.header.clone();
+        let f = Fixture::attached("big.luks");
         let opts = format!("key-secret=s,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg={iv},hash-alg=sha256,iter-time=10");
         let size = (TIB2 + (1 << 20)).to_string();
         qemu_create_luks(&f, &f.header, &opts, &size);

@@ -55,6 +55,19 @@ struct Trim {
     fstrim_ok: bool,
 }
 
+impl Trim {
+    /// `fstrim` succeeded and `what` (the payload's allocation) shrank by at least 100 MiB.
+    fn assert_shrank(&self, what: &str) {
+        assert!(self.fstrim_ok, "fstrim succeeds");
+        assert!(
+            self.written >= self.trimmed + 100 * MIB,
+            "{what} shrink by >= 100 MiB: {} -> {}",
+            self.written,
+            self.trimmed
+        );
+    }
+}
+
 /// ext4 (made without discards) on a new loop device over `file`, mounted in the fixture's
 /// `ext4` directory, holding `keep`: the device, its guard, the mountpoint and its guard.
 fn ext4_on_loop(f: &Fixture, file: &Path) -> (String, LoopGuard, PathBuf, UmountGuard) {
@@ -146,13 +159,7 @@ fn fstrim_gives_a_raw_payloads_blocks_back_with_allow_discards() {
     let m = Mounted::new(&f, &["--allow-discards"], "p");
     let served = m.mnt.join("p");
     let t = ext4_trim(&f, &served, &|| allocated(&f.payload));
-    assert!(t.fstrim_ok, "fstrim succeeds");
-    assert!(
-        t.written >= t.trimmed + 100 * MIB,
-        "st_blocks shrink by >= 100 MiB: {} -> {}",
-        t.written,
-        t.trimmed
-    );
+    t.assert_shrank("st_blocks");
     let st = status_when(&m.mnt, |m| {
         m["bytes_written"].as_u64() >= Some(BIG) && m["bytes_discarded"].as_u64() >= Some(BIG)
     });
@@ -240,13 +247,7 @@ fn fstrim_frees_a_qcow2_payloads_clusters_and_qemu_reads_the_rest() {
     f.payload = q.clone();
     let m = Mounted::new(&f, &["-o", "discard"], "p");
     let t = ext4_trim(&f, &m.mnt.join("p"), &|| qcow2_allocated(&q));
-    assert!(t.fstrim_ok, "fstrim succeeds");
-    assert!(
-        t.written >= t.trimmed + 100 * MIB,
-        "allocated clusters shrink by >= 100 MiB: {} -> {}",
-        t.written,
-        t.trimmed
-    );
+    t.assert_shrank("allocated clusters");
     let ours = sha256_file(&m.mnt.join("p"));
     m.unmount();
     let check = run_ok(

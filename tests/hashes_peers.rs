@@ -158,9 +158,7 @@ fn qemu_writes_with_every_hash_it_lists_and_the_mount_reads_it() {
         ("aes-256", "cbc", "essiv", Some("sm3"), "sm3"),
     ];
     for &(alg, mode, ivgen, ivhash, hash) in rows {
-        let mut f = Fixture::new();
-        f.header = f.path("qemu.luks");
-        f.payload = f.header.clone();
+        let f = Fixture::attached("qemu.luks");
         let mut opts = format!(
             "key-secret=s,cipher-alg={alg},cipher-mode={mode},ivgen-alg={ivgen},hash-alg={hash},iter-time=10"
         );

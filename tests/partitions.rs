@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const MIB: u64 = 1 << 20;
@@ -103,8 +103,9 @@ fn assert_writes_stay_inside(mnt: &Path, (n, start, size): (u32, u64, u64), seed
     );
 }
 
-/// `luksfuse mount -d KEY --partitions HEADER PAYLOAD MNT`, expecting failure: its result.
-fn mount_partitions_fails(f: &Fixture) -> Run {
+/// `luksfuse mount -d KEY --partitions HEADER PAYLOAD mnt`: what it said, the mountpoint and
+/// a guard that unmounts it when dropped.
+fn mount_partitions(f: &Fixture) -> (Run, PathBuf, MountGuard) {
     let mnt = f.path("mnt");
     let r = luksfuse(
         &[
@@ -118,7 +119,12 @@ fn mount_partitions_fails(f: &Fixture) -> Run {
         ],
         b"",
     );
-    let _guard = MountGuard(mnt.clone());
+    (r, mnt.clone(), MountGuard(mnt))
+}
+
+/// [`mount_partitions`], expecting failure: its result (nothing is left mounted).
+fn mount_partitions_fails(f: &Fixture) -> Run {
+    let (r, mnt, _guard) = mount_partitions(f);
     assert!(
         !is_mounted(&mnt),
         "refused mount left a mount behind: {}",
@@ -270,20 +276,7 @@ fn a_disk_without_a_table_is_served_whole_with_a_warning() {
         write_range(&m.mnt.join("p"), 0, &[0; 1 << 20]);
         m.unmount();
     }
-    let mnt = f.path("mnt");
-    let r = luksfuse(
-        &[
-            "mount",
-            "-d",
-            s(&f.keyfile),
-            "--partitions",
-            s(&f.header),
-            s(&f.payload),
-            s(&mnt),
-        ],
-        b"",
-    );
-    let m = MountGuard(mnt.clone());
+    let (r, mnt, m) = mount_partitions(&f);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("no partition table"), "{}", r.stderr);
     assert!(r.stderr.contains(s(&f.payload)), "{}", r.stderr);
@@ -358,20 +351,7 @@ fn a_damaged_primary_gpt_falls_back_to_the_backup() {
         b[0] ^= 0x20;
         write_range(disk, 2 * 512 + 60, &b);
     });
-    let mnt = f.path("mnt");
-    let r = luksfuse(
-        &[
-            "mount",
-            "-d",
-            s(&f.keyfile),
-            "--partitions",
-            s(&f.header),
-            s(&f.payload),
-            s(&mnt),
-        ],
-        b"",
-    );
-    let _g = MountGuard(mnt.clone());
+    let (r, mnt, _g) = mount_partitions(&f);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("backup GPT"), "{}", r.stderr);
     assert_eq!(listing(&mnt), ["p", "p-p1", "p-p2"]);

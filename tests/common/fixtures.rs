@@ -52,6 +52,15 @@ impl Fixture {
         f.payload_len(16 << 20)
     }
 
+    /// A fixture for an image holding its header and its data: header and payload are the
+    /// file `name` of the fixture's directory (not made yet).
+    pub fn attached(name: &str) -> Fixture {
+        let mut f = Fixture::new();
+        f.header = f.path(name);
+        f.payload = f.header.clone();
+        f
+    }
+
     /// Makes the payload `len` bytes long (sparse).
     pub fn payload_len(self, len: u64) -> Fixture {
         std::fs::File::options()
