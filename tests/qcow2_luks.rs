@@ -306,6 +306,18 @@ fn wrong_forms_are_refused() {
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(r.stderr.contains("not a LUKS header"), "{}", r.stderr);
     assert!(!is_mounted(&mnt));
+    // Key commands say the same of it (that it is a qcow2 image without QEMU's encryption,
+    // not only that its first bytes are no LUKS magic), and change no byte.
+    let before = std::fs::read(&plain).unwrap();
+    let r = luksfuse(&["kill-slot", "-q", "0", s(&plain)], b"");
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("qcow2 image without QEMU's own encryption is not a LUKS header"),
+        "{}",
+        r.stderr
+    );
+    assert!(std::fs::read(&plain).unwrap() == before);
 }
 
 /// A hostile header pointer (past the end of the file, unaligned, into cluster 0, wrong
