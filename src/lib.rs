@@ -10,7 +10,8 @@
 //!    in-place header updates;
 //! 4. `image`: access to the payload file (raw with QEMU-compatible locks, or qcow2);
 //! 5. `volume`: the decrypted, byte-addressed view of a payload segment; `partitions`: the
-//!    GPT/MBR table read through it, as windows (offset, length) of the disk;
+//!    GPT/MBR table read through it, as windows (offset, length) of the disk; `reencrypt`:
+//!    in-place encryption and decryption of a payload, hotzone by hotzone;
 //! 6. `fuse`: the FUSE adapter serving volumes as files, and the mount session;
 //! 7. `passphrase` (key files), `headers` (changing a header file: new header, keyslots),
 //!    `status` (the records of live mounts), `mount` (open, mount, daemonize, serve) and
@@ -39,6 +40,7 @@ pub mod mount;
 pub mod partitions;
 pub mod passphrase;
 pub mod process;
+pub mod reencrypt;
 pub mod secret;
 pub mod status;
 #[allow(unsafe_code)]
