@@ -12,6 +12,7 @@ mod access;
 pub mod binary;
 pub mod json;
 pub mod metadata;
+pub mod reencrypt;
 mod sections;
 pub mod writer;
 
