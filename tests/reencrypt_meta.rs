@@ -11,7 +11,9 @@ use common::*;
 use luksfuse::crypto::hash::HashAlg;
 use luksfuse::image::{Access, Image, RawImage};
 use luksfuse::luks::format::{FormatOptions, KdfOptions};
-use luksfuse::luks::luks2::reencrypt::{Mode, Params, Reencryption, Resilience, State};
+use luksfuse::luks::luks2::reencrypt::{
+    verification_data, Mode, Params, Reencryption, Resilience, State,
+};
 use luksfuse::luks::{Header, HeaderFile};
 use luksfuse::secret::{Passphrase, Secret, VolumeKey};
 use luksfuse::volume::Volume;
@@ -291,6 +293,10 @@ fn cryptsetup_encrypt_states_parse_resume_and_dump_alike() {
             ("journal", Resilience::Journal) => {}
             (_, other) => panic!("{resilience}: {other:?}"),
         }
+        // The verification data has the length docs/cryptsetup-reencrypt.md §3 measured.
+        let h = parse(&f.header);
+        let data = verification_data(h.as_luks2().unwrap().json(), 2, None, r.new_key()).unwrap();
+        assert_eq!(data.len(), if resilience == "checksum" { 182 } else { 171 });
         close(r);
         // Hot: killed on the data write of the second 1 MiB hotzone.
         cs_resume(&f, "1M", Some(kill_at));
@@ -360,6 +366,9 @@ fn cryptsetup_decrypt_states_parse_and_resume() {
         (st.old.sector_size, st.new.encryption.clone()),
         (4096, None)
     );
+    let h = parse(&f.header);
+    let data = verification_data(h.as_luks2().unwrap().json(), 2, r.old_key(), None).unwrap();
+    assert_eq!(data.len(), 183);
     close(r);
     cs_resume(&f, "1M", Some(28));
     dumps_agree(&f.header, "decrypt hot");
@@ -774,4 +783,39 @@ fn key_commands_refuse_a_header_in_reencryption() {
         );
     }
     assert_eq!(f.read_header(), before);
+}
+
+#[test]
+fn none_resilience_records_progress_only_at_checkpoints() {
+    need_cryptsetup!();
+    let (f, plain) = fixture(13);
+    let params = Params {
+        resilience: Resilience::None,
+        ..fast()
+    };
+    let mut r =
+        Reencryption::init_encrypt(&f.header, &fast_format(), &pass(), &params, SIZE, false)
+            .unwrap();
+    let before = f.read_header();
+    for i in 0..3 {
+        hotzone(&mut r, &f.payload, i * 2 * MIB..(i + 1) * 2 * MIB, None);
+    }
+    // As cryptsetup: nothing is written per hotzone.
+    assert_eq!(f.read_header(), before);
+    assert_eq!(r.state().converted, 0..6 * MIB);
+    // Going back is refused; the checkpoint records the progress.
+    assert_eq!(r.checkpoint(0..4 * MIB).unwrap_err().exit_code(), 1);
+    r.checkpoint(0..6 * MIB).unwrap();
+    let st = r.state().clone();
+    let key = VolumeKey(Secret::from_slice(r.new_key().unwrap().as_bytes()));
+    close(r);
+    dumps_agree(&f.header, "luksfuse encrypt checkpoint");
+    let r = Reencryption::resume(&f.header, &pass(), SIZE).unwrap();
+    assert_eq!(
+        (r.state().converted.clone(), r.state().hot.clone()),
+        (0..6 * MIB, None)
+    );
+    close(r);
+    cs_resume(&f, "4M", None);
+    assert_eq!(plaintext(&f.payload, &st, &key), plain);
 }

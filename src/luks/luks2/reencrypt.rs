@@ -196,11 +196,21 @@ impl State {
         self.hot.is_none() && self.converted == (0..self.size)
     }
 
-    /// What hotzone boundaries must be multiples of: the larger sector size of the two
-    /// layouts (the checksum block need not divide a hotzone; a last partial block is not
-    /// checksummed, as in cryptsetup).
-    pub fn alignment(&self) -> u64 {
+    /// What hotzone boundaries must be multiples of (but the payload's end): the larger
+    /// sector size of the two layouts.
+    pub fn sector_alignment(&self) -> u64 {
         u64::from(self.old.sector_size.max(self.new.sector_size).max(512))
+    }
+
+    /// What hotzone lengths are multiples of (but the last): the larger sector size of the
+    /// two layouts and the checksum block, as cryptsetup's `reencrypt_get_alignment` (a
+    /// partial checksum block at a hotzone's end is not checksummed, as in cryptsetup).
+    pub fn alignment(&self) -> u64 {
+        let block = match self.resilience {
+            Resilience::Checksum { block, .. } => block,
+            _ => 512,
+        };
+        u64::from(self.old.sector_size.max(self.new.sector_size).max(block))
     }
 
     /// The next hotzone of at most `len` bytes (aligned down, at least one alignment unit),
@@ -306,7 +316,7 @@ impl Reencryption {
             "2": final_seg,
         });
         j["digests"]["0"]["segments"] = json!(["2"]);
-        let new_key = VolumeKey(Secret::from_slice(vk.as_bytes()));
+        let new_key = vk;
         add_reencryption(
             &h,
             &mut j,
@@ -547,7 +557,7 @@ impl Reencryption {
     /// copies (seqid + 1; primary, fsync, secondary, fsync), cryptsetup's order. Resilience
     /// none: writes nothing. `hot` must be the next hotzone: it starts where the converted
     /// part ends (encrypt) or ends where it starts (decrypt), its bounds are multiples of
-    /// [`State::alignment`] (or the payload's end) and it is at most
+    /// [`State::sector_alignment`] (or the payload's end) and it is at most
     /// [`Self::max_hotzone`] long.
     pub fn protect(&mut self, hot: Range<u64>, old_bytes: &[u8]) -> Result<()> {
         if let Some(h) = &self.state.hot {
@@ -560,7 +570,7 @@ impl Reencryption {
             Mode::Encrypt => hot.start == s.converted.end,
             Mode::Decrypt => hot.end == s.converted.start,
         };
-        let a = s.alignment();
+        let a = s.sector_alignment();
         if !next
             || hot.start >= hot.end
             || hot.end > s.size
@@ -585,7 +595,7 @@ impl Reencryption {
                 old_bytes.len()
             )));
         }
-        let area_data: Option<Secret> = match s.resilience {
+        let checksums: Option<Secret> = match s.resilience {
             Resilience::Checksum { hash, block } => {
                 let block = usize::try_from(block).expect("u32 fits");
                 let n = old_bytes.len() / block;
@@ -598,14 +608,18 @@ impl Reencryption {
                 }
                 Some(out)
             }
-            Resilience::Journal => Some(Secret::from_slice(old_bytes)),
+            _ => None,
+        };
+        let area_data: Option<&[u8]> = match s.resilience {
+            Resilience::Checksum { .. } => checksums.as_ref().map(Secret::as_bytes),
+            Resilience::Journal => Some(old_bytes),
             Resilience::None => None,
         };
         let mut next = self.state.clone();
         next.hot = Some(hot);
         if let Some(data) = area_data {
             let j = self.json_for(&next)?;
-            self.commit(&j, Some((self.state.area.start, data.as_bytes())))?;
+            self.commit(&j, Some((self.state.area.start, data)))?;
         }
         self.state = next;
         Ok(())
@@ -642,7 +656,7 @@ impl Reencryption {
             return Err(Error::usage("a hotzone is in reencryption: advance first"));
         }
         let s = &self.state;
-        let a = s.alignment();
+        let a = s.sector_alignment();
         let ok = match s.mode {
             Mode::Encrypt => {
                 converted.start == 0 && converted.end >= s.converted.end && converted.end <= s.size
@@ -1335,17 +1349,17 @@ pub fn verification_data(
         })
     };
     let (d_old, d_new) = (digest_of("backup-previous"), digest_of("backup-final"));
-    let mut out: Vec<u8> = vec![0x76, 0x30 + version];
+    let mut keys: Vec<&[u8]> = Vec::new();
     if d_old.is_some() {
-        out.extend_from_slice(old.ok_or_else(invalid)?.as_bytes());
+        keys.push(old.ok_or_else(invalid)?.as_bytes());
     }
     if d_new.is_some() && d_new != d_old {
-        out.extend_from_slice(new.ok_or_else(invalid)?.as_bytes());
+        keys.push(new.ok_or_else(invalid)?.as_bytes());
     }
-    if out.len() == 2 {
+    if keys.is_empty() {
         return Err(invalid());
     }
-    let data = Secret::new(out);
+    // The metadata part holds no secret; the whole is assembled once, in a zeroizing buffer.
     let mut out = Vec::new();
     let s = |v: &Value, key: &str, out: &mut Vec<u8>| -> Result<()> {
         let t = v.get(key).and_then(Value::as_str).ok_or_else(invalid)?;
@@ -1421,9 +1435,17 @@ pub fn verification_data(
             _ => return Err(invalid()),
         }
     }
-    let mut all = data.as_bytes().to_vec();
-    all.extend_from_slice(&out);
-    Ok(Secret::new(all))
+    let key_len: usize = keys.iter().map(|k| k.len()).sum();
+    let mut all = Secret::zeroed(2 + key_len + out.len());
+    let buf = all.as_mut_bytes();
+    buf[0] = 0x76;
+    buf[1] = 0x30 + version;
+    let mut at = 2;
+    for part in keys.iter().copied().chain([&out[..]]) {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    Ok(all)
 }
 
 /// Checks the verification digest of header `h` (the digest of its reencryption keyslot)
@@ -1479,7 +1501,13 @@ fn clone(file: &File, path: &Path) -> Result<File> {
 /// Parses the LUKS2 header in `file` (a LUKS1 header is refused).
 fn parse_file(file: &File, path: &Path) -> Result<Luks2> {
     let src = HeaderFile::from_file(clone(file, path)?, path)?;
-    Luks2::parse(&src).map_err(|e| e.in_file(path))
+    match Header::parse(&src).map_err(|e| e.in_file(path))? {
+        Header::Luks2(h) => Ok(h),
+        Header::Luks1(_) => Err(Error::unsupported(
+            "a LUKS1 header: luksfuse encrypts and decrypts in place with LUKS2 headers only",
+        )
+        .in_file(path)),
+    }
 }
 
 /// cryptsetup's reencryption lock: `flock(LOCK_EX|LOCK_NB)` on
