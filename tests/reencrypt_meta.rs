@@ -674,6 +674,24 @@ fn a_second_run_and_a_stale_sequence_id_are_refused() {
     let e = r.protect(0..MIB, &old).unwrap_err();
     assert_eq!(e.exit_code(), 5, "{e}");
     assert_eq!(f.read_header(), img, "nothing written");
+    close(r);
+    // A mounted header (a luksfuse mount holds a shared lock) is not decrypted under it.
+    let (f, _) = encrypted_fixture(15, "512");
+    let mounted = luksfuse::luks::update::lock_shared(&f.header).unwrap();
+    let e = Reencryption::init_decrypt(&f.header, &pass(), &fast(), SIZE).unwrap_err();
+    assert_eq!(e.exit_code(), 5, "{e}");
+    close(mounted);
+    let r = Reencryption::init_decrypt(&f.header, &pass(), &fast(), SIZE).unwrap();
+    // Between writes the run holds a shared lock: a key change is refused, readers read.
+    assert_eq!(
+        luksfuse::luks::update::Locked::open(&f.header)
+            .err()
+            .unwrap()
+            .exit_code(),
+        5
+    );
+    dumps_agree(&f.header, "during a run");
+    close(r);
 }
 
 #[test]
@@ -818,4 +836,43 @@ fn none_resilience_records_progress_only_at_checkpoints() {
     close(r);
     cs_resume(&f, "4M", None);
     assert_eq!(plaintext(&f.payload, &st, &key), plain);
+}
+
+#[test]
+fn older_and_data_shift_reencryption_is_left_to_cryptsetup() {
+    need_cryptsetup!();
+    let (f, _) = fixture(14);
+    f.cryptsetup(&[
+        "reencrypt",
+        "--encrypt",
+        "--init-only",
+        "--key-file",
+        s(&f.keyfile),
+        "--pbkdf",
+        "pbkdf2",
+        "--pbkdf-force-iterations",
+        "1000",
+    ]);
+    let base = f.read_header();
+    for (req, says) in [
+        (
+            "online-reencrypt",
+            "run 'cryptsetup repair --header HEADER PAYLOAD'",
+        ),
+        ("online-reencrypt-v3", "data shift"),
+    ] {
+        let mut img = base.clone();
+        rewrite_json(&mut img, &|j| {
+            j["config"]["requirements"]["mandatory"] = json!([req]);
+        });
+        write_file(&f.header, &img);
+        // Valid metadata for both tools: dumped alike, but neither resumed nor mapped.
+        dumps_agree(&f.header, req);
+        let e = Reencryption::resume(&f.header, &pass(), SIZE).unwrap_err();
+        assert_eq!(e.exit_code(), 4, "{req}: {e}");
+        assert!(e.message().contains(says), "{req}: {e}");
+        let e = parse(&f.header).mappable().unwrap_err();
+        assert!(e.message().contains(says), "{req}: {e}");
+        assert_eq!(f.read_header(), img, "{req}: file changed");
+    }
 }

@@ -45,8 +45,9 @@
 //! that the sequence id on disk is still the one last read or written (refusing, exit 5, when
 //! another process wrote). Between writes the run holds a shared `flock` on the header file,
 //! luksfuse's convention for "in use" (a luksfuse key change then refuses, exit 5; readers
-//! such as `cryptsetup luksDump` still read it). Starting refuses when another process holds
-//! an exclusive `flock` on the header or QEMU has it open.
+//! such as `cryptsetup luksDump` still read it). Starting refuses (exit 5) when another
+//! process holds any `flock` on the header (a luksfuse mount holds a shared one) or QEMU has
+//! it open; `init_decrypt` holds the header exclusively until it is in reencryption.
 //!
 //! # Tuning the verification digest
 //!
@@ -340,7 +341,7 @@ impl Reencryption {
             return Err(Error::format("new header does not read back as written"));
         }
         crate::luks::update::replace(header, &image, None)?;
-        let file = open_header(header)?;
+        let file = open_header(header, false)?;
         drop(image);
         Ok(Reencryption {
             path: header.to_owned(),
@@ -362,7 +363,8 @@ impl Reencryption {
         params: &Params,
         payload_size: u64,
     ) -> Result<Self> {
-        let file = open_header(header)?;
+        // Exclusive until the header records the decryption: no mount may start meanwhile.
+        let file = open_header(header, true)?;
         let h = parse_file(&file, header)?;
         if h.in_reencryption() {
             return Err(
@@ -446,7 +448,7 @@ impl Reencryption {
     /// otherwise, exit 4) and takes the locks. A header in the CRASH state (a hotzone in
     /// reencryption) is returned as such: [`State::hot`].
     pub fn resume(header: &Path, key: &Passphrase, payload_size: u64) -> Result<Self> {
-        let file = open_header(header)?;
+        let file = open_header(header, false)?;
         let h = parse_file(&file, header)?;
         if !h.in_reencryption() {
             return Err(
@@ -1467,9 +1469,11 @@ pub fn verify_digest(h: &Luks2, old: Option<&VolumeKey>, new: Option<&VolumeKey>
     Ok(())
 }
 
-/// Opens the header file for the run: read-write, a regular file, not locked exclusively by
-/// another process nor open in QEMU; holds a shared `flock` on it.
-fn open_header(path: &Path) -> Result<File> {
+/// Opens the header file for the run: read-write, a regular file, locked by no other process
+/// (a luksfuse mount holds a shared `flock` for its life) nor open in QEMU. Holds an exclusive
+/// `flock` on it when `exclusive` (until the first [`Reencryption::commit`]), else a shared
+/// one.
+fn open_header(path: &Path, exclusive: bool) -> Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -1484,7 +1488,11 @@ fn open_header(path: &Path) -> Result<File> {
         )
         .in_file(path));
     }
-    crate::luks::update::lock(&file, path, FlockKind::Shared)?;
+    crate::luks::update::lock(&file, path, FlockKind::Exclusive)?;
+    if !exclusive {
+        sys::flock_wait(file.as_fd(), FlockKind::Shared)
+            .map_err(|e| Error::io(path, "cannot lock header", &e))?;
+    }
     if sys::ofd_write_lock_conflicts(file.as_fd(), QEMU_LOCK_CONSISTENT_READ).unwrap_or(false) {
         return Err(
             Error::busy("header is in use (open in QEMU); refusing to change it").in_file(path),
