@@ -876,3 +876,69 @@ fn older_and_data_shift_reencryption_is_left_to_cryptsetup() {
         assert_eq!(f.read_header(), img, "{req}: file changed");
     }
 }
+
+#[test]
+fn progress_that_does_not_fit_is_refused_without_a_write() {
+    need_cryptsetup!();
+    let (f, _) = fixture(16);
+    f.cryptsetup(&[
+        "reencrypt",
+        "--encrypt",
+        "--init-only",
+        "--key-file",
+        s(&f.keyfile),
+        "--pbkdf",
+        "pbkdf2",
+        "--pbkdf-force-iterations",
+        "1000",
+    ]);
+    cs_resume(&f, "1M", Some(28));
+    cs_repair(&f);
+    let base = f.read_header();
+    // The payload is smaller than what the header says is encrypted already.
+    let e = Reencryption::resume(&f.header, &pass(), MIB).unwrap_err();
+    assert_eq!(e.exit_code(), 4, "{e}");
+    assert!(
+        e.message()
+            .contains("past the end of the 1048576-byte payload"),
+        "{e}"
+    );
+    type Edit = fn(&mut serde_json::Value);
+    let cases: &[(Edit, &str)] = &[
+        // Valid for cryptsetup's validation (no overlap), but a gap in the progress.
+        (
+            |j| j["segments"]["1"]["offset"] = json!("3145728"),
+            "segment 1 starts at 3145728 instead of 2097152",
+        ),
+        // A key change: cryptsetup's to finish.
+        (
+            |j| j["keyslots"]["1"]["mode"] = json!("reencrypt"),
+            "luksfuse resumes encryption forward and decryption backward only",
+        ),
+        (
+            |j| j["keyslots"]["1"]["direction"] = json!("backward"),
+            "direction 'backward'",
+        ),
+        // Damaged (cryptsetup's reenc_keyslot_validate wants the shift), then unsupported.
+        (
+            |j| j["keyslots"]["1"]["area"]["type"] = json!("datashift"),
+            "missing 'shift_size'",
+        ),
+        (
+            |j| {
+                j["keyslots"]["1"]["area"]["type"] = json!("datashift");
+                j["keyslots"]["1"]["area"]["shift_size"] = json!("4096");
+            },
+            "resilience 'datashift' is not supported",
+        ),
+    ];
+    for (edit, says) in cases {
+        let mut img = base.clone();
+        rewrite_json(&mut img, edit);
+        write_file(&f.header, &img);
+        let e = Reencryption::resume(&f.header, &pass(), SIZE).unwrap_err();
+        assert_eq!(e.exit_code(), 4, "{says}: {e}");
+        assert!(e.message().contains(says), "{says}: {e}");
+        assert_eq!(f.read_header(), img, "{says}: file changed");
+    }
+}
