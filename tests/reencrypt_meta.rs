@@ -557,24 +557,29 @@ fn recover(r: &mut Reencryption, payload: &Path) {
     };
     let stored = r.recovery_data().unwrap();
     let now = read_raw(payload, &hot);
-    let mut fixed = 0;
+    let mut stale = Vec::new();
     for (i, b) in now.chunks_exact(block as usize).enumerate() {
         if checksums(b, hash, block as usize)
-            != stored.as_bytes()[i * hash.len()..(i + 1) * hash.len()]
+            == stored.as_bytes()[i * hash.len()..(i + 1) * hash.len()]
         {
-            continue;
+            let at = hot.start + (i as u64) * u64::from(block);
+            stale.push(at..at + u64::from(block));
         }
-        let at = hot.start + (i as u64) * u64::from(block);
-        let v = volume(payload, &st, r.new_key().unwrap(), Access::ReadWrite);
-        assert_eq!(v.write_at(b, at).unwrap(), b.len());
-        v.flush().unwrap();
-        close(v);
-        fixed += 1;
     }
     assert!(
-        fixed > 0 && fixed < now.len() / block as usize,
-        "{fixed} blocks recovered"
+        !stale.is_empty() && stale.len() < now.len() / block as usize,
+        "{} blocks to recover",
+        stale.len()
     );
+    assert_eq!(r.stale_blocks(&now).unwrap(), stale);
+    let v = volume(payload, &st, r.new_key().unwrap(), Access::ReadWrite);
+    for b in &stale {
+        let off = (b.start - hot.start) as usize;
+        let len = (b.end - b.start) as usize;
+        assert_eq!(v.write_at(&now[off..off + len], b.start).unwrap(), len);
+    }
+    v.flush().unwrap();
+    close(v);
     r.advance().unwrap();
 }
 

@@ -33,8 +33,9 @@
 //!
 //! After a crash inside a hotzone, [`State::hot`] is that hotzone: the caller recovers it
 //! from [`Reencryption::recovery_data`] (checksum: every block whose hash still equals the
-//! stored one holds the old bytes and must be converted, the others are already new;
-//! journal: the old bytes of the whole hotzone, to convert and write again), then calls
+//! stored one holds the old bytes and must be converted, the others are already new —
+//! [`Reencryption::stale_blocks`] lists them; journal: the old bytes of the whole hotzone, to
+//! convert and write again), then calls
 //! [`Reencryption::advance`], as cryptsetup's `reencrypt_recover_segment` does.
 //!
 //! # Locks
@@ -551,6 +552,44 @@ impl Reencryption {
             .read_exact_at(buf.as_mut_bytes(), self.state.area.start)
             .map_err(|e| Error::io(&self.path, "cannot read the resilience area", &e))?;
         Ok(buf)
+    }
+
+    /// Checksum resilience, after a crash inside the hot zone: the byte ranges (in the
+    /// payload) of the checksum blocks that still hold the old bytes and must be converted,
+    /// given `current`, the hot zone's bytes as they are on the payload now (raw). A block
+    /// whose hash is the stored one is old; any other is taken as already converted, as
+    /// cryptsetup's `reencrypt_recover_segment` does.
+    pub fn stale_blocks(&self, current: &[u8]) -> Result<Vec<Range<u64>>> {
+        let hot = self
+            .state
+            .hot
+            .clone()
+            .ok_or_else(|| Error::usage("no hotzone is in reencryption"))?;
+        let Resilience::Checksum { hash, block } = self.state.resilience else {
+            return Err(Error::usage(
+                "only checksum resilience recovers block by block; a journal holds the whole \
+                 hotzone's old bytes",
+            ));
+        };
+        if current.len() as u64 != hot.end - hot.start {
+            return Err(Error::usage(format!(
+                "{} bytes given for a hotzone of {}",
+                current.len(),
+                hot.end - hot.start
+            )));
+        }
+        let stored = self.recovery_data()?;
+        let (b, n) = (usize::try_from(block).expect("u32 fits"), hash.len());
+        let mut h = vec![0u8; n];
+        let mut out = Vec::new();
+        for (i, chunk) in current.chunks_exact(b).enumerate() {
+            hash.hash_into(&[chunk], &mut h);
+            if stored.as_bytes()[i * n..(i + 1) * n] == h[..] {
+                let at = hot.start + i as u64 * u64::from(block);
+                out.push(at..at + u64::from(block));
+            }
+        }
+        Ok(out)
     }
 
     /// The commit point before the hotzone `hot`'s data is overwritten: writes the checksums
