@@ -473,9 +473,22 @@ fn luksfuse_init_encrypt_is_finished_by_cryptsetup() {
             Reencryption::init_encrypt(&f.header, &fast_format(), &pass(), &params, SIZE, false)
                 .unwrap_err();
         assert_eq!(e.exit_code(), 1, "{e}");
+        // Forced over a header in use (a mount holds a shared lock): refused too.
+        let mounted = luksfuse::luks::update::lock_shared(&f.header).unwrap();
+        let e = Reencryption::init_encrypt(&f.header, &fast_format(), &pass(), &params, SIZE, true)
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 5, "{e}");
+        close(mounted);
         cs_resume(&f, "4M", None);
         assert_eq!(plaintext(&f.payload, &st, &key), plain, "{resilience:?}");
-        parse(&f.header).mappable().unwrap();
+        let h = parse(&f.header);
+        h.mappable().unwrap();
+        // Forced over a header nobody uses: a new one.
+        let r = Reencryption::init_encrypt(&f.header, &fast_format(), &pass(), &params, SIZE, true)
+            .unwrap();
+        assert_ne!(r.header().uuid(), h.uuid());
+        close(r);
+        assert!(parse(&f.header).as_luks2().unwrap().in_reencryption());
     }
 }
 

@@ -278,7 +278,9 @@ impl Reencryption {
     /// init state of an encryption, as `cryptsetup reencrypt --encrypt --init-only --header
     /// H`: keyslot 0 holds a new volume key under `key`, made with the format options `opts`
     /// (cipher, key size, sector size, KDF, UUID, label; the data offset must be 0), the
-    /// payload of `payload_size` bytes is all plaintext. Nothing is written to the payload.
+    /// payload of `payload_size` bytes is all plaintext. Nothing is written to the payload
+    /// (locking it against other writers is the caller's). An existing header replaced
+    /// (`force`) must not be in use by another process.
     pub fn init_encrypt(
         header: &Path,
         opts: &FormatOptions,
@@ -297,11 +299,18 @@ impl Reencryption {
             ));
         }
         check_payload_size(payload_size, plan.sector_size.get())?;
-        if !force && std::fs::symlink_metadata(header).is_ok() {
+        let exists = std::fs::symlink_metadata(header).is_ok();
+        if exists && !force {
             return Err(
                 Error::usage("header file exists; refusing to overwrite it").in_file(header)
             );
         }
+        // A header being replaced may be in use (a mount of this payload through it): held
+        // exclusively until the new one is in place.
+        let _old = match exists {
+            true => Some(open_header(header, true)?),
+            false => None,
+        };
         let run_lock = run_lock(&plan.uuid)?;
         let (mut image, vk) = format::build(&plan, None, key.as_bytes())?;
         let iterations = params.digest_iterations.or(plan
