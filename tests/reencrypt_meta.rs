@@ -459,6 +459,14 @@ fn luksfuse_init_encrypt_is_finished_by_cryptsetup() {
                 .unwrap();
         let st = r.state().clone();
         assert_eq!((st.converted.clone(), st.hot.clone()), (0..0, None));
+        // The resilience area is all of the keyslots area after keyslot 0, as cryptsetup's.
+        assert_eq!(st.area, 290816..16777216);
+        let want = match resilience {
+            Resilience::Journal => 16486400, // the area
+            _ => 1 << 30,                    // cryptsetup's largest hotzone
+        };
+        assert_eq!(r.max_hotzone(), want, "{resilience:?}");
+        assert_eq!(st.next_hotzone(3 * MIB + 100), Some(0..3 * MIB));
         let key = VolumeKey(Secret::from_slice(r.new_key().unwrap().as_bytes()));
         close(r);
         assert_eq!(
