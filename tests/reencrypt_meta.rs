@@ -521,27 +521,37 @@ fn luksfuse_init_decrypt_is_finished_by_cryptsetup() {
 fn hotzones_protected_by_luksfuse_are_recovered_by_cryptsetup() {
     need_cryptsetup!();
     // Encrypt: three hotzones, then a crash with half of the fourth written.
-    let (f, plain) = fixture(6);
-    let mut r =
-        Reencryption::init_encrypt(&f.header, &fast_format(), &pass(), &fast(), SIZE, false)
-            .unwrap();
-    for i in 0..3 {
-        hotzone(&mut r, &f.payload, i * MIB..(i + 1) * MIB, None);
+    for resilience in [Resilience::DEFAULT, Resilience::Journal] {
+        let (f, plain) = fixture(6);
+        let params = Params {
+            resilience,
+            ..fast()
+        };
+        let mut r =
+            Reencryption::init_encrypt(&f.header, &fast_format(), &pass(), &params, SIZE, false)
+                .unwrap();
+        for i in 0..3 {
+            hotzone(&mut r, &f.payload, i * MIB..(i + 1) * MIB, None);
+        }
+        assert_eq!(r.state().converted, 0..3 * MIB);
+        hotzone(&mut r, &f.payload, 3 * MIB..4 * MIB, Some(MIB as usize / 2));
+        let st = r.state().clone();
+        let key = VolumeKey(Secret::from_slice(r.new_key().unwrap().as_bytes()));
+        close(r);
+        dumps_agree(&f.header, "luksfuse encrypt hot");
+        // luksfuse reads back what it wrote.
+        let r = Reencryption::resume(&f.header, &pass(), SIZE).unwrap();
+        assert_eq!(r.state().hot, Some(3 * MIB..4 * MIB), "{resilience:?}");
+        assert_eq!(r.state().converted, 0..3 * MIB);
+        if resilience == Resilience::Journal {
+            let old = &plain[3 * MIB as usize..4 * MIB as usize];
+            assert_eq!(r.recovery_data().unwrap().as_bytes(), old);
+        }
+        close(r);
+        cs_repair(&f);
+        cs_resume(&f, "4M", None);
+        assert_eq!(plaintext(&f.payload, &st, &key), plain, "{resilience:?}");
     }
-    assert_eq!(r.state().converted, 0..3 * MIB);
-    hotzone(&mut r, &f.payload, 3 * MIB..4 * MIB, Some(MIB as usize / 2));
-    let st = r.state().clone();
-    let key = VolumeKey(Secret::from_slice(r.new_key().unwrap().as_bytes()));
-    close(r);
-    dumps_agree(&f.header, "luksfuse encrypt hot");
-    // luksfuse reads back what it wrote.
-    let r = Reencryption::resume(&f.header, &pass(), SIZE).unwrap();
-    assert_eq!(r.state().hot, Some(3 * MIB..4 * MIB));
-    assert_eq!(r.state().converted, 0..3 * MIB);
-    close(r);
-    cs_repair(&f);
-    cs_resume(&f, "4M", None);
-    assert_eq!(plaintext(&f.payload, &st, &key), plain);
 
     // Decrypt, backward: two hotzones, then a crash with a quarter of the third written.
     let (f, plain) = encrypted_fixture(7, "4096");
