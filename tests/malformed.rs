@@ -301,7 +301,8 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
                     j["config"]["requirements"] = json!({"mandatory": ["online-reencrypt-v2"]});
                 })
             },
-            Refused(4, "reencryption is in progress"),
+            // cryptsetup's validate_reencrypt_segments: no backup segments (both copies).
+            Refused(4, "'backup-final' or 'backup-previous' segment is missing"),
         ),
         (
             "luks2_cipher_null_segment",
@@ -559,7 +560,8 @@ fn luks2_cases() -> Vec<(&'static str, Mutation, Expect)> {
         (
             "luks2_reencrypt_keyslot",
             |b| rewrite_json(b, &|j| j["keyslots"]["0"]["type"] = json!("reencrypt")),
-            Refused(4, "reencryption keyslot"),
+            // cryptsetup's reenc_keyslot_validate: key_size must be 1.
+            Refused(4, "reencryption keyslot key size 64, must be 1"),
         ),
         (
             "luks2_af_type",

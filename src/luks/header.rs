@@ -375,6 +375,11 @@ impl Header {
         if !self.slot_active(slot) {
             return Err(Error::usage(format!("keyslot {slot} is not active")));
         }
+        // Keys stay as they are until a reencryption is finished (its keyslot and the
+        // keyslots of the volume key are what resuming it needs).
+        if let Some(e) = self.as_luks2().and_then(luks2::Luks2::reencryption_refusal) {
+            return Err(e);
+        }
         match self {
             Header::Luks1(h) => h.wipe_keyslot(image, slot),
             Header::Luks2(h) => h.wipe_keyslot(image, slot),

@@ -143,6 +143,23 @@ pub fn flock_try(fd: BorrowedFd<'_>, kind: FlockKind) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes a `flock(2)` lock on the whole file, waiting for conflicting ones to go (as
+/// cryptsetup locks a header around each access). Taken through a descriptor that holds the
+/// other kind, it converts that lock.
+pub fn flock_wait(fd: BorrowedFd<'_>, kind: FlockKind) -> io::Result<()> {
+    let op = match kind {
+        FlockKind::Shared => libc::LOCK_SH,
+        FlockKind::Exclusive => libc::LOCK_EX,
+    };
+    loop {
+        // SAFETY: flock only takes a descriptor number and flags; `fd` is open for the borrow.
+        match cvt(unsafe { libc::flock(fd.as_raw_fd(), op) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r.map(|_| ()),
+        }
+    }
+}
+
 /// The result of [`fork`].
 pub enum Forked {
     /// In the parent.

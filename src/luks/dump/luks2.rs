@@ -75,12 +75,18 @@ impl Luks2 {
         let _ = writeln!(s, "Keyslots:");
         let raw = |n: &u32| self.json()["keyslots"][n.to_string()].clone();
         for (n, k) in &m.keyslots {
-            let unbound = if self.bound(*n) { "" } else { " (unbound)" };
+            let unbound = if m.binds_regular_segment(*n) {
+                ""
+            } else {
+                " (unbound)"
+            };
             let _ = writeln!(s, "  {n}: {}{unbound}", k.kind);
             let _ = writeln!(s, "\tKey:        {} bits", k.key_size.saturating_mul(8));
             let _ = writeln!(s, "\tPriority:   {}", k.priority.name());
-            if k.kind == "luks2" {
-                luks2_keyslot(&mut s, &raw(n));
+            match k.kind.as_str() {
+                "luks2" => luks2_keyslot(&mut s, &raw(n)),
+                "reencrypt" => reencrypt_keyslot(&mut s, &raw(n)),
+                _ => {}
             }
             if let Some(d) = k.digest {
                 let _ = writeln!(s, "\tDigest ID:  {d}");
@@ -180,6 +186,26 @@ fn luks2_keyslot(s: &mut String, k: &Value) {
     let _ = writeln!(s, "\tSalt:       {}", hex_lines(&salt, ind));
     let _ = writeln!(s, "\tAF stripes: {}", num(&af["stripes"]));
     let _ = writeln!(s, "\tAF hash:    {}", text(&af["hash"]));
+    let _ = writeln!(s, "\tArea offset:{} [bytes]", num(&area["offset"]));
+    let _ = writeln!(s, "\tArea length:{} [bytes]", num(&area["size"]));
+}
+
+/// What cryptsetup's `reenc_keyslot_dump` prints of a `reencrypt` keyslot, read from the JSON
+/// as it does.
+fn reencrypt_keyslot(s: &mut String, k: &Value) {
+    let area = &k["area"];
+    let text = |v: &Value| v.as_str().unwrap_or("(null)").to_owned();
+    let kind = text(&area["type"]);
+    let _ = writeln!(s, "\tMode:       {}", text(&k["mode"]));
+    let _ = writeln!(s, "\tDirection:  {}", text(&k["direction"]));
+    let _ = writeln!(s, "\tResilience: {kind}");
+    if kind == "checksum" {
+        let _ = writeln!(s, "\tHash:       {}", text(&area["hash"]));
+        let _ = writeln!(s, "\tHash data:  {} [bytes]", num(&area["sector_size"]));
+    } else if kind == "datashift" {
+        // cryptsetup prints no space before "[bytes]" here.
+        let _ = writeln!(s, "\tShift size: {}[bytes]", num(&area["shift_size"]));
+    }
     let _ = writeln!(s, "\tArea offset:{} [bytes]", num(&area["offset"]));
     let _ = writeln!(s, "\tArea length:{} [bytes]", num(&area["size"]));
 }

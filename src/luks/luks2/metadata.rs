@@ -11,7 +11,7 @@
 
 use super::access::{bad, numbered, object, R};
 use super::sections::{
-    default_segment, parse_config, parse_digest, parse_foreign_digest, parse_keyslot,
+    default_segment, is_backup, parse_config, parse_digest, parse_foreign_digest, parse_keyslot,
     parse_segments, parse_token,
 };
 use crate::crypto::hash::HashAlg;
@@ -107,6 +107,27 @@ pub struct Keyslot {
     pub opener: Result<Opener>,
     /// The digest this keyslot is assigned to, if any.
     pub digest: Option<u32>,
+    /// What a `reencrypt` keyslot records (validated); `None` for every other type.
+    pub reencrypt: Option<ReencryptSlot>,
+}
+
+/// A `reencrypt` keyslot as cryptsetup's `reenc_keyslot_validate` accepts it: it holds no key;
+/// its area is the resilience area (checksums or journal of the hotzone being converted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReencryptSlot {
+    /// `encrypt`, `decrypt` or `reencrypt`.
+    pub mode: String,
+    /// `forward` or `backward`.
+    pub direction: String,
+    /// The area type: `checksum`, `journal`, `none`, `datashift`, `datashift-checksum`,
+    /// `datashift-journal` (or another, which cryptsetup's validation lets pass).
+    pub resilience: String,
+    /// Checksum types: the hash name, as written (it may be one luksfuse lacks).
+    pub hash: Option<String>,
+    /// Checksum types: the size of each checksummed block (a power of two, at least 512).
+    pub block: Option<u32>,
+    /// Datashift types: the data shift in bytes.
+    pub shift: Option<u64>,
 }
 
 impl Keyslot {
@@ -189,9 +210,12 @@ pub struct Config {
     pub json_size: u64,
     pub keyslots_size: u64,
     pub flags: Vec<String>,
-    /// Mandatory requirements (`requirements.mandatory`) luksfuse does not know: the header
-    /// may be read but neither mapped nor given new keyslots.
+    /// Mandatory requirements (`requirements.mandatory`), as written: with any of them the
+    /// header may be read but neither mapped nor given new keyslots.
     pub requirements: Vec<String>,
+    /// The version of the online reencryption requirement among them, if any: 1 for
+    /// `online-reencrypt`, N for `online-reencrypt-vN`.
+    pub reencrypt: Option<u32>,
 }
 
 /// Validated metadata.
@@ -201,12 +225,17 @@ pub struct Metadata {
     pub digests: BTreeMap<u32, Digest>,
     /// Digests of types luksfuse does not know (their keyslots are unusable).
     pub foreign_digests: BTreeMap<u32, ForeignDigest>,
-    /// Segment 0, the one cryptsetup activates.
+    /// The segment of the volume key: segment 0, the one cryptsetup activates; during a
+    /// reencryption the backup segment of the encrypted layout (`backup-final`, or
+    /// `backup-previous` when decrypting).
     pub segment: CryptSegment,
     /// Every segment, by id (segment 0 among them).
     pub segments: BTreeMap<u32, SegmentEntry>,
     /// The digest of the segment, if any keyslot can unlock it.
     pub segment_digest: Option<u32>,
+    /// The `reencrypt` keyslot, if any (there is one exactly when a reencryption requirement
+    /// is there).
+    pub reencrypt_slot: Option<u32>,
     pub tokens: BTreeMap<u32, Token>,
     pub config: Config,
 }
@@ -272,8 +301,8 @@ pub fn validate(json: &Value, hdr_size: u64) -> R<Metadata> {
     // Requirements first: a header in the middle of a reencryption must be refused as such,
     // not for the unusual segments and keyslots it then has.
     let config = parse_config(root, hdr_size)?;
-    let segments = parse_segments(root)?;
-    let segment = default_segment(&segments);
+    let segments = parse_segments(root, config.reencrypt.is_some())?;
+    let segment = default_segment(&segments, key_segment(&segments));
     check_keyslots_size(&segments, hdr_size, config.keyslots_size)?;
 
     let mut keyslots = BTreeMap::new();
@@ -281,6 +310,31 @@ pub fn validate(json: &Value, hdr_size: u64) -> R<Metadata> {
         keyslots.insert(n, parse_keyslot(n, k)?);
     }
     check_areas(&keyslots, hdr_size, config.keyslots_size)?;
+    // As cryptsetup's LUKS2_keyslots_validate.
+    let reencrypt_slots: Vec<u32> = keyslots
+        .iter()
+        .filter(|(_, k)| k.reencrypt.is_some())
+        .map(|(n, _)| *n)
+        .collect();
+    match (config.reencrypt, &reencrypt_slots[..]) {
+        (Some(_), []) => {
+            return Err(bad(
+                "reencryption requirement set but there is no reencryption keyslot",
+            ))
+        }
+        (None, [n, ..]) => {
+            return Err(bad(format!(
+                "keyslot {n} is a reencryption keyslot but the reencryption requirement is missing"
+            )))
+        }
+        (_, [a, b, ..]) => {
+            return Err(bad(format!(
+                "keyslots {a} and {b} are both reencryption keyslots"
+            )))
+        }
+        _ => {}
+    }
+    let reencrypt_slot = reencrypt_slots.first().copied();
 
     let mut digests = BTreeMap::new();
     let mut foreign_digests = BTreeMap::new();
@@ -392,12 +446,44 @@ pub fn validate(json: &Value, hdr_size: u64) -> R<Metadata> {
         segment,
         segments,
         segment_digest,
+        reencrypt_slot,
         tokens,
         config,
     })
 }
 
+/// The id of the segment whose digest recognises the volume key: segment 0, but during a
+/// reencryption the backup segment of the encrypted layout (`backup-final`, else
+/// `backup-previous`; cryptsetup's `LUKS2_get_default_segment` picks `backup-final`, which
+/// for a decryption is linear and has no key).
+fn key_segment(segments: &BTreeMap<u32, SegmentEntry>) -> u32 {
+    let with = |flag: &str| {
+        segments
+            .iter()
+            .find(|(_, s)| s.kind == "crypt" && s.flags.iter().any(|f| f == flag))
+            .map(|(n, _)| *n)
+    };
+    with("backup-final")
+        .or_else(|| with("backup-previous"))
+        .unwrap_or(0)
+}
+
 impl Metadata {
+    /// Whether keyslot `slot`'s digest is assigned to a regular (not backup) segment: what
+    /// cryptsetup's luksDump shows as bound (`LUKS2_keyslot_for_segment(CRYPT_ONE_SEGMENT)`).
+    pub fn binds_regular_segment(&self, slot: u32) -> bool {
+        let Some(d) = self.keyslots.get(&slot).and_then(|k| k.digest) else {
+            return false;
+        };
+        let segs: &[u32] = match (self.digests.get(&d), self.foreign_digests.get(&d)) {
+            (Some(d), _) => &d.segments,
+            (None, Some(f)) => &f.segments,
+            (None, None) => &[],
+        };
+        segs.iter()
+            .any(|s| self.segments.get(s).is_some_and(|s| !is_backup(s)))
+    }
+
     /// The volume key size in bytes (0 if no keyslot can unlock the segment).
     pub fn key_size(&self) -> usize {
         self.keyslots
@@ -469,16 +555,124 @@ mod tests {
         assert!(!damaged(&at(0)));
     }
 
-    #[test]
-    fn requirements_refuse_before_anything_else() {
-        let j = serde_json::json!({
-            "config": {"json_size": "12288", "keyslots_size": "4096",
-                       "requirements": {"mandatory": ["online-reencrypt-v2"]}},
-            "segments": {"0": {"type": "linear"}, "1": {"type": "crypt"}},
+    /// A fresh header's JSON turned by hand into cryptsetup's encrypt init state (docs §1).
+    fn encrypt_init() -> (Value, u64) {
+        let (mut j, hdr) = fresh();
+        let crypt = j["segments"]["0"].clone();
+        let mut fin = crypt.clone();
+        fin["flags"] = json!(["backup-final"]);
+        j["segments"] = json!({
+            "0": {"type": "linear", "offset": "0", "size": "dynamic"},
+            "1": {"type": "linear", "offset": "0", "size": "dynamic", "flags": ["backup-previous"]},
+            "2": fin,
         });
-        match validate(&j, 16384) {
-            Err(Reject::Unsupported(e)) => assert!(e.message().contains("reencryption")),
-            other => panic!("unexpected {other:?}"),
-        }
+        j["digests"]["0"]["segments"] = json!(["2"]);
+        let mut d = j["digests"]["0"].clone();
+        d["keyslots"] = json!(["1"]);
+        d["segments"] = json!([]);
+        j["digests"]["1"] = d;
+        j["keyslots"]["1"] = json!({
+            "type": "reencrypt", "key_size": 1, "mode": "encrypt", "direction": "forward",
+            "priority": 0,
+            "area": {"type": "checksum", "offset": "290816", "size": "16486400",
+                     "hash": "sha256", "sector_size": 4096},
+        });
+        j["config"]["requirements"] = json!({"mandatory": ["online-reencrypt-v2"]});
+        (j, hdr)
+    }
+
+    #[test]
+    fn reencryption_metadata_is_validated_as_cryptsetup_does() {
+        let (base, hdr) = encrypt_init();
+        let m = validate(&base, hdr).map_err(Reject::into_error).unwrap();
+        assert_eq!(m.config.reencrypt, Some(2));
+        assert_eq!(m.reencrypt_slot, Some(1));
+        // The volume key is the backup-final segment's: keyslot 0 opens it.
+        assert_eq!((m.segment.id, m.segment_digest), (2, Some(0)));
+        assert!(m.keyslots[&1].unusable().is_some());
+        assert!(!m.binds_regular_segment(0) && !m.binds_regular_segment(1));
+        let refused = |edit: &dyn Fn(&mut Value), says: &str| {
+            let mut j = base.clone();
+            edit(&mut j);
+            match validate(&j, hdr) {
+                Err(Reject::Damaged(e)) => assert!(e.message().contains(says), "{says}: {e}"),
+                other => panic!("{says}: unexpected {other:?}"),
+            }
+        };
+        refused(
+            &|j| j["keyslots"]["1"]["key_size"] = json!(64),
+            "key size 64, must be 1",
+        );
+        refused(
+            &|j| j["keyslots"]["1"]["mode"] = json!("shuffle"),
+            "unknown reencryption mode 'shuffle'",
+        );
+        refused(
+            &|j| j["keyslots"]["1"]["direction"] = json!("sideways"),
+            "unknown reencryption direction",
+        );
+        refused(
+            &|j| j["keyslots"]["1"]["area"]["sector_size"] = json!(1000),
+            "not a power of two",
+        );
+        refused(
+            &|j| j["keyslots"]["1"]["area"]["sector_size"] = json!(256),
+            "out of range",
+        );
+        refused(
+            &|j| j["keyslots"]["1"]["area"]["size"] = json!("16486401"),
+            "past the keyslots area end",
+        );
+        refused(
+            &|j| j["keyslots"]["1"]["area"]["offset"] = json!("32768"),
+            "overlap",
+        );
+        refused(
+            &|j| {
+                let s = j["segments"]["0"].take();
+                j["segments"]["0"] = j["segments"]["1"].take();
+                j["segments"]["1"] = s;
+            },
+            "regular segment after backup segment",
+        );
+        refused(
+            &|j| j["segments"]["2"]["flags"] = json!(["backup-moved-segment"]),
+            "'backup-final' or 'backup-previous' segment is missing",
+        );
+        refused(
+            &|j| j["segments"]["0"]["flags"] = json!(["backup-previous"]),
+            "no regular data segment",
+        );
+        refused(
+            &|j| {
+                j["segments"]["0"] = j["segments"]["2"].clone();
+                j["segments"]["0"]["flags"] = json!(["in-reencryption"]);
+                j["segments"]["0"]["encryption"] = json!("twofish-xts-plain64");
+                j["digests"]["0"]["segments"] = json!(["2", "0"]);
+            },
+            "does not match the 'backup-final' segment",
+        );
+        refused(
+            &|j| {
+                j["keyslots"].as_object_mut().unwrap().remove("1");
+            },
+            "there is no reencryption keyslot",
+        );
+        refused(
+            &|j| j["config"]["requirements"] = json!({"mandatory": []}),
+            "requirement is missing",
+        );
+        refused(
+            &|j| {
+                j["config"]["requirements"] =
+                    json!({"mandatory": ["online-reencrypt-v2", "online-reencrypt"]})
+            },
+            "more than one online reencryption requirement",
+        );
+        // Without the reencryption keyslot's digest entry, the keyslot is still valid (as
+        // cryptsetup: only luks2 keyslots need one), and resuming fails on the digest.
+        let mut j = base.clone();
+        j["digests"].as_object_mut().unwrap().remove("1");
+        assert!(validate(&j, hdr).is_ok());
     }
 }

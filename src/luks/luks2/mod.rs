@@ -12,13 +12,14 @@ mod access;
 pub mod binary;
 pub mod json;
 pub mod metadata;
+pub mod reencrypt;
 mod sections;
 pub mod writer;
 
 pub use self::writer::{new_image, Identity, AREA_ALIGN, NEW_FILE_SIZE, NEW_HDR_SIZE, STRIPES};
 
 use self::binary::{BinaryHeader, Copy, NoCopy};
-use self::metadata::{CryptSegment, Metadata, Priority, Reject};
+use self::metadata::{CryptSegment, Metadata, Priority, ReencryptSlot, Reject};
 use super::keyslot::{self, Keyslot};
 use super::{ReadAt, Segment};
 use crate::crypto::{CipherName, CipherSpec};
@@ -316,17 +317,72 @@ impl Luks2 {
         keyslot::open(src, &pipeline, passphrase, |k| digest.matches(k))
     }
 
-    /// An error if the header has mandatory requirements luksfuse does not know: it may then
-    /// be read and keyslots removed, but it is neither mapped nor given new keyslots
-    /// (cryptsetup: "Unmet LUKS2 requirements detected.", exit 1).
+    /// An error if the header has mandatory requirements: it may then be read and keyslots
+    /// removed, but it is neither mapped nor given new keyslots (cryptsetup: "Unmet LUKS2
+    /// requirements detected.", exit 1). A reencryption in progress is refused with how to
+    /// resume it ([`Self::reencryption_refusal`]).
     pub fn requirements_met(&self) -> Result<()> {
-        match self.meta.config.requirements.first() {
+        if let Some(e) = self.reencryption_refusal() {
+            return Err(e);
+        }
+        let other = self
+            .meta
+            .config
+            .requirements
+            .iter()
+            .find(|r| sections::reencrypt_version(r).is_none());
+        match other {
             None => Ok(()),
             Some(r) => Err(Error::usage(format!(
                 "Unmet LUKS2 requirements detected: unknown mandatory requirement '{r}'"
             ))
             .because(Reason::Unsupported)),
         }
+    }
+
+    /// Whether the header records a reencryption (encryption, decryption or key change) in
+    /// progress: it has an online reencryption requirement.
+    pub fn in_reencryption(&self) -> bool {
+        self.meta.config.reencrypt.is_some()
+    }
+
+    /// The `reencrypt` keyslot's record and id, during a reencryption.
+    pub fn reencrypt_keyslot(&self) -> Option<(u32, &ReencryptSlot)> {
+        let n = self.meta.reencrypt_slot?;
+        let k = self.meta.keyslots.get(&n)?.reencrypt.as_ref()?;
+        Some((n, k))
+    }
+
+    /// During a reencryption, the one-line error for anything that would map the data or
+    /// change keys (exit 4, unsupported), saying how to go on: resume an encryption or
+    /// decryption with luksfuse or cryptsetup; a key change or a data shift (which luksfuse
+    /// does not do) with cryptsetup; metadata of cryptsetup before 2.4.3 after `cryptsetup
+    /// repair`. `None` when no reencryption is recorded.
+    pub fn reencryption_refusal(&self) -> Option<Error> {
+        let version = self.meta.config.reencrypt?;
+        let cs_resume = "'cryptsetup reencrypt --resume-only --header HEADER PAYLOAD'";
+        let mode = self.reencrypt_keyslot().map(|(_, k)| k.mode.as_str());
+        let msg = match (version, mode) {
+            (1, _) => format!(
+                "LUKS2 reencryption in progress, recorded by cryptsetup before 2.4.3 (requirement \
+                 'online-reencrypt'): run 'cryptsetup repair --header HEADER PAYLOAD', then \
+                 resume it with {cs_resume}"
+            ),
+            (2, Some(m @ ("encrypt" | "decrypt"))) => format!(
+                "LUKS2 {m}ion in progress: resume it with 'luksfuse {m} --resume --header \
+                 HEADER PAYLOAD' or {cs_resume}"
+            ),
+            (2, _) => format!(
+                "LUKS2 reencryption (volume key change) in progress, which luksfuse does not \
+                 do: resume it with {cs_resume}"
+            ),
+            (v, _) => format!(
+                "LUKS2 reencryption with data shift in progress (requirement \
+                 'online-reencrypt-v{v}'), which luksfuse does not do: resume it with \
+                 'cryptsetup reencrypt --resume-only PAYLOAD'"
+            ),
+        };
+        Some(Error::unsupported(msg))
     }
 
     /// Whether luksfuse can map the data segment, as cryptsetup activates it: one segment,

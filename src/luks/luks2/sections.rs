@@ -7,8 +7,8 @@ use super::access::{
     object, string, string_list, u64_field, unsupported, R,
 };
 use super::metadata::{
-    Area, Config, CryptSegment, Digest, ForeignDigest, Keyslot, Opener, Priority, Reject,
-    SegmentEntry, Token, KEYSLOT_SALT_LEN, MAX_DIGEST_LEN, MAX_KEY_SIZE, MAX_STRIPES,
+    Area, Config, CryptSegment, Digest, ForeignDigest, Keyslot, Opener, Priority, ReencryptSlot,
+    Reject, SegmentEntry, Token, KEYSLOT_SALT_LEN, MAX_DIGEST_LEN, MAX_KEY_SIZE, MAX_STRIPES,
 };
 use crate::error::Error;
 use crate::luks::kdf::{Argon2Variant, Kdf};
@@ -45,20 +45,43 @@ pub(super) fn parse_config(root: &Map<String, Value>, hdr_size: u64) -> R<Config
     if let Some(req) = c.get("requirements") {
         let req = object(req, "config requirements")?;
         requirements = string_list(req, "mandatory", "config requirements")?;
-        if let Some(r) = requirements.iter().find(|r| r.contains("reencrypt")) {
-            return Err(unsupported(format!(
-                "LUKS2 reencryption is in progress (requirement '{r}'); finish it with cryptsetup first"
-            )));
+        // Any requirement but reencryption: as cryptsetup, the header is read (dump,
+        // keyslots) but neither mapped nor given keyslots (Luks2::mappable,
+        // Header::seal_keyslot). Reencryption: see Luks2::reencryption.
+    }
+    let mut reencrypt = None;
+    for r in &requirements {
+        if let Some(version) = reencrypt_version(r) {
+            // As cryptsetup's hdr_validate_requirements.
+            if reencrypt.replace(version).is_some() {
+                return Err(bad(
+                    "config requirements: more than one online reencryption requirement",
+                ));
+            }
         }
-        // Any other requirement: as cryptsetup, the header is read (dump, keyslots) but
-        // neither mapped nor given keyslots (Luks2::mappable, Header::seal_keyslot).
     }
     Ok(Config {
         json_size,
         keyslots_size,
         flags,
         requirements,
+        reencrypt,
     })
+}
+
+/// The version of an online reencryption requirement (cryptsetup's
+/// `reencrypt_candidate_flag`): 1 for `online-reencrypt` (cryptsetup before 2.4.3), N for
+/// `online-reencrypt-vN`; `None` for any other requirement.
+pub(super) fn reencrypt_version(flag: &str) -> Option<u32> {
+    if flag == "online-reencrypt" {
+        return Some(1);
+    }
+    let digits = flag.strip_prefix("online-reencrypt-v")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // A version too large for u32 is still a reencryption requirement (one luksfuse lacks).
+    Some(digits.parse().unwrap_or(u32::MAX))
 }
 
 /// One segment, checked as cryptsetup's `hdr_validate_segments` checks it: every segment has
@@ -130,9 +153,22 @@ fn parse_segment(sid: u32, s: &Map<String, Value>) -> R<SegmentEntry> {
     Ok(entry)
 }
 
-/// All segments: ids without gaps from 0, only the last one `dynamic`, none overlapping (as
-/// `validate_segment_intervals`; offsets + sizes past 2^64 count as reaching the end).
-pub(super) fn parse_segments(root: &Map<String, Value>) -> R<BTreeMap<u32, SegmentEntry>> {
+/// Whether a segment is a backup (cryptsetup's `json_segment_is_backup`: a flag starting with
+/// `backup-`), which describes a layout of the whole device during a reencryption rather than
+/// a part of it.
+pub(super) fn is_backup(s: &SegmentEntry) -> bool {
+    s.flags.iter().any(|f| f.starts_with("backup-"))
+}
+
+/// All segments, as cryptsetup's `hdr_validate_segments` checks them: ids without gaps from 0,
+/// at least one regular segment and the backup segments (see [`is_backup`]) after all of them;
+/// among the regular ones only the last `dynamic` and none overlapping (as
+/// `validate_segment_intervals`; offsets + sizes past 2^64 count as reaching the end). With an
+/// online reencryption requirement (`reencrypt`), also `validate_reencrypt_segments`.
+pub(super) fn parse_segments(
+    root: &Map<String, Value>,
+    reencrypt: bool,
+) -> R<BTreeMap<u32, SegmentEntry>> {
     let mut out = BTreeMap::new();
     for (n, s) in numbered(root, "segments", "segment")? {
         out.insert(n, parse_segment(n, s)?);
@@ -143,28 +179,90 @@ pub(super) fn parse_segments(root: &Map<String, Value>) -> R<BTreeMap<u32, Segme
     if let Some((i, _)) = out.keys().enumerate().find(|(i, n)| **n as usize != *i) {
         return Err(bad(format!("segment ids have a gap at {i}")));
     }
-    let last = out.len() - 1;
+    let first_backup = out
+        .iter()
+        .find(|(_, s)| is_backup(s))
+        .map_or(out.len(), |(n, _)| *n as usize);
+    if let Some((n, _)) = out
+        .iter()
+        .find(|(n, s)| **n as usize > first_backup && !is_backup(s))
+    {
+        return Err(bad(format!(
+            "segment {n} is a regular segment after backup segment {first_backup}"
+        )));
+    }
+    if first_backup == 0 {
+        return Err(bad(
+            "LUKS2 header has no regular data segment (only backups)",
+        ));
+    }
+    let regular: Vec<(u32, &SegmentEntry)> = out
+        .iter()
+        .take(first_backup)
+        .map(|(n, s)| (*n, s))
+        .collect();
+    let last = first_backup - 1;
     let end = |e: &SegmentEntry| e.size.map_or(u64::MAX, |n| e.offset.saturating_add(n));
-    for (&i, a) in &out {
+    for &(i, a) in &regular {
         if a.size.is_none() && i as usize != last {
             return Err(bad(format!(
                 "segment {i}: only the last segment may have size 'dynamic'"
             )));
         }
-        for (&j, b) in &out {
+        for &(j, b) in &regular {
             if i != j && a.offset >= b.offset && a.offset < end(b) {
                 return Err(bad(format!("segments {i} and {j} overlap")));
             }
         }
     }
+    if reencrypt {
+        check_reencrypt_segments(&out, first_backup)?;
+    }
     Ok(out)
 }
 
-/// Segment 0 as luksfuse would map it (see [`CryptSegment`]).
-pub(super) fn default_segment(segments: &BTreeMap<u32, SegmentEntry>) -> CryptSegment {
-    let s = &segments[&0]; // parse_segments: ids start at 0
+/// cryptsetup's `json_segment_cmp`: the same type and, for `crypt`, the same sector size and
+/// cipher.
+fn same_layout(a: &SegmentEntry, b: &SegmentEntry) -> bool {
+    a.kind == b.kind
+        && (a.kind != "crypt" || (a.sector_size == b.sector_size && a.encryption == b.encryption))
+}
+
+/// cryptsetup's `validate_reencrypt_segments`: both the `backup-final` and `backup-previous`
+/// segments exist, every regular segment has the layout of one of them, and the segment in
+/// reencryption that of `backup-final`.
+fn check_reencrypt_segments(segs: &BTreeMap<u32, SegmentEntry>, first_backup: usize) -> R<()> {
+    let with = |flag: &str| {
+        segs.values()
+            .skip(first_backup)
+            .find(|s| s.flags.iter().any(|f| f == flag))
+    };
+    let (Some(fin), Some(prev)) = (with("backup-final"), with("backup-previous")) else {
+        return Err(bad(
+            "reencryption in progress but the 'backup-final' or 'backup-previous' segment is missing",
+        ));
+    };
+    for (n, s) in segs.iter().take(first_backup) {
+        if s.flags.iter().any(|f| f == "in-reencryption") {
+            if !same_layout(s, fin) {
+                return Err(bad(format!(
+                    "segment {n} is in reencryption but does not match the 'backup-final' segment"
+                )));
+            }
+        } else if !same_layout(s, fin) && !same_layout(s, prev) {
+            return Err(bad(format!(
+                "segment {n} matches neither the 'backup-final' nor the 'backup-previous' segment"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Segment `id` as luksfuse would map it (see [`CryptSegment`]).
+pub(super) fn default_segment(segments: &BTreeMap<u32, SegmentEntry>, id: u32) -> CryptSegment {
+    let s = &segments[&id]; // the caller names a segment that exists
     CryptSegment {
-        id: 0,
+        id,
         offset: s.offset,
         size: s.size,
         iv_tweak: s.iv_tweak,
@@ -318,11 +416,6 @@ fn open_params(k: &Map<String, Value>, slot_key_size: u64, area: &Area, what: &s
 pub(super) fn parse_keyslot(n: u32, k: &Map<String, Value>) -> R<Keyslot> {
     let what = format!("keyslot {n}");
     let kind = string(k, "type", &what)?.to_owned();
-    if kind == "reencrypt" {
-        return Err(unsupported(format!(
-            "{what} is a reencryption keyslot: LUKS2 reencryption is in progress"
-        )));
-    }
     let key_size = int(k, "key_size", &what, 0, u32::MAX.into())?;
     let priority = match k.get("priority") {
         None => Priority::Normal,
@@ -340,6 +433,10 @@ pub(super) fn parse_keyslot(n: u32, k: &Map<String, Value>) -> R<Keyslot> {
     if kind == "luks2" {
         check_luks2_shape(k, &what)?;
     }
+    let reencrypt = match kind.as_str() {
+        "reencrypt" => Some(parse_reencrypt_keyslot(k, key_size, &what)?),
+        _ => None,
+    };
     let area = Area {
         offset: u64_field(a, "offset", &area_what)?,
         size: u64_field(a, "size", &area_what)?,
@@ -362,6 +459,10 @@ pub(super) fn parse_keyslot(n: u32, k: &Map<String, Value>) -> R<Keyslot> {
     }
     let opener = if kind == "luks2" {
         open_params(k, key_size, &area, "keyslot").map_err(Reject::into_error)
+    } else if reencrypt.is_some() {
+        Err(Error::unsupported(
+            "a reencryption keyslot holds no key (it records a reencryption in progress)",
+        ))
     } else {
         Err(Error::unsupported(format!(
             "keyslot type '{kind}' is not supported"
@@ -374,6 +475,58 @@ pub(super) fn parse_keyslot(n: u32, k: &Map<String, Value>) -> R<Keyslot> {
         area,
         opener,
         digest: None,
+        reencrypt,
+    })
+}
+
+/// Checks a `reencrypt` keyslot as cryptsetup's `reenc_keyslot_validate` does and keeps what
+/// it says (its area's offset and size are checked with every keyslot's).
+fn parse_reencrypt_keyslot(k: &Map<String, Value>, key_size: u64, what: &str) -> R<ReencryptSlot> {
+    // "Useless but mandatory": exactly 1.
+    if key_size != 1 {
+        return Err(bad(format!(
+            "{what}: reencryption keyslot key size {key_size}, must be 1"
+        )));
+    }
+    let mode = nonempty_string(k, "mode", what)?;
+    if !["reencrypt", "encrypt", "decrypt"].contains(&mode) {
+        return Err(bad(format!("{what}: unknown reencryption mode '{mode}'")));
+    }
+    let direction = nonempty_string(k, "direction", what)?;
+    if !["forward", "backward"].contains(&direction) {
+        return Err(bad(format!(
+            "{what}: unknown reencryption direction '{direction}'"
+        )));
+    }
+    let area_what = format!("{what} area");
+    let a = object(field(k, "area", what)?, &area_what)?;
+    let resilience = string(a, "type", &area_what)?.to_owned();
+    let (mut hash, mut block, mut shift) = (None, None, None);
+    if resilience == "checksum" || resilience == "datashift-checksum" {
+        hash = Some(nonempty_string(a, "hash", &area_what)?.to_owned());
+        let b = int_u32(a, "sector_size", &area_what, 512, u32::MAX)?;
+        if !b.is_power_of_two() {
+            return Err(bad(format!(
+                "{area_what}: checksum block size {b} is not a power of two"
+            )));
+        }
+        block = Some(b);
+    } else if resilience.starts_with("datashift") {
+        let n = u64_field(a, "shift_size", &area_what)?;
+        if n == 0 || n % 512 != 0 {
+            return Err(bad(format!(
+                "{area_what}: shift size {n} is not a non-zero multiple of 512"
+            )));
+        }
+        shift = Some(n);
+    }
+    Ok(ReencryptSlot {
+        mode: mode.to_owned(),
+        direction: direction.to_owned(),
+        resilience,
+        hash,
+        block,
+        shift,
     })
 }
 
