@@ -52,6 +52,78 @@ impl Image for Torn {
     }
 }
 
+/// [`Torn`] memory as an image that encrypts its own clusters (an encrypted qcow2 image):
+/// clusters of `cluster` bytes are holes (plaintext zeros) until allocated, a cluster is
+/// stored at host offset `guest + HOST` (which sets its IVs), discards drop clusters.
+struct Clusters {
+    torn: Torn,
+    cluster: u64,
+    stored: Mutex<Vec<bool>>,
+}
+
+const HOST: u64 = 1 << 20;
+
+impl Clusters {
+    fn new(len: usize, cluster: u64) -> Self {
+        Clusters {
+            torn: Torn(MemImage::new(vec![0u8; len])),
+            cluster,
+            stored: Mutex::new(vec![false; len.div_ceil(us(cluster))]),
+        }
+    }
+}
+
+impl Image for Clusters {
+    fn size(&self) -> u64 {
+        self.torn.size()
+    }
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        self.torn.read_at(buf, off)
+    }
+    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
+        self.torn.write_at(buf, off)
+    }
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn writable(&self) -> bool {
+        true
+    }
+    fn plaintext_holes(&self) -> Option<u64> {
+        Some(self.cluster)
+    }
+    fn extent(&self, off: u64, max: u64) -> io::Result<(Extent, u64)> {
+        let n = (self.cluster - off % self.cluster).min(max);
+        Ok(if self.allocated(off)? {
+            let host = off + HOST;
+            let in_place = true;
+            (Extent::Stored { host, in_place }, n)
+        } else {
+            (Extent::Hole, n)
+        })
+    }
+    fn allocate(&self, off: u64, len: u64) -> io::Result<u64> {
+        let mut stored = self.stored.lock().unwrap();
+        for c in off / self.cluster..(off + len).div_ceil(self.cluster) {
+            stored[us(c)] = true;
+        }
+        Ok(off + HOST)
+    }
+    fn discard_granularity(&self) -> Option<u64> {
+        Some(self.cluster)
+    }
+    fn discard(&self, off: u64, len: u64) -> io::Result<()> {
+        let mut stored = self.stored.lock().unwrap();
+        for c in off / self.cluster..(off + len) / self.cluster {
+            stored[us(c)] = false;
+        }
+        Ok(())
+    }
+    fn allocated(&self, off: u64) -> io::Result<bool> {
+        Ok(self.stored.lock().unwrap()[us(off / self.cluster)])
+    }
+}
+
 /// One request of a round.
 enum Op {
     Write(u64, Vec<u8>),
@@ -208,23 +280,37 @@ fn histories(
 }
 
 /// `rounds` rounds of `threads` requests started together on a volume of `sectors` sectors
-/// of `sector` bytes over [`Torn`] memory; checks each round against the model (see the
-/// module docs) and returns the first violation.
-fn model_run(sector: u32, sectors: usize, threads: usize, rounds: usize) -> Result<(), String> {
+/// of `sector` bytes over [`Torn`] memory (as [`Clusters`] of that many bytes with
+/// `clusters`); checks each round against the model (see the module docs) and returns the
+/// first violation.
+fn model_run(
+    sector: u32,
+    sectors: usize,
+    clusters: Option<u64>,
+    threads: usize,
+    rounds: usize,
+) -> Result<(), String> {
     let s = sector as usize;
     let seg = segment(0, None, sector, "aes-xts-plain64", 64);
-    // What a dropped sector reads as: the decryption of zeros where it is stored.
-    let discarded = {
-        let v = Volume::new(
-            Arc::new(MemImage::new(vec![0; s * sectors])),
-            &seg,
-            &key(64),
-        );
-        let mut d = vec![0u8; s * sectors];
-        v.unwrap().read_at(&mut d, 0).unwrap();
-        d
+    let (img, discarded): (Arc<dyn Image>, _) = match clusters {
+        None => {
+            // A dropped sector reads as the decryption of zeros where it is stored.
+            let v = Volume::new(
+                Arc::new(MemImage::new(vec![0; s * sectors])),
+                &seg,
+                &key(64),
+            );
+            let mut d = vec![0u8; s * sectors];
+            v.unwrap().read_at(&mut d, 0).unwrap();
+            let img = Arc::new(Torn(MemImage::new(vec![0u8; s * sectors])));
+            (img, d)
+        }
+        // A dropped cluster reads as plaintext zeros.
+        Some(c) => (
+            Arc::new(Clusters::new(s * sectors, c)),
+            vec![0u8; s * sectors],
+        ),
     };
-    let img = Arc::new(Torn(MemImage::new(vec![0u8; s * sectors])));
     let v = Volume::new(img, &seg, &key(64)).unwrap();
     let mut rng = Rng(0x5eed ^ u64::from(sector) << 20 ^ threads as u64);
     let mut model = vec![0u8; s * sectors];
@@ -257,7 +343,9 @@ fn model_run(sector: u32, sectors: usize, threads: usize, rounds: usize) -> Resu
         });
         let mut after = vec![0u8; s * sectors];
         v.read_at(&mut after, 0).unwrap();
-        let fail = |what: String| format!("{sector}-byte sectors, round {round}: {what}; {ops:?}");
+        let fail = |what: String| {
+            format!("{sector}-byte sectors, clusters {clusters:?}, round {round}: {what}; {ops:?}")
+        };
         for k in 0..sectors {
             let covers = |op: &Op| {
                 let (a, b) = op.range();
@@ -299,7 +387,15 @@ fn model_run(sector: u32, sectors: usize, threads: usize, rounds: usize) -> Resu
 #[test]
 fn concurrent_requests_into_shared_sectors_match_a_serial_order() {
     for (sector, sectors, rounds) in [(512u32, 8usize, 300), (4096, 4, 300), (512, 640, 60)] {
-        model_run(sector, sectors, 4, rounds).unwrap();
+        model_run(sector, sectors, None, 4, rounds).unwrap();
+    }
+}
+
+#[test]
+fn concurrent_requests_into_an_image_with_its_own_clusters_match_a_serial_order() {
+    // Holes filled a whole cluster at a time, clusters dropped by discards and filled again.
+    for (sector, sectors, cluster) in [(512u32, 16usize, 2048u64), (4096, 4, 8192)] {
+        model_run(sector, sectors, Some(cluster), 4, 300).unwrap();
     }
 }
 
