@@ -621,3 +621,70 @@ fn a_read_never_sees_a_sector_half_written() {
 fn us(n: impl TryInto<usize>) -> usize {
     n.try_into().ok().unwrap()
 }
+
+/// The same races on a real file, without any help: a `pread` does see a concurrent
+/// `pwrite` half done, and the read-modify-write window is wide enough for a whole-sector
+/// write to land in it. (Before the chunk locks, on ext4 on a loaded 2-core machine, in each
+/// of 5 runs: 3 to 38 torn reads of 200000, 5 to 29 rounds of 5000 undone.)
+#[test]
+fn on_a_real_file_reads_are_never_torn_and_bulk_writes_never_undone() {
+    use crate::image::{Access, RawImage};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const READS: usize = 200_000;
+    const ROUNDS: usize = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("payload");
+    std::fs::write(&path, vec![0u8; 8 * 512]).unwrap();
+    let img = Arc::new(RawImage::open(&path, Access::ReadWrite).unwrap());
+    let seg = segment(0, None, 512, "aes-xts-plain64", 64);
+    let v = Volume::new(img, &seg, &key(64)).unwrap();
+    v.write_at(&[0x11; 8 * 512], 0).unwrap();
+    // A writer patches bytes 5..505 of sector 3 (a read-modify-write), 0xaa and 0x11 in
+    // turn, while a reader reads sectors 2..5 whole.
+    let stop = AtomicBool::new(false);
+    let torn = std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0u64.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let b = if i % 2 == 0 { 0xaa } else { 0x11 };
+                v.write_at(&[b; 500], 3 * 512 + 5).unwrap();
+            }
+        });
+        let mut buf = vec![0u8; 3 * 512];
+        let mut torn = 0;
+        for _ in 0..READS {
+            v.read_at(&mut buf, 2 * 512).unwrap();
+            let patch = &buf[512 + 5..512 + 505];
+            if !(patch.iter().all(|&b| b == 0xaa) || patch.iter().all(|&b| b == 0x11)) {
+                torn += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        torn
+    });
+    // Rounds of a partial write of sector 3 and a whole-sector write of sectors 2..5 at once.
+    let mut undone = 0;
+    for _ in 0..ROUNDS {
+        v.write_at(&[0x11; 8 * 512], 0).unwrap();
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                start.wait();
+                v.write_at(&[0xaa; 10], 3 * 512 + 5).unwrap();
+            });
+            start.wait();
+            v.write_at(&[0xbb; 3 * 512], 2 * 512).unwrap();
+        });
+        let got = sector(&v, 3);
+        if got[..5] != [0xbb; 5] || got[15..] != [0xbb; 497] {
+            undone += 1;
+        }
+    }
+    assert!(
+        (torn, undone) == (0, 0),
+        "{torn} of {READS} reads saw sector 3 half written; in {undone} of {ROUNDS} rounds the \
+         partial write undid the bulk one"
+    );
+}
