@@ -7,8 +7,9 @@
 //!
 //! # Concurrent requests
 //!
-//! Requests may run at the same time (FUSE workers, the kernel's parallel direct writes), and
-//! every interleaving is exact, sector by sector:
+//! Requests may run at the same time (FUSE workers serve the kernel's parallel direct I/O,
+//! which also cuts a larger request into 1 MiB ones), and every interleaving is exact,
+//! sector by sector:
 //! * each encryption sector ends as the writes, zeroings and discards that covered it applied
 //!   one after another in *some* order: bytes that only one of them covered hold exactly its
 //!   bytes, and no write loses bytes of another, wherever their ranges lie (two partial
@@ -16,12 +17,13 @@
 //!   one, a discard racing with either);
 //! * each sector a read returns is a state that sector had in such an order, never half of a
 //!   write (a file or device gives no such promise between a concurrent `pread` and `pwrite`,
-//!   and half a ciphertext sector decrypts to garbage).
+//!   and half a new ciphertext sector decrypts to a mix of old and new XTS blocks, or to
+//!   garbage with CBC).
 //!
 //! A request as a whole is not atomic: it is these guarantees per sector (as a disk's).
 //!
-//! How: the volume is cut into [`CHUNK`]-byte chunks, each guarded by one reader-writer lock
-//! of a striped table ([`STRIPES`] locks, chunk `i` on lock `i % STRIPES`), and every step
+//! How: the volume is cut into `CHUNK`-byte chunks, each guarded by one reader-writer lock
+//! of a striped table (`STRIPES` locks, chunk `i` on lock `i % STRIPES`), and every step
 //! of a request (see `Volume::spans`) lies inside one chunk. Reads take their chunk's lock
 //! shared for the image read (they decrypt after it); writes exclusively: a
 //! read-modify-write for all of its steps, a run of whole sectors only for the image write
@@ -29,7 +31,9 @@
 //! locks of all the chunks it drops, in ascending order; everything else holds one lock at a
 //! time, so there is no deadlock. Whole-sector I/O thus costs one uncontended lock per
 //! 256 KiB run, and requests into different chunks never wait for each other (unless their
-//! chunks share a stripe).
+//! chunks share a stripe). An image that encrypts its own clusters adds the fill lock of
+//! `Holes`, always taken before a chunk's; a cluster fill holds it exclusively, so it
+//! excludes every other request without chunk locks.
 //!
 //! # IV numbers
 //!
