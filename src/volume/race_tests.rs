@@ -4,7 +4,8 @@
 //! bytes, no torn sector). The images here widen the race windows: [`Torn`] yields between
 //! small pieces of every request (a `pread` may see a concurrent `pwrite` half done, and a
 //! block device promises nothing at all between concurrent requests); [`Gate`] stops one
-//! request at a chosen point until the test lets it go.
+//! request at a chosen point until the test lets it go. The last test shows two of these
+//! races on a real file, without any help.
 
 use super::tests::{key, segment};
 use super::*;
