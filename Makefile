@@ -4,6 +4,7 @@
 #   make bench  benchmarks against cryptsetup and QEMU (not part of the tests)
 #   make bench-xts  XTS throughput of each implementation against openssl speed
 #   make bench-ciphers  every cipher x mode through the sector interface, against raw and openssl
+#   make bench-volume  the volume layer alone: 1 MiB requests through Volume over a tmpfs file
 #   make fuzz   seed the fuzz corpora, then run each cargo-fuzz target FUZZ_SECONDS (see below)
 
 CARGO ?= cargo
@@ -33,7 +34,7 @@ BIN ?= target/release/luksfuse
 STRIP ?= strip
 ASSETS := target/assets
 
-.PHONY: all build deps test check demo bench bench-xts bench-ciphers fuzz clean install install-files uninstall
+.PHONY: all build deps test check demo bench bench-xts bench-ciphers bench-volume fuzz clean install install-files uninstall
 
 all: build
 
@@ -93,6 +94,15 @@ CIPHER_REPS ?= 3
 CIPHERS ?=
 bench-ciphers:
 	$(CARGO) run --profile profiling --example cipher_bench -- $(CIPHER_REPS) $(CIPHERS)
+
+# The volume layer alone, no FUSE (examples/volume_bench.rs): VOLUME_MIB MiB written and read
+# in 1 MiB requests over a tmpfs file, VOLUME_REPS repetitions; MB/s by the clock and per CPU
+# second of the I/O threads, to compare changes to the volume's I/O paths.
+VOLUME_MIB ?= 256
+VOLUME_REPS ?= 5
+bench-volume:
+	$(CARGO) run --profile profiling --example volume_bench -- \
+	  /dev/shm/luksfuse-volume-bench $(VOLUME_MIB) $(VOLUME_REPS)
 
 install: build install-files
 
