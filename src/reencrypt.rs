@@ -40,6 +40,7 @@ use crate::image::{Extent, Image};
 use crate::units::{Iv, IvStep, SectorSize};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 
 /// Which way the conversion walks the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +59,8 @@ pub enum Recovery {
         block: usize,
         sums: Vec<u8>,
     },
-    /// The hotzone's old bytes.
-    Journal(Vec<u8>),
+    /// The hotzone's old bytes (plaintext when encrypting: kept in locked, wiped memory).
+    Journal(crate::secret::Secret),
     /// Nothing (resilience `none`): a hot hotzone cannot be repaired.
     Unprotected,
 }
@@ -77,8 +78,13 @@ pub trait Ledger {
     fn hotzone_limits(&self) -> (u64, u64);
     /// What the previous run left to repair [`Ledger::hot`] with.
     fn recovery(&self) -> Result<Recovery>;
-    /// Step 2: make `hot` recoverable from its `old` bytes, durably, before they change.
-    fn protect(&mut self, hot: Range<u64>, old: &[u8]) -> Result<()>;
+    /// The hash and block size of the checksums [`Ledger::protect`] records, if it records
+    /// checksums: the mover then computes them (on every core, while the previous hotzone
+    /// is written) and passes them in.
+    fn checksum(&self) -> Option<(HashAlg, usize)>;
+    /// Step 2: make `hot` recoverable from its `old` bytes (whose [`checksums`] are `sums`
+    /// when [`Ledger::checksum`] asks for them), durably, before they change.
+    fn protect(&mut self, hot: Range<u64>, old: &[u8], sums: Option<&[u8]>) -> Result<()>;
     /// Step 4: the hot hotzone's new bytes are durable; it joins the converted part.
     fn advance(&mut self) -> Result<()>;
     /// Records the converted part when the run stops early (needed only where `protect` and
@@ -169,21 +175,8 @@ fn parallel_chunks(buf: &mut [u8], unit: usize, f: impl Fn(&mut [u8], usize) + S
 /// The checksums cryptsetup records for resilience `checksum`: `hash` of each `block` bytes of
 /// `data` (whose length is a multiple of `block`), concatenated; computed on every core.
 pub fn checksums(hash: HashAlg, block: usize, data: &[u8]) -> Vec<u8> {
-    assert!(block > 0 && data.len().is_multiple_of(block));
-    let n = hash.len();
-    let mut out = vec![0u8; data.len() / block * n];
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let blocks = data.len() / block;
-    let per = blocks.div_ceil(cores.min(blocks.max(1))).max(1);
-    std::thread::scope(|s| {
-        for (sums, chunk) in out.chunks_mut(per * n).zip(data.chunks(per * block)) {
-            s.spawn(move || {
-                for (sum, b) in sums.chunks_mut(n).zip(chunk.chunks(block)) {
-                    hash.hash_into(&[b], sum);
-                }
-            });
-        }
-    });
+    let mut out = vec![0u8; data.len() / block * hash.len()];
+    hash.hash_blocks(block, data, &mut out);
     out
 }
 
@@ -263,33 +256,90 @@ pub fn run(
         summary.converted += summary.repaired;
     }
     let dir = ledger.direction();
-    loop {
+    let zones = zones(dir, ledger.converted(), hotzone, size);
+    let checksum = ledger.checksum();
+    let reader_zones = zones.clone();
+    std::thread::scope(|s| {
+        // Two buffers circulate: a reader thread fills one with the next hotzone's old bytes
+        // (and their checksums) while this thread converts and writes the other. The
+        // channels' ends on this side belong to this closure, so an early return drops them
+        // and the reader stops before the scope waits for it.
+        let (full_tx, full_rx) = mpsc::sync_channel::<std::io::Result<Zone>>(1);
+        let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..2 {
+            empty_tx.send(Vec::new()).expect("the receiver is here");
+        }
+        s.spawn(move || {
+            for range in reader_zones {
+                let Ok(mut buf) = empty_rx.recv() else { return };
+                buf.resize(
+                    usize::try_from(range.end - range.start).expect("fits memory"),
+                    0,
+                );
+                let zone = image.read_at(&mut buf, range.start).map(|()| {
+                    let sums = checksum.map(|(h, b)| checksums(h, b, &buf));
+                    Zone { range, buf, sums }
+                });
+                if full_tx.send(zone).is_err() {
+                    return;
+                }
+            }
+        });
+        for range in &zones {
+            let done = ledger.converted();
+            progress(done.end - done.start, size);
+            if stop.load(Ordering::SeqCst) {
+                ledger.checkpoint()?;
+                return Ok((Outcome::Stopped, summary));
+            }
+            check_within(range, size, unit)?;
+            let mut zone = full_rx
+                .recv()
+                .expect("the reader sends every zone")
+                .map_err(|e| payload_err("read", range, &e))?;
+            debug_assert_eq!(&zone.range, range);
+            ledger.protect(range.clone(), &zone.buf, zone.sums.as_deref())?;
+            summary.holes += write_converted(image, conv, opts, &mut zone.buf, range.start, None)?;
+            image.flush().map_err(|e| payload_err("flush", range, &e))?;
+            ledger.advance()?;
+            summary.converted += range.end - range.start;
+            let _ = empty_tx.send(zone.buf);
+        }
         let done = ledger.converted();
-        let total_done = done.end - done.start;
-        progress(total_done, size);
-        let next = match dir {
-            Direction::Forward => done.end..done.end.saturating_add(hotzone).min(size),
-            Direction::Backward => done.start.saturating_sub(hotzone)..done.start,
-        };
-        if next.is_empty() {
-            return Ok((Outcome::Done, summary));
+        progress(done.end - done.start, size);
+        Ok((Outcome::Done, summary))
+    })
+}
+
+/// A hotzone read ahead: its old bytes and, when asked for, their checksums.
+struct Zone {
+    range: Range<u64>,
+    buf: Vec<u8>,
+    sums: Option<Vec<u8>>,
+}
+
+/// The hotzones still to convert, in order, from the `converted` part on.
+fn zones(dir: Direction, converted: Range<u64>, hotzone: u64, size: u64) -> Vec<Range<u64>> {
+    let mut out = Vec::new();
+    match dir {
+        Direction::Forward => {
+            let mut at = converted.end;
+            while at < size {
+                let end = at.saturating_add(hotzone).min(size);
+                out.push(at..end);
+                at = end;
+            }
         }
-        if stop.load(Ordering::SeqCst) {
-            ledger.checkpoint()?;
-            return Ok((Outcome::Stopped, summary));
+        Direction::Backward => {
+            let mut at = converted.start;
+            while at > 0 {
+                let start = at.saturating_sub(hotzone);
+                out.push(start..at);
+                at = start;
+            }
         }
-        check_within(&next, size, unit)?;
-        let len = usize::try_from(next.end - next.start).expect("hotzone fits memory");
-        buf.resize(len, 0);
-        image
-            .read_at(&mut buf, next.start)
-            .map_err(|e| payload_err("read", &next, &e))?;
-        ledger.protect(next.clone(), &buf)?;
-        summary.holes += write_converted(image, conv, opts, &mut buf, next.start, None)?;
-        image.flush().map_err(|e| payload_err("flush", &next, &e))?;
-        ledger.advance()?;
-        summary.converted += next.end - next.start;
     }
+    out
 }
 
 fn check_within(r: &Range<u64>, size: u64, unit: u64) -> Result<()> {
@@ -397,6 +447,7 @@ fn repair(
     let len = usize::try_from(hot.end - hot.start).expect("hotzone fits memory");
     match ledger.recovery()? {
         Recovery::Journal(old) => {
+            let old = old.as_bytes();
             if old.len() < len {
                 return Err(Error::format(format!(
                     "the reencryption journal holds {} bytes, the hotzone {len}",
@@ -448,6 +499,9 @@ fn repair(
     image.flush().map_err(|e| payload_err("flush", hot, &e))?;
     Ok(hot.end - hot.start)
 }
+
+mod ledger;
+pub use ledger::converter;
 
 #[cfg(test)]
 mod tests;

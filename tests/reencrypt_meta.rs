@@ -205,7 +205,7 @@ fn checksums(old: &[u8], hash: HashAlg, block: usize) -> Vec<u8> {
 /// bytes written (only the first `write` bytes of them when given: a crash), `advance`.
 fn hotzone(r: &mut Reencryption, payload: &Path, hot: Range<u64>, write: Option<usize>) {
     let old = read_raw(payload, &hot);
-    r.protect(hot.clone(), &old).unwrap();
+    r.protect(hot.clone(), &old, None).unwrap();
     let state = r.state().clone();
     let n = write.unwrap_or(old.len());
     match state.mode {
@@ -707,7 +707,7 @@ fn a_second_run_and_a_stale_sequence_id_are_refused() {
     set_seqid(&mut img, hs, seq + 5);
     write_file(&f.header, &img);
     let old = read_raw(&f.payload, &(0..MIB));
-    let e = r.protect(0..MIB, &old).unwrap_err();
+    let e = r.protect(0..MIB, &old, None).unwrap_err();
     assert_eq!(e.exit_code(), 5, "{e}");
     assert_eq!(f.read_header(), img, "nothing written");
     close(r);

@@ -179,6 +179,33 @@ impl HashAlg {
     pub fn luks1_format_ok(self) -> bool {
         self.len() >= 20
     }
+
+    /// This hash of each `block` bytes of `data` (a multiple of `block` long), concatenated
+    /// into `out` (`data.len() / block * self.len()` bytes): the checksums of LUKS2's
+    /// reencryption resilience. Runs on every core for large inputs.
+    pub fn hash_blocks(self, block: usize, data: &[u8], out: &mut [u8]) {
+        assert!(block > 0 && data.len().is_multiple_of(block));
+        let n = self.len();
+        let blocks = data.len() / block;
+        assert_eq!(out.len(), blocks * n, "one digest per block");
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        // Below 1 MiB a thread costs more than it saves.
+        let threads = cores.min(data.len() / (1 << 20)).max(1);
+        let per = blocks.div_ceil(threads).max(1);
+        let one = |sums: &mut [u8], chunk: &[u8]| {
+            for (sum, b) in sums.chunks_mut(n).zip(chunk.chunks(block)) {
+                self.hash_into(&[b], sum);
+            }
+        };
+        if threads == 1 {
+            return one(out, data);
+        }
+        std::thread::scope(|s| {
+            for (sums, chunk) in out.chunks_mut(per * n).zip(data.chunks(per * block)) {
+                s.spawn(move || one(sums, chunk));
+            }
+        });
+    }
 }
 
 #[cfg(test)]

@@ -83,13 +83,20 @@ impl Ledger for MemLedger {
                 block: BLOCK as usize,
                 sums: self.d.data.clone(),
             },
-            Res::Journal => Recovery::Journal(self.d.data.clone()),
+            Res::Journal => Recovery::Journal(crate::secret::Secret::from_slice(&self.d.data)),
         })
     }
-    fn protect(&mut self, hot: Range<u64>, old: &[u8]) -> Result<()> {
+    fn checksum(&self) -> Option<(HashAlg, usize)> {
+        (self.res == Res::Checksum).then_some((HashAlg::Sha256, BLOCK as usize))
+    }
+    fn protect(&mut self, hot: Range<u64>, old: &[u8], sums: Option<&[u8]>) -> Result<()> {
         self.spend()?;
         self.d.data = match self.res {
-            Res::Checksum => checksums(HashAlg::Sha256, BLOCK as usize, old),
+            Res::Checksum => {
+                let sums = sums.expect("the mover computes the checksums").to_vec();
+                assert!(sums == checksums(HashAlg::Sha256, BLOCK as usize, old));
+                sums
+            }
             Res::Journal => old.to_vec(),
         };
         self.d.hot = Some(hot);

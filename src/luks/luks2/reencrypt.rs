@@ -608,8 +608,15 @@ impl Reencryption {
     /// none: writes nothing. `hot` must be the next hotzone: it starts where the converted
     /// part ends (encrypt) or ends where it starts (decrypt), its bounds are multiples of
     /// [`State::sector_alignment`] (or the payload's end) and it is at most
-    /// [`Self::max_hotzone`] long.
-    pub fn protect(&mut self, hot: Range<u64>, old_bytes: &[u8]) -> Result<()> {
+    /// [`Self::max_hotzone`] long. `sums`, when given, are the checksums of `old_bytes`
+    /// already computed ([`HashAlg::hash_blocks`]; the data mover hashes the next hotzone
+    /// while it writes this one).
+    pub fn protect(
+        &mut self,
+        hot: Range<u64>,
+        old_bytes: &[u8],
+        sums: Option<&[u8]>,
+    ) -> Result<()> {
         if let Some(h) = &self.state.hot {
             return Err(Error::usage(format!(
                 "hotzone {h:?} is still in reencryption: advance first"
@@ -648,15 +655,22 @@ impl Reencryption {
         let checksums: Option<Secret> = match s.resilience {
             Resilience::Checksum { hash, block } => {
                 let block = usize::try_from(block).expect("u32 fits");
-                let n = old_bytes.len() / block;
-                let mut out = Secret::zeroed(n * hash.len());
-                for (i, chunk) in old_bytes.chunks_exact(block).enumerate() {
-                    hash.hash_into(
-                        &[chunk],
-                        &mut out.as_mut_bytes()[i * hash.len()..(i + 1) * hash.len()],
-                    );
-                }
-                Some(out)
+                let whole = old_bytes.len() / block * block;
+                let want = whole / block * hash.len();
+                Some(match sums {
+                    Some(given) if given.len() == want => Secret::from_slice(given),
+                    Some(given) => {
+                        return Err(Error::usage(format!(
+                            "{} bytes of checksums given for {want}",
+                            given.len()
+                        )))
+                    }
+                    None => {
+                        let mut out = Secret::zeroed(want);
+                        hash.hash_blocks(block, &old_bytes[..whole], out.as_mut_bytes());
+                        out
+                    }
+                })
             }
             _ => None,
         };
