@@ -36,3 +36,27 @@ pub fn init_logging(level: log::LevelFilter) -> Result<(), log::SetLoggerError> 
     log::set_max_level(level);
     installed
 }
+
+/// Catches SIGINT, SIGTERM and SIGHUP from now on: the first sets the returned flag (a long
+/// job polls it and stops at a safe point); a second one ends the process at once with
+/// status 130 when `second_exits`, else sets the flag again.
+pub fn stop_flag_on_signals(
+    second_exits: bool,
+) -> io::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let mut pipe = crate::sys::termination_signal_pipe()?;
+    let set = flag.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut b = [0u8; 1];
+            while pipe.read_exact(&mut b).is_ok() {
+                if set.swap(true, Ordering::SeqCst) && second_exits {
+                    std::process::exit(130);
+                }
+            }
+        })?;
+    Ok(flag)
+}

@@ -256,6 +256,137 @@ pub enum Command {
     /// Write a header backup over the header, like `cryptsetup luksHeaderRestore`.
     #[command(name = "header-restore")]
     HeaderRestore(HeaderRestoreArgs),
+    /// Encrypt PAYLOAD in place under a new detached header, like `cryptsetup reencrypt
+    /// --encrypt --header`; resumable after any interruption.
+    #[command(
+        after_help = "The payload keeps its size: the data stays at offset 0 and the header goes to its own\n\
+        file. Progress is recorded in the header as cryptsetup records it, so an interrupted run\n\
+        (Ctrl-C, kill, power cut) is finished by running the same command again, or by\n\
+        `cryptsetup reencrypt --resume-only --header HEADER PAYLOAD` (raw payloads). A header in\n\
+        that state is refused by mount.\n\n\
+        Examples:\n  luksfuse encrypt --header disk.hdr disk.raw\n  \
+        luksfuse encrypt --type luks1 -d keyfile --header vm.hdr vm.qcow2   # for QEMU's luks driver\n  \
+        luksfuse encrypt --resume --header disk.hdr disk.raw"
+    )]
+    Encrypt(EncryptArgs),
+    /// Decrypt PAYLOAD in place, like `cryptsetup reencrypt --decrypt --header`; resumable.
+    #[command(
+        after_help = "The header is useless afterwards (it holds no keyslot), but keep it until the run has\n\
+        finished: it records the progress.\n\n\
+        Examples:\n  luksfuse decrypt --header disk.hdr disk.raw\n  \
+        luksfuse decrypt -d keyfile --header vm.hdr vm.qcow2"
+    )]
+    Decrypt(DecryptArgs),
+}
+
+/// `--resilience`: how a hotzone is protected while it is rewritten (cryptsetup's modes).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResilienceMode {
+    /// A checksum of each block of the old bytes (cryptsetup's default).
+    Checksum,
+    /// A copy of the old bytes in the header.
+    Journal,
+    /// Nothing: only an interruption by a signal (Ctrl-C, SIGTERM) can be resumed.
+    None,
+}
+
+/// What `encrypt` and `decrypt` share (cryptsetup reencrypt's option names).
+#[derive(Args, Debug, Clone)]
+pub struct ReencryptOpts {
+    /// The detached header: created by encrypt (or the run in progress in it resumed), read
+    /// by decrypt.
+    #[arg(long, value_name = "HEADER")]
+    pub header: PathBuf,
+    /// Only resume a run in progress; fail if there is none.
+    #[arg(long, alias = "resume-only")]
+    pub resume: bool,
+    /// How hotzones are protected while they are rewritten.
+    #[arg(long, value_name = "checksum|journal|none", default_value = "checksum")]
+    pub resilience: ResilienceMode,
+    /// Hash of the checksum resilience.
+    #[arg(
+        long = "resilience-hash",
+        value_name = "HASH",
+        default_value = "sha256",
+        ignore_case = true
+    )]
+    pub resilience_hash: Hash,
+    /// Bytes rewritten per step (units K, M, G; default 64M, at most what the resilience area
+    /// can protect).
+    #[arg(long = "hotzone-size", value_name = "SIZE", value_parser = parse_size)]
+    pub hotzone_size: Option<u64>,
+    /// Leave unallocated qcow2 clusters unallocated. They then read as noise after encryption
+    /// (as zeros again after decryption): only for space nothing reads before writing it,
+    /// such as a file system's free space after fstrim.
+    #[arg(long = "keep-unallocated")]
+    pub keep_unallocated: bool,
+    /// Payload format (default: qcow2 if the file says so, else raw).
+    #[arg(long = "payload-format", value_name = "raw|qcow2")]
+    pub payload_format: Option<PayloadFormat>,
+    /// Do not ask for confirmation.
+    #[arg(short = 'q', long = "batch-mode")]
+    pub batch_mode: bool,
+    /// The payload: a file, a block device or a qcow2 image (its guest data).
+    pub payload: PathBuf,
+}
+
+/// The arguments of `encrypt`.
+#[derive(Args, Debug)]
+pub struct EncryptArgs {
+    /// LUKS version of the header when done: luks2 (default) or luks1 (the one QEMU reads;
+    /// the run itself records its progress in LUKS2 form).
+    #[arg(long = "type", value_name = "luks2|luks1", default_value = "luks2")]
+    pub kind: LuksType,
+    /// Cipher of the payload.
+    #[arg(short = 'c', long, default_value = "aes-xts-plain64")]
+    pub cipher: String,
+    /// Volume key size in bits (default 512 for XTS, else 256).
+    #[arg(short = 's', long = "key-size", value_name = "BITS")]
+    pub key_size: Option<u32>,
+    #[command(flatten)]
+    pub kdf: KdfOpts,
+    /// Encryption sector size in bytes: 512, 1024, 2048 or 4096 (LUKS1: 512 only).
+    #[arg(long = "sector-size", value_name = "N", default_value_t = 512)]
+    pub sector_size: u32,
+    /// UUID of the new header (default: random).
+    #[arg(long)]
+    pub uuid: Option<String>,
+    /// Label (LUKS2 only).
+    #[arg(long)]
+    pub label: Option<String>,
+    #[command(flatten)]
+    pub key: KeyFileOpts,
+    #[command(flatten)]
+    pub run: ReencryptOpts,
+}
+
+/// The arguments of `decrypt`.
+#[derive(Args, Debug)]
+pub struct DecryptArgs {
+    #[command(flatten)]
+    pub key: KeyOpts,
+    #[command(flatten)]
+    pub run: ReencryptOpts,
+}
+
+/// A size in bytes with an optional unit (K, M, G, T: powers of 1024; `KiB`, `MB`, … read the
+/// same way, as cryptsetup's size options).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a size"))?;
+    let unit = unit.trim_end_matches(['B', 'b']).trim_end_matches('i');
+    let shift = match unit {
+        "" => 0,
+        "k" | "K" => 10,
+        "m" | "M" => 20,
+        "g" | "G" => 30,
+        "t" | "T" => 40,
+        _ => return Err(format!("'{s}': unknown unit (K, M, G or T)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
 }
 
 /// The arguments of `header-backup`.

@@ -106,5 +106,7 @@ fn run(cmd: Command) -> Result<()> {
         Command::KillSlot(a) => cmd::keys::kill_slot(&a),
         Command::HeaderBackup(a) => luksfuse::headers::header_backup(&a.header, &a.backup),
         Command::HeaderRestore(a) => cmd::keys::header_restore(&a),
+        Command::Encrypt(a) => cmd::reencrypt::encrypt(&a),
+        Command::Decrypt(a) => cmd::reencrypt::decrypt(&a),
     }
 }

@@ -209,6 +209,46 @@ fn describe(task: Task) -> &'static str {
     }
 }
 
+/// A progress bar of bytes with throughput and time left, on a terminal only (stderr);
+/// nothing at all on a pipe or file.
+pub struct ByteProgress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl ByteProgress {
+    pub fn new(verb: &str) -> Self {
+        if !luksfuse::process::is_terminal(&io::stderr()) {
+            return ByteProgress { bar: None };
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(
+            None,
+            indicatif::ProgressDrawTarget::stderr_with_hz(4),
+        );
+        let style = indicatif::ProgressStyle::with_template(&format!(
+            "{verb} [{{bar:30}}] {{binary_bytes}}/{{binary_total_bytes}} \
+             {{binary_bytes_per_sec}}, {{eta}} left"
+        ))
+        .expect("a valid template")
+        .progress_chars("=> ");
+        bar.set_style(style);
+        ByteProgress { bar: Some(bar) }
+    }
+
+    /// `done` of `total` bytes.
+    pub fn set(&self, done: u64, total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ pub mod dump;
 pub mod format;
 pub mod keys;
 pub mod mount;
+pub mod reencrypt;
 pub mod status;
 pub mod test_key;
 pub mod umount;
