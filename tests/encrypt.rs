@@ -356,13 +356,25 @@ fn check_plain(f: &Fixture, orig: &[u8]) {
     assert!(got == orig, "the mount serves the original plaintext");
 }
 
-/// Deterministic "random" delays from a seed.
-fn delays(n: usize, max: Duration, seed: u64) -> Vec<Duration> {
-    let r = noise(n * 8, seed);
-    r.chunks(8)
+/// Where to kill a run: after it has written its header `writes` more times (a hotzone
+/// commits twice), `then` later. Counted in progress, not time, so that a loaded machine
+/// moves no kill past the end of the run.
+#[derive(Clone, Copy, Debug)]
+struct KillPoint {
+    writes: u32,
+    then: Duration,
+}
+
+/// `n` kill points from a seed, spread over the first `writes` header writes.
+fn kill_points(n: usize, writes: u32, seed: u64) -> Vec<KillPoint> {
+    noise(n * 8, seed)
+        .chunks(8)
         .map(|c| {
             let x = u64::from_le_bytes(c.try_into().unwrap());
-            max.mul_f64((x % 10_000) as f64 / 10_000.0)
+            KillPoint {
+                writes: (x % u64::from(writes)) as u32,
+                then: Duration::from_micros((x >> 32) % 3000),
+            }
         })
         .collect()
 }
@@ -371,12 +383,10 @@ fn mtime(p: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-/// Runs `args`, waits until it has written `header` (its run has begun: the data phase
-/// follows), then kills it with SIGKILL `after` later (or lets it finish first). Returns
-/// the time from start to the header write and the total.
-fn run_killed(args: &[&str], header: &Path, after: Option<Duration>) -> (Duration, Duration) {
-    let before = mtime(header);
-    let t = Instant::now();
+/// Runs `args` and kills it with SIGKILL at `at` (counting the header writes it makes: the
+/// first one creates or starts the run), or lets it finish first.
+fn run_killed(args: &[&str], header: &Path, at: KillPoint) {
+    let mut last = mtime(header);
     let mut child = forking(|| {
         Command::new(env!("CARGO_BIN_EXE_luksfuse"))
             .args(args)
@@ -385,22 +395,22 @@ fn run_killed(args: &[&str], header: &Path, after: Option<Duration>) -> (Duratio
             .spawn()
     })
     .unwrap();
-    while mtime(header) == before && t.elapsed() < Duration::from_secs(30) {
+    let t = Instant::now();
+    let mut seen = 0;
+    while seen <= at.writes && t.elapsed() < Duration::from_secs(60) {
         if child.try_wait().unwrap().is_some() {
-            break;
+            return;
         }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    let started = t.elapsed();
-    match after {
-        Some(a) => {
-            std::thread::sleep(a);
-            let _ = child.kill();
-            let _ = child.wait();
+        let now = mtime(header);
+        if now != last {
+            seen += 1;
+            last = now;
         }
-        None => assert!(child.wait().unwrap().success(), "{args:?}"),
+        std::thread::sleep(Duration::from_micros(50));
     }
-    (started, t.elapsed())
+    std::thread::sleep(at.then);
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Resumes with cryptsetup: repair (a step interrupted inside), then --resume-only.
@@ -450,17 +460,9 @@ fn runs_killed_at_random_moments_resume_to_the_original() {
     let orig_bytes = noise(24 << 20, 77);
     f.payload = p.clone();
     let orig = sha2_of(&orig_bytes);
-    // How long the data phase of one uninterrupted run takes here: the kills fall inside it.
-    write_file(&p, &orig_bytes);
-    let (started, total) = run_killed(
-        &encrypt_args(&f, &p, &["--hotzone-size", "1M"]),
-        &f.header,
-        None,
-    );
-    let span = total.saturating_sub(started);
-    std::fs::remove_file(&f.header).unwrap();
+    // 24 hotzones of 1 MiB: 48 header writes after the first.
     let mut resumed = [0usize; 2];
-    for (i, after) in delays(30, span, 5).into_iter().enumerate() {
+    for (i, at) in kill_points(30, 48, 5).into_iter().enumerate() {
         let decrypting = i % 3 == 2;
         let res = if i % 4 < 2 { "checksum" } else { "journal" };
         write_file(&p, &orig_bytes);
@@ -474,13 +476,13 @@ fn runs_killed_at_random_moments_resume_to_the_original() {
             run_killed(
                 &decrypt_args(&f, &p, &["--hotzone-size", "1M", "--resilience", res]),
                 &f.header,
-                Some(after),
+                at,
             );
         } else {
             run_killed(
                 &encrypt_args(&f, &p, &["--hotzone-size", "1M", "--resilience", res]),
                 &f.header,
-                Some(after),
+                at,
             );
         }
         let header_made = std::fs::metadata(&f.header).is_ok_and(|m| m.len() > 0);
@@ -509,7 +511,8 @@ fn runs_killed_at_random_moments_resume_to_the_original() {
             check_plain(&f, &orig);
         }
     }
-    // Most kills land inside a run (the delays spread over one run's length).
+    eprintln!("30 runs killed: resumed by luksfuse, by cryptsetup: {resumed:?}");
+    // Most kills land inside a run (the kill points spread over its header writes).
     assert!(
         resumed[0] >= 8 && resumed[1] >= 8,
         "runs resumed by luksfuse, by cryptsetup: {resumed:?}"
@@ -529,30 +532,36 @@ fn killed_qcow2_runs_resume_to_the_original() {
     let q0 = qcow2_of(&f, &raw, "vm0.qcow2", "65536");
     let q = f.path("vm.qcow2");
     f.payload = q.clone();
-    for (i, after) in delays(6, Duration::from_millis(150), 11)
-        .into_iter()
-        .enumerate()
-    {
+    for (i, at) in kill_points(6, 32, 11).into_iter().enumerate() {
         std::fs::copy(&q0, &q).unwrap();
         let _ = std::fs::remove_file(&f.header);
-        if i % 2 == 1 {
+        let decrypting = i % 2 == 1;
+        if decrypting {
             ok(luksfuse(&encrypt_args(&f, &q, &[]), b""), "encrypt");
             run_killed(
                 &decrypt_args(&f, &q, &["--hotzone-size", "1M"]),
                 &f.header,
-                Some(after),
+                at,
             );
-            ok(luksfuse(&decrypt_args(&f, &q, &[]), b""), "resume decrypt");
-            let out = f.path("back.raw");
-            run_ok(Command::new("qemu-img").args(["convert", "-O", "raw", s(&q), s(&out)]));
-            assert_eq!(sha256_file(&out), orig, "run {i}");
         } else {
             run_killed(
                 &encrypt_args(&f, &q, &["--hotzone-size", "1M"]),
                 &f.header,
-                Some(after),
+                at,
             );
+        }
+        let header_made = std::fs::metadata(&f.header).is_ok_and(|m| m.len() > 0);
+        let busy = header_made && in_progress(&f);
+        if decrypting && (busy || has_keyslot(&f)) {
+            ok(luksfuse(&decrypt_args(&f, &q, &[]), b""), "resume decrypt");
+        } else if !decrypting && (busy || !header_made) {
             ok(luksfuse(&encrypt_args(&f, &q, &[]), b""), "resume encrypt");
+        }
+        if decrypting {
+            let out = f.path("back.raw");
+            run_ok(Command::new("qemu-img").args(["convert", "-O", "raw", s(&q), s(&out)]));
+            assert_eq!(sha256_file(&out), orig, "run {i}");
+        } else {
             check_plain(&f, &orig);
         }
         qemu_img_check(&q);

@@ -337,23 +337,8 @@ pub struct EncryptArgs {
     /// the run itself records its progress in LUKS2 form).
     #[arg(long = "type", value_name = "luks2|luks1", default_value = "luks2")]
     pub kind: LuksType,
-    /// Cipher of the payload.
-    #[arg(short = 'c', long, default_value = "aes-xts-plain64")]
-    pub cipher: String,
-    /// Volume key size in bits (default 512 for XTS, else 256).
-    #[arg(short = 's', long = "key-size", value_name = "BITS")]
-    pub key_size: Option<u32>,
     #[command(flatten)]
-    pub kdf: KdfOpts,
-    /// Encryption sector size in bytes: 512, 1024, 2048 or 4096 (LUKS1: 512 only).
-    #[arg(long = "sector-size", value_name = "N", default_value_t = 512)]
-    pub sector_size: u32,
-    /// UUID of the new header (default: random).
-    #[arg(long)]
-    pub uuid: Option<String>,
-    /// Label (LUKS2 only).
-    #[arg(long)]
-    pub label: Option<String>,
+    pub new: NewVolumeOpts,
     #[command(flatten)]
     pub key: KeyFileOpts,
     #[command(flatten)]
@@ -520,12 +505,9 @@ pub struct GenerateAssetsArgs {
     pub dir: PathBuf,
 }
 
-/// The arguments of `format`.
-#[derive(Args, Debug)]
-pub struct FormatArgs {
-    /// LUKS version: luks2 (default) or luks1 (the one QEMU reads).
-    #[arg(long = "type", value_name = "luks2|luks1", default_value = "luks2")]
-    pub kind: LuksType,
+/// What a new header is made of (`format`, `encrypt`): cryptsetup's format options.
+#[derive(Args, Debug, Clone)]
+pub struct NewVolumeOpts {
     /// Cipher of the payload.
     #[arg(short = 'c', long, default_value = "aes-xts-plain64")]
     pub cipher: String,
@@ -537,15 +519,25 @@ pub struct FormatArgs {
     /// Encryption sector size in bytes: 512, 1024, 2048 or 4096 (LUKS1: 512 only).
     #[arg(long = "sector-size", value_name = "N", default_value_t = 512)]
     pub sector_size: u32,
-    /// Start of the encrypted data in the payload, in 512-byte sectors.
-    #[arg(long, value_name = "SECTORS", default_value_t = 0)]
-    pub offset: u64,
     /// UUID of the new header (default: random).
     #[arg(long)]
     pub uuid: Option<String>,
     /// Label (LUKS2 only).
     #[arg(long)]
     pub label: Option<String>,
+}
+
+/// The arguments of `format`.
+#[derive(Args, Debug)]
+pub struct FormatArgs {
+    /// LUKS version: luks2 (default) or luks1 (the one QEMU reads).
+    #[arg(long = "type", value_name = "luks2|luks1", default_value = "luks2")]
+    pub kind: LuksType,
+    #[command(flatten)]
+    pub new: NewVolumeOpts,
+    /// Start of the encrypted data in the payload, in 512-byte sectors.
+    #[arg(long, value_name = "SECTORS", default_value_t = 0)]
+    pub offset: u64,
     /// Use the volume key in FILE instead of a random one (recovery).
     #[arg(
         long = "volume-key-file",
@@ -700,7 +692,7 @@ mod tests {
         let Command::Format(f) = cli.command else {
             panic!("not format")
         };
-        assert_eq!(f.kdf.hash, Some(Hash(HashAlg::Sha512)));
+        assert_eq!(f.new.kdf.hash, Some(Hash(HashAlg::Sha512)));
         assert_eq!(f.kind, LuksType::Luks2);
     }
 }

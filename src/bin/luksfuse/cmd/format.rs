@@ -14,13 +14,13 @@ pub fn run(a: &FormatArgs) -> Result<()> {
     let path = &a.header;
     let options = FormatOptions {
         version: a.kind.version(),
-        cipher: a.cipher.clone(),
-        key_bits: a.key_size,
-        kdf: a.kdf.options(),
-        sector_size: a.sector_size,
+        cipher: a.new.cipher.clone(),
+        key_bits: a.new.key_size,
+        kdf: a.new.kdf.options(),
+        sector_size: a.new.sector_size,
         offset_sectors: a.offset,
-        uuid: a.uuid.clone(),
-        label: a.label.clone(),
+        uuid: a.new.uuid.clone(),
+        label: a.new.label.clone(),
     };
     let new = NewHeader::prepare(path, &options)?;
     if let Some(old) = new.replaces() {

@@ -12,6 +12,7 @@ use luksfuse::luks::{Header, HeaderFile};
 use luksfuse::reencrypt::{self as mover, Options, Outcome, Summary};
 use luksfuse::secret::Passphrase;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -85,11 +86,12 @@ fn in_progress_elsewhere(o: &ReencryptOpts, mode: Mode) -> Error {
 
 pub fn encrypt(a: &EncryptArgs) -> Result<()> {
     let o = &a.run;
-    if a.kind == LuksType::Luks1 && a.sector_size != 512 {
+    if a.kind == LuksType::Luks1 && a.new.sector_size != 512 {
         return Err(Error::usage(
             "LUKS1 has 512-byte sectors only (--sector-size 512)",
         ));
     }
+    let stop = catch_signals(o)?;
     let image = open_payload(o)?;
     let size = image.size();
     let src = a.key.source();
@@ -115,13 +117,13 @@ pub fn encrypt(a: &EncryptArgs) -> Result<()> {
         Found::Nothing => {
             let opts = FormatOptions {
                 version: 2,
-                cipher: a.cipher.clone(),
-                key_bits: a.key_size,
-                kdf: a.kdf.options(),
-                sector_size: a.sector_size,
+                cipher: a.new.cipher.clone(),
+                key_bits: a.new.key_size,
+                kdf: a.new.kdf.options(),
+                sector_size: a.new.sector_size,
                 offset_sectors: 0,
-                uuid: a.uuid.clone(),
-                label: a.label.clone(),
+                uuid: a.new.uuid.clone(),
+                label: a.new.label.clone(),
             };
             let pass = src.read_prompt(
                 &format!("Enter passphrase for {}: ", o.header.display()),
@@ -139,7 +141,7 @@ pub fn encrypt(a: &EncryptArgs) -> Result<()> {
             (job, pass)
         }
     };
-    let finished = drive(job, image.as_ref(), o, "Encrypting")?;
+    let finished = drive(job, image.as_ref(), o, &stop, "Encrypting")?;
     if finished && a.kind == LuksType::Luks1 {
         to_luks1(a, &pass)?;
     }
@@ -149,22 +151,33 @@ pub fn encrypt(a: &EncryptArgs) -> Result<()> {
 /// Replaces the finished LUKS2 header by a LUKS1 one with the same volume key, UUID and
 /// passphrase (the run records its progress the LUKS2 way; LUKS1 has no place for it).
 fn to_luks1(a: &EncryptArgs, pass: &Passphrase) -> Result<()> {
-    let path = &a.run.header;
+    rewrite_header(&a.run.header, pass, |h| {
+        Ok(FormatOptions {
+            version: 1,
+            cipher: a.new.cipher.clone(),
+            key_bits: a.new.key_size,
+            kdf: a.new.kdf.options(),
+            sector_size: 512,
+            offset_sectors: 0,
+            uuid: Some(h.uuid().to_owned()),
+            label: None,
+        })
+    })
+}
+
+/// Rewrites the header `path` as the one `make` describes (given the old header), with the
+/// same volume key, opened by the same passphrase; crash-safe as `format` is.
+fn rewrite_header(
+    path: &Path,
+    pass: &Passphrase,
+    make: impl FnOnce(&Header) -> Result<FormatOptions>,
+) -> Result<()> {
     let file = HeaderFile::open(path)?;
     let h = Header::parse(&file).map_err(|e| e.in_file(path))?;
     let u = h
         .unlock(&file, pass.as_bytes(), None)
         .map_err(|e| e.in_file(path))?;
-    let opts = FormatOptions {
-        version: 1,
-        cipher: a.cipher.clone(),
-        key_bits: a.key_size,
-        kdf: a.kdf.options(),
-        sector_size: 512,
-        offset_sectors: 0,
-        uuid: Some(h.uuid().to_owned()),
-        label: None,
-    };
+    let opts = make(&h)?;
     drop(file);
     let new = NewHeader::prepare(path, &opts)?;
     let mut p = Progress::new();
@@ -173,6 +186,7 @@ fn to_luks1(a: &EncryptArgs, pass: &Passphrase) -> Result<()> {
 
 pub fn decrypt(a: &DecryptArgs) -> Result<()> {
     let o = &a.run;
+    let stop = catch_signals(o)?;
     let image = open_payload(o)?;
     let size = image.size();
     let src: KeySource = a.key.source();
@@ -199,59 +213,67 @@ pub fn decrypt(a: &DecryptArgs) -> Result<()> {
             Reencryption::init_decrypt(&o.header, &pass, &params, size)?
         }
     };
-    drive(job, image.as_ref(), o, "Decrypting")?;
+    drive(job, image.as_ref(), o, &stop, "Decrypting")?;
     Ok(())
 }
 
 /// A LUKS1 header becomes a LUKS2 one with the same key, UUID and passphrase, so that the
 /// decryption can record its progress (the header is useless afterwards anyway).
 fn luks1_to_luks2(path: &Path, pass: &Passphrase) -> Result<()> {
-    let file = HeaderFile::open(path)?;
-    let h = Header::parse(&file).map_err(|e| e.in_file(path))?;
-    let u = h
-        .unlock(&file, pass.as_bytes(), None)
-        .map_err(|e| e.in_file(path))?;
-    let seg = h.segment();
-    if seg.offset.get() != 0 {
-        return Err(Error::unsupported(format!(
-            "the data starts at byte {} of the payload; in-place decryption needs offset 0",
-            seg.offset.get()
-        ))
-        .in_file(path));
-    }
-    let opts = FormatOptions {
-        version: 2,
-        cipher: seg.cipher.as_str().to_owned(),
-        key_bits: Some(u32::try_from(seg.key_size * 8).expect("small key")),
-        kdf: Default::default(),
-        sector_size: 512,
-        offset_sectors: 0,
-        uuid: Some(h.uuid().to_owned()),
-        label: None,
-    };
-    drop(file);
-    let new = NewHeader::prepare(path, &opts)?;
-    let mut p = Progress::new();
-    new.write(Some(u.key), pass, &mut |s| p.step(s))
+    rewrite_header(path, pass, |h| {
+        let seg = h.segment();
+        if seg.offset.get() != 0 {
+            return Err(Error::unsupported(format!(
+                "the data starts at byte {} of the payload; in-place decryption needs offset 0",
+                seg.offset.get()
+            ))
+            .in_file(path));
+        }
+        Ok(FormatOptions {
+            version: 2,
+            cipher: seg.cipher.as_str().to_owned(),
+            key_bits: Some(u32::try_from(seg.key_size * 8).expect("small key")),
+            // PBKDF2 as the LUKS1 keyslot had (no Argon2 memory cost for a header that only
+            // lives while the decryption runs).
+            kdf: luksfuse::luks::format::KdfOptions {
+                pbkdf: Some("pbkdf2".into()),
+                ..Default::default()
+            },
+            sector_size: 512,
+            offset_sectors: 0,
+            uuid: Some(h.uuid().to_owned()),
+            label: None,
+        })
+    })
+}
+
+/// From the start of a command on, SIGINT, SIGTERM and SIGHUP ask the run to stop at the
+/// end of its hotzone (before the run, where nothing has changed yet, too). A second signal
+/// ends the process at once, which the checksum and journal modes survive like any crash;
+/// without resilience only the stop at a hotzone boundary keeps the progress.
+fn catch_signals(o: &ReencryptOpts) -> Result<Arc<AtomicBool>> {
+    luksfuse::process::stop_flag_on_signals(o.resilience != ResilienceMode::None)
+        .map_err(|e| Error::new(Kind::Usage, format!("cannot catch signals: {e}")))
 }
 
 /// Runs the conversion to its end (then finishes the header: returns true) or to a stop
-/// requested by a signal (returns false, having said how to resume).
-fn drive(job: Reencryption, image: &dyn Image, o: &ReencryptOpts, verb: &str) -> Result<bool> {
+/// requested by a signal (an error saying how to resume).
+fn drive(
+    job: Reencryption,
+    image: &dyn Image,
+    o: &ReencryptOpts,
+    stop: &AtomicBool,
+    verb: &str,
+) -> Result<bool> {
     let mut job = job;
     let conv = mover::converter(&job)?;
     let opts = Options {
         hotzone: o.hotzone_size.unwrap_or(mover::DEFAULT_HOTZONE),
         keep_holes: o.keep_unallocated,
     };
-    // A second signal ends the process at once, which the checksum and journal modes
-    // survive like any crash; without resilience only the stop at a hotzone boundary does.
-    let unprotected = matches!(job.state().resilience, Resilience::None);
-    let stop = luksfuse::process::stop_flag_on_signals(!unprotected)
-        .map_err(|e| Error::new(Kind::Usage, format!("cannot catch signals: {e}")))?;
     let bar = crate::tty::ByteProgress::new(verb);
     let start = Instant::now();
-    let (outcome, summary) = mover::run(&mut job, image, &conv, &opts, &stop, &mut |d, t| {
+    let (outcome, summary) = mover::run(&mut job, image, &conv, &opts, stop, &mut |d, t| {
         bar.set(d, t)
     })?;
     bar.finish();
