@@ -567,3 +567,42 @@ fn killed_qcow2_runs_resume_to_the_original() {
         qemu_img_check(&q);
     }
 }
+
+/// On a terminal the run shows a progress bar with throughput and time left; on a pipe only
+/// the summary line.
+#[test]
+fn progress_bar_on_a_terminal_only() {
+    let mut f = Fixture::new();
+    let p = f.path("p.bin");
+    write_file(&p, &noise(8 << 20, 4));
+    f.payload = p.clone();
+    let args = encrypt_args(&f, &p, &["--hotzone-size", "1M"]);
+    let piped = ok(luksfuse(&args, b""), "encrypt on a pipe");
+    assert!(
+        piped.stderr.starts_with("Encrypting finished:"),
+        "{}",
+        piped.stderr
+    );
+    assert!(
+        !piped.stderr.contains("left"),
+        "no bar on a pipe: {}",
+        piped.stderr
+    );
+    ok(luksfuse(&decrypt_args(&f, &p, &[]), b""), "decrypt");
+    std::fs::remove_file(&f.header).unwrap();
+    // script(1) gives the run a terminal; its output is the terminal's.
+    let line = std::iter::once(env!("CARGO_BIN_EXE_luksfuse"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = run_ok(Command::new("script").args(["-qefc", &line, "/dev/null"]));
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(tty.contains("Encrypting ["), "a bar on a terminal: {tty:?}");
+    assert!(
+        tty.contains("left") && tty.contains("/s"),
+        "rate and time left: {tty:?}"
+    );
+    assert!(tty.contains("Encrypting finished:"), "{tty:?}");
+    check_plain(&f, &sha2_of(&noise(8 << 20, 4)));
+}

@@ -225,7 +225,7 @@ impl ByteProgress {
             indicatif::ProgressDrawTarget::stderr_with_hz(4),
         );
         let style = indicatif::ProgressStyle::with_template(&format!(
-            "{verb} [{{bar:30}}] {{binary_bytes}}/{{binary_total_bytes}} \
+            "{verb} [{{bar:20}}] {{binary_bytes}}/{{binary_total_bytes}} \
              {{binary_bytes_per_sec}}, {{eta}} left"
         ))
         .expect("a valid template")
