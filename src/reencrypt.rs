@@ -406,14 +406,19 @@ fn stored_runs(image: &dyn Image, off: u64, len: u64) -> Result<Vec<Range<u64>>>
             .map_err(|e| payload_err("map", &(off + at..off + len), &e))?;
         let n = n.clamp(1, len - at);
         if matches!(ext, Extent::Stored { .. }) {
-            match runs.last_mut() {
-                Some(last) if last.end == at => last.end = at + n,
-                _ => runs.push(at..at + n),
-            }
+            push_run(&mut runs, at..at + n);
         }
         at += n;
     }
     Ok(runs)
+}
+
+/// Appends `r` to `runs`, joining it to the last run when they touch.
+fn push_run(runs: &mut Vec<Range<u64>>, r: Range<u64>) {
+    match runs.last_mut() {
+        Some(last) if last.end == r.start => last.end = r.end,
+        _ => runs.push(r),
+    }
 }
 
 /// The parts of `r` (relative bytes) whose `block`-sized blocks are selected.
@@ -424,10 +429,7 @@ fn split_selected(r: Range<u64>, sel: &[bool], block: u64) -> Vec<Range<u64>> {
         let i = (at / block) as usize;
         let end = ((at / block + 1) * block).min(r.end);
         if sel.get(i).copied().unwrap_or(false) {
-            match out.last_mut() {
-                Some(last) if last.end == at => last.end = end,
-                _ => out.push(at..end),
-            }
+            push_run(&mut out, at..end);
         }
         at = end;
     }
