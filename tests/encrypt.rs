@@ -435,20 +435,12 @@ fn cryptsetup_resume(f: &Fixture, p: &Path) {
 
 /// Whether the header holds an in-place conversion in progress (cryptsetup's view).
 fn in_progress(f: &Fixture) -> bool {
-    let out = Command::new("cryptsetup")
-        .args(["luksDump", s(&f.header)])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("online-reencrypt")
+    cryptsetup_dump(&f.header).1.contains("online-reencrypt")
 }
 
 /// Whether the header still has a keyslot (a decryption has not begun or not finished).
 fn has_keyslot(f: &Fixture) -> bool {
-    let out = Command::new("cryptsetup")
-        .args(["luksDump", s(&f.header)])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("0: luks2")
+    cryptsetup_dump(&f.header).1.contains("0: luks2")
 }
 
 /// 30 runs killed at random moments: 20 encryptions, 10 decryptions, raw payloads, each
