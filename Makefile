@@ -67,11 +67,14 @@ demo: deps
 	$(CARGO) build --release
 	bash contrib/demo.sh target/release/luksfuse
 
-# fio for the I/O tests, bc for the unlock ratios, matplotlib (for the system python3, which
+# fio for the I/O tests, bc for the unlock ratios, nbdkit and nbdfuse (its luks filter is the
+# second peer; Debian 12 ships nbdfuse in libnbd-bin, which apt picks for the name), matplotlib (for the system python3, which
 # bench.sh prefers when another python3 on PATH lacks it) for the chart.
 bench: deps
 	@missing=""; command -v fio >/dev/null || missing="$$missing fio"; \
 	command -v bc >/dev/null || missing="$$missing bc"; \
+	command -v nbdkit >/dev/null || missing="$$missing nbdkit"; \
+	command -v nbdfuse >/dev/null || missing="$$missing nbdfuse"; \
 	/usr/bin/python3 -c 'import matplotlib' 2>/dev/null || missing="$$missing python3-matplotlib"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
