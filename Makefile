@@ -1,7 +1,8 @@
 # luksfuse — build, test, demo, benchmark.
 #   make demo   show the main job end to end on a demo volume it creates
 #   make test   install missing system packages, then fmt check, clippy, all tests
-#   make bench  benchmarks against cryptsetup and QEMU (not part of the tests)
+#   make bench  benchmarks against cryptsetup, QEMU and nbdkit (not part of the tests);
+#               BENCH_ONLY=qd1,loop make bench runs only those sections (see contrib/bench.sh)
 #   make bench-xts  XTS throughput of each implementation against openssl speed
 #   make bench-ciphers  every cipher x mode through the sector interface, against raw and openssl
 #   make bench-volume  the volume layer alone: 1 MiB requests through Volume over a tmpfs file

@@ -344,7 +344,7 @@ if on nbd; then
         note "fio seq $rw 1 MiB qd$depth: $t"
         read -r "p[$t]" _ <<< "$(fio_jobs "$spec" "${f2[$t]}")"
       done
-      row nbdkit "attached luks1 seq $rw 1 MiB qd$depth direct" MB/s "${p[lf]}" "nbdkit luks + nbdfuse" "${p[nbd]}" -
+      row nbdkit "attached seq $rw 1 MiB qd$depth direct" MB/s "${p[lf]}" "nbdkit luks + nbdfuse" "${p[nbd]}" -
     done
   else
     note "nbd: nbdkit or nbdfuse missing (make bench installs nbdkit and libnbd-bin)"
