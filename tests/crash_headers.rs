@@ -276,6 +276,49 @@ impl Place {
         }
         Ok(out)
     }
+
+    /// The header `h` as a state: the keys of `which` that open it and the keyslots
+    /// cryptsetup's luksDump shows active (a keyslot active with half its material opens with
+    /// nothing: a mix of the old and the new header even if the keys open as one of them).
+    fn state(&self, h: &Path, which: &[bool]) -> Result<KeySet, String> {
+        let opens = self.opens(h, which)?;
+        let (code, dump) = cryptsetup_dump(h);
+        if code != 0 {
+            return Ok(KeySet { opens, slots: None });
+        }
+        let slots = dump
+            .lines()
+            .filter_map(|l| {
+                // LUKS1: "Key Slot 3: ENABLED"; LUKS2 (under "Keyslots:"): "  3: luks2".
+                let n = match l.strip_prefix("Key Slot ") {
+                    Some(rest) => rest.strip_suffix(": ENABLED")?,
+                    None => l.strip_prefix("  ")?.strip_suffix(": luks2")?,
+                };
+                n.parse().ok()
+            })
+            .collect();
+        Ok(KeySet {
+            opens,
+            slots: Some(slots),
+        })
+    }
+}
+
+/// What a header state is: the keys that open it, the active keyslots (`None`: cryptsetup
+/// cannot read it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct KeySet {
+    opens: Vec<bool>,
+    slots: Option<Vec<u32>>,
+}
+
+impl std::fmt::Display for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match &self.slots {
+            Some(s) => write!(f, "{} in keyslots {s:?}", names(&self.opens)),
+            None => write!(f, "{} (no header cryptsetup reads)", names(&self.opens)),
+        }
+    }
 }
 
 fn set(keys: &[usize]) -> Vec<bool> {
@@ -304,14 +347,17 @@ fn replay(layout: Layout, sc: &Scenario) -> crash::Report {
     );
     let place = Place::new(layout);
     let before = place.make_header(sc.setup);
-    let (old, new) = (set(sc.old), set(sc.new));
+    let (old_keys, new_keys) = (set(sc.old), set(sc.new));
     // Every key of either set is tried in every state.
-    let tried: Vec<bool> = old.iter().zip(&new).map(|(o, n)| *o || *n).collect();
-    assert_eq!(
-        place.opens(&place.path(place.name()), &tried),
-        Ok(old.clone()),
-        "{what}: the old key set"
-    );
+    let tried: Vec<bool> = old_keys
+        .iter()
+        .zip(&new_keys)
+        .map(|(o, n)| *o || *n)
+        .collect();
+    let old = place
+        .state(&place.path(place.name()), &tried)
+        .unwrap_or_else(|e| panic!("{what}: before: {e}"));
+    assert_eq!(old.opens, old_keys, "{what}: the old key set");
 
     let mnt = place.path("rec");
     std::fs::create_dir(&mnt).unwrap();
@@ -345,11 +391,11 @@ fn replay(layout: Layout, sc: &Scenario) -> crash::Report {
     let states = crash::states(&recording, budget());
 
     let mut report = crash::Report::new(&what);
-    let mut verdicts: HashMap<Vec<u8>, Result<Vec<bool>, String>> = HashMap::new();
+    let mut verdicts: HashMap<Vec<u8>, Result<KeySet, String>> = HashMap::new();
     let check_dir = place.path("states");
     std::fs::create_dir(&check_dir).unwrap();
     let mut fresh = 0;
-    let mut verdict = |image: &recfs::Image| -> Result<Vec<bool>, String> {
+    let mut verdict = |image: &recfs::Image| -> Result<KeySet, String> {
         let Some(file) = image.file(place.name()) else {
             return Err("the header file is gone".into());
         };
@@ -361,14 +407,14 @@ fn replay(layout: Layout, sc: &Scenario) -> crash::Report {
                 let dir = check_dir.join(fresh.to_string());
                 std::fs::create_dir(&dir).unwrap();
                 image.write_to(&dir);
-                let v = place.opens(&dir.join(place.name()), &tried);
+                let v = place.state(&dir.join(place.name()), &tried);
                 std::fs::remove_dir_all(&dir).unwrap();
                 v
             })
             .clone()
     };
-    let end = verdict(&after);
-    assert_eq!(end, Ok(new.clone()), "{what}: the new key set at the end");
+    let new = verdict(&after).unwrap_or_else(|e| panic!("{what}: after: {e}"));
+    assert_eq!(new.opens, new_keys, "{what}: the new key set at the end");
     let header_len = if layout.attached { 2 << 20 } else { 0 };
     for st in &states {
         report.states += 1;
@@ -384,16 +430,11 @@ fn replay(layout: Layout, sc: &Scenario) -> crash::Report {
         match verdict(&st.image) {
             Err(e) => wrong.push(e),
             Ok(o) if done && o != new => wrong.push(format!(
-                "opens with {} after the command exited 0 (new set {})",
-                names(&o),
-                names(&new)
+                "opens with {o} after the command exited 0 (new: {new})"
             )),
-            Ok(o) if o != old && o != new => wrong.push(format!(
-                "opens with {} (old set {}, new set {})",
-                names(&o),
-                names(&old),
-                names(&new)
-            )),
+            Ok(o) if o != old && o != new => {
+                wrong.push(format!("opens with {o} (old: {old}, new: {new})"))
+            }
             Ok(_) => {}
         }
         if !wrong.is_empty() {
