@@ -83,7 +83,7 @@ fn scenarios(l: Layout) -> Vec<Scenario> {
             "format", "--force", "--type", "TYPE", "-d", "{c}", "FAST", "{h}",
         ]
     };
-    vec![
+    let mut all = vec![
         Scenario {
             name: "format --force",
             setup: &[],
@@ -149,7 +149,30 @@ fn scenarios(l: Layout) -> Vec<Scenario> {
             old: &[0, 1],
             new: &[0],
         },
-    ]
+    ];
+    if l.version == "luks1" {
+        // Keyslot 6's descriptor spans both sectors of the LUKS1 header: in place, the sector
+        // that switches it on must land last.
+        all.push(Scenario {
+            name: "add-key -S 6",
+            setup: &[],
+            run: &[
+                "add-key",
+                "-S",
+                "6",
+                "-d",
+                "{a}",
+                "--new-key-file",
+                "{b}",
+                "FAST",
+                "{h}",
+            ],
+            ok: true,
+            old: &[0],
+            new: &[0, 1],
+        });
+    }
+    all
 }
 
 fn budget() -> crash::Budget {
