@@ -15,8 +15,9 @@
 //! exhaustively when there are few (every subset), else by a seeded random sample that always
 //! includes "none" and "all"; some states apply their subset in a shuffled order, and some tear
 //! one kept write (any of them: the last one is the usual case, but a device may have several
-//! in flight). A state is checked once for each set of markers it can be seen with (the same
-//! files after more acknowledgements must satisfy more).
+//! in flight; when the subsets are few, several tearings each fill the budget). A state is
+//! checked once for each set of markers it can be seen with (the same files after more
+//! acknowledgements must satisfy more).
 //!
 //! Include with `#[path = "common/recfs.rs"] mod recfs; #[path = "common/crash.rs"] mod crash;`.
 #![allow(dead_code)]
@@ -205,6 +206,9 @@ pub fn states(rec: &Recording, budget: Budget) -> Vec<CrashState> {
                 durable_image.apply(op);
             }
         }
+        // Torn variants per subset: one, or more when the subsets leave room in the budget
+        // (a few pending writes: their tearings are then what varies).
+        let tears = (per / subsets.len()).saturating_sub(2).max(1);
         let mut made = 0;
         'subsets: for keep in &subsets {
             let chosen: Vec<Op> = pending
@@ -219,7 +223,7 @@ pub fn states(rec: &Recording, budget: Budget) -> Vec<CrashState> {
                 .collect();
             // Each subset as issued; with its writes in another order (only overlapping ones
             // care; namespace operations are journaled in order, so they keep theirs); with
-            // one kept write torn (any of them may have been in flight, the last one included).
+            // kept writes torn (any of them may have been in flight, the last one included).
             let mut variants = vec![(chosen.clone(), what.clone())];
             if writes.len() > 1 {
                 let mut v = chosen.clone();
@@ -229,7 +233,7 @@ pub fn states(rec: &Recording, budget: Budget) -> Vec<CrashState> {
                 }
                 variants.push((v, format!("{what}, writes shuffled")));
             }
-            if !writes.is_empty() {
+            for _ in 0..if writes.is_empty() { 0 } else { tears } {
                 let w = writes[rng.below(writes.len() as u64) as usize];
                 if let Some((pieces, t)) = torn(&chosen[w], budget.sector, &mut rng) {
                     let mut v = chosen.clone();
