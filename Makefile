@@ -35,7 +35,7 @@ BIN ?= target/release/luksfuse
 STRIP ?= strip
 ASSETS := target/assets
 
-.PHONY: all build deps test check demo bench bench-xts bench-ciphers bench-volume fuzz clean install install-files uninstall
+.PHONY: all build deps test check demo bench bench-xts bench-ciphers bench-volume fuzz clean install install-files uninstall crashtest
 
 all: build
 
@@ -63,6 +63,11 @@ test: deps check
 	@# by clippy --all-targets above; running them as tests would only add empty
 	@# "0 passed" suites after the real ones.
 	$(CARGO) test --lib --bins --tests
+
+# The crash replayer (tests/crash_replay.rs) with ten times its default budget of states per
+# scenario (CRASH_STATES=N sets it), one scenario at a time, with its report.
+crashtest: deps
+	CRASHTEST=1 $(CARGO) test --release --test crash_replay -- --nocapture --test-threads=1
 
 demo: deps
 	$(CARGO) build --release

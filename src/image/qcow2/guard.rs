@@ -3,8 +3,16 @@
 //! [`super`]).
 //!
 //! "Pointers" are the entries of the L1 table (to L2 tables), of the refcount table (to
-//! refcount blocks) and the L1/refcount table offsets in the header. Data clusters and L2
-//! entries need nothing from us: imago flushes its refcount cache before its L2 cache.
+//! refcount blocks) and the L1/refcount table offsets in the header.
+//!
+//! Data clusters and L2 entries: imago writes its refcount cache back before its L2 cache when
+//! allocating (and the L2 cache first when freeing), but issues both in one go, with no sync
+//! between them. A power cut may keep any subset of unsynced writes, so the L2 entry of a new
+//! data cluster could survive without its refcount (`refcount=0 reference=1`; found by the
+//! crash replayer, tests/crash_replay.rs). So the guard also orders the two classes of writes
+//! as QEMU's cache dependencies do: a write that is not to a refcount block, after unsynced
+//! refcount block writes, or a refcount block write that lowers an entry, after unsynced
+//! other writes, is preceded by an `fdatasync` (see [`Order`]).
 
 use imago::io_buffers::{IoVector, IoVectorMut};
 use imago::storage::drivers::CommonStorageHelper;
@@ -64,12 +72,55 @@ struct State {
     patches: Vec<Patch>,
 }
 
+/// Which classes of writes have been issued since the last sync, for the ordering of
+/// refcount block writes against all others (see the module notes). Each mark carries the
+/// epoch it was made in; a sync clears the marks made before it started.
+#[derive(Default)]
+struct Order {
+    /// Host cluster numbers of the refcount blocks (from the refcount table; `None` until
+    /// read, and again after the refcount table changed).
+    blocks: Option<std::collections::HashSet<u64>>,
+    /// Epoch of the last unsynced refcount block write.
+    refcounts: Option<u64>,
+    /// Epoch of the last unsynced other write.
+    others: Option<u64>,
+    epoch: u64,
+}
+
+/// The class of a write for [`Order`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// Into a refcount block; `lowers` when it decrements an entry (a cluster being freed).
+    Refcounts {
+        lowers: bool,
+    },
+    Other,
+}
+
+impl Order {
+    /// Whether a write of class `c` must wait for a sync of what was written before it.
+    fn needs_sync(&self, c: Class) -> bool {
+        match c {
+            Class::Other => self.refcounts.is_some(),
+            Class::Refcounts { lowers } => lowers && self.others.is_some(),
+        }
+    }
+    fn mark(&mut self, c: Class) {
+        match c {
+            Class::Other => self.others = Some(self.epoch),
+            Class::Refcounts { .. } => self.refcounts = Some(self.epoch),
+        }
+    }
+}
+
 /// Shared state of the guard over one image file.
 pub struct Guard {
     /// Ordinary writes hold it shared; publishing holds it exclusively, so that no write-back
     /// of a refcount block can be in flight between our check and our patch.
     io: RwLock<()>,
     state: Mutex<State>,
+    /// Refcount block writes against the others (see [`Order`]).
+    order: Mutex<Order>,
     /// Off only for tests that show the window the guard closes.
     enforce: bool,
 }
@@ -82,12 +133,112 @@ impl Guard {
                 layout,
                 patches: Vec::new(),
             }),
+            order: Mutex::new(Order::default()),
             enforce,
         }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn order(&self) -> std::sync::MutexGuard<'_, Order> {
+        self.order.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The class of a write of `new` (`len` bytes; `new` is `None` for zeros) at `off`.
+    fn classify(
+        &self,
+        file: &File,
+        off: u64,
+        len: u64,
+        new: Option<&IoVector<'_>>,
+    ) -> io::Result<Class> {
+        let layout = self.state().layout;
+        let mut o = self.order();
+        if o.blocks.is_none() {
+            o.blocks = Some(read_refcount_blocks(file, &layout)?);
+        }
+        let blocks = o.blocks.as_ref().expect("just read");
+        let bits = layout.cluster_bits;
+        let end = off.saturating_add(len);
+        let first = off >> bits;
+        let last = end.saturating_sub(1) >> bits;
+        let hit = len > 0 && (first..=last).any(|c| blocks.contains(&c));
+        drop(o);
+        if !hit {
+            return Ok(Class::Other);
+        }
+        // Does it lower an entry? Compare with what the file holds.
+        let mut old = vec![0u8; idx(len)];
+        read_zero_padded(file, &mut old, off)?;
+        let lowers = match new {
+            None => old.iter().any(|&b| b != 0),
+            Some(new) => {
+                let new = GuardedFile::to_vec(new);
+                lowers_an_entry(&old, &new, off, layout.refcount_order)
+            }
+        };
+        Ok(Class::Refcounts { lowers })
+    }
+
+    /// Runs `write` (an ordinary write of class `c`, `None` when not ordered) under `io`
+    /// shared, after syncing `file` when the ordering of refcount blocks against other writes
+    /// needs it.
+    fn ordered<T>(
+        &self,
+        file: &File,
+        c: Option<Class>,
+        write: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<T> {
+        loop {
+            let io = self.io.read().unwrap_or_else(|e| e.into_inner());
+            {
+                let mut o = self.order();
+                if c.is_none_or(|c| !o.needs_sync(c)) {
+                    if let Some(c) = c {
+                        o.mark(c);
+                    }
+                    drop(o);
+                    let r = write();
+                    drop(io);
+                    return r;
+                }
+            }
+            drop(io);
+            // No write is in flight while we hold `io` exclusively: the sync covers them all.
+            let _all = self.io.write().unwrap_or_else(|e| e.into_inner());
+            if c.is_some_and(|c| self.order().needs_sync(c)) {
+                file.sync_data()?;
+                let mut o = self.order();
+                o.refcounts = None;
+                o.others = None;
+            }
+        }
+    }
+
+    /// Called around imago's sync: `begin` before it (returns the epoch), `end` after it.
+    fn sync_begin(&self) -> u64 {
+        // Waits for the writes in flight: every write marked before the new epoch has been
+        // issued when the sync starts.
+        let _all = self.io.write().unwrap_or_else(|e| e.into_inner());
+        let mut o = self.order();
+        o.epoch += 1;
+        o.epoch
+    }
+    fn sync_end(&self, epoch: u64) {
+        let mut o = self.order();
+        if o.refcounts.is_some_and(|e| e < epoch) {
+            o.refcounts = None;
+        }
+        if o.others.is_some_and(|e| e < epoch) {
+            o.others = None;
+        }
+    }
+
+    /// The refcount table changed: read the refcount blocks' places again on the next write.
+    fn forget_blocks(&self) {
+        self.order().blocks = None;
     }
 
     /// How many refcount patches are remembered (see [`Guard::forget_patches`]).
@@ -165,12 +316,21 @@ impl GuardedFile {
             }
             // The refcounts and the contents of the newly referenced tables go first.
             file.sync_data()?;
+            let mut o = guard.order();
+            o.refcounts = None;
+            o.others = None;
         }
         // SAFETY (imago's contract for `pure_*`): we forward imago's own request unchanged.
         unsafe { self.inner.pure_writev(IoVector::from(&buf.to_vec()), off) }?;
         if off < HEADER_POINTERS_END {
             st.layout = read_layout(file, layout)?;
         }
+        if off < HEADER_POINTERS_END || hits(layout.rt_range(), off, buf.len()) {
+            guard.forget_blocks();
+        }
+        // A pointer write counts as an other write: a later refcount decrement (of the table
+        // it no longer points to) must not overtake it.
+        guard.order().mark(Class::Other);
         #[cfg(test)]
         if touches_l1 {
             crash_point::after_l1_write();
@@ -193,32 +353,63 @@ impl GuardedFile {
             return unsafe { self.inner.pure_writev(bufv, off) };
         };
         let len = bufv.len();
-        let io = guard.io.read().unwrap_or_else(|e| e.into_inner());
-        let (publish, patches) = {
-            let st = guard.state();
-            let patches: Vec<Patch> = st
-                .patches
-                .iter()
-                .filter(|p| p.byte < off + len && off < p.byte + p.len())
-                .copied()
-                .collect();
-            (st.layout.is_publish(off, len), patches)
+        let order = match guard.enforce {
+            true => Some(guard.classify(file, off, len, Some(&bufv))?),
+            false => None,
         };
-        if publish {
-            drop(io);
-            return self.publish(guard, file, &Self::to_vec(&bufv), off);
+        // Under `io` shared (held by `ordered` around this): no publish can come between the
+        // look at the layout and patches and the write.
+        let publish = guard.ordered(file, order, || {
+            let (publish, patches) = {
+                let st = guard.state();
+                let patches: Vec<Patch> = st
+                    .patches
+                    .iter()
+                    .filter(|p| p.byte < off + len && off < p.byte + p.len())
+                    .copied()
+                    .collect();
+                (st.layout.is_publish(off, len), patches)
+            };
+            if publish {
+                return Ok(Some(Self::to_vec(&bufv)));
+            }
+            if patches.is_empty() {
+                // SAFETY: forwarded unchanged.
+                unsafe { self.inner.pure_writev(bufv, off) }?;
+                return Ok(None);
+            }
+            // A write-back of a refcount block we patched: keep our entries non-zero.
+            let mut buf = Self::to_vec(&bufv);
+            for p in &patches {
+                p.apply(&mut buf, off);
+            }
+            // SAFETY: imago's request with only our refcount entries forced non-zero.
+            unsafe { self.inner.pure_writev(IoVector::from(&buf), off) }?;
+            Ok(None)
+        })?;
+        match publish {
+            Some(buf) => self.publish(guard, file, &buf, off),
+            None => Ok(()),
         }
-        if patches.is_empty() {
-            // SAFETY: forwarded unchanged.
-            return unsafe { self.inner.pure_writev(bufv, off) };
+    }
+
+    /// A zero write or discard of class-checked bytes, ordered (see [`Order`]).
+    fn ordered_zeroes(
+        &self,
+        off: u64,
+        len: u64,
+        op: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<()> {
+        match &self.guarded {
+            Some((g, file)) => {
+                let order = match g.enforce {
+                    true => Some(g.classify(file, off, len, None)?),
+                    false => None,
+                };
+                g.ordered(file, order, op)
+            }
+            None => op(),
         }
-        // A write-back of a refcount block we patched: keep our entries non-zero.
-        let mut buf = Self::to_vec(&bufv);
-        for p in &patches {
-            p.apply(&mut buf, off);
-        }
-        // SAFETY: imago's request with only our refcount entries forced non-zero.
-        unsafe { self.inner.pure_writev(IoVector::from(&buf), off) }
     }
 
     /// Whether a zero write must go through the byte path (it touches what the guard watches).
@@ -243,6 +434,44 @@ fn zeroes_len(length: u64) -> io::Result<usize> {
 
 fn hits((a, b): (u64, u64), off: u64, len: usize) -> bool {
     off < b && a < off + len as u64
+}
+
+/// The host cluster numbers of the refcount blocks the refcount table on disk names.
+fn read_refcount_blocks(
+    file: &File,
+    layout: &Layout,
+) -> io::Result<std::collections::HashSet<u64>> {
+    let (a, b) = layout.rt_range();
+    // The refcount table was bounded by imago at open (and is rewritten by imago only).
+    let mut table = vec![0u8; idx(b.saturating_sub(a))];
+    read_zero_padded(file, &mut table, a)?;
+    Ok(table
+        .chunks_exact(8)
+        .map(|e| u64::from_be_bytes(e.try_into().expect("8 bytes")) & RT_OFFSET_MASK)
+        .filter(|&o| o != 0)
+        .map(|o| o >> layout.cluster_bits)
+        .collect())
+}
+
+/// Whether `new` (replacing `old` at file offset `off`, inside refcount blocks of entries of
+/// `1 << order` bits) makes any entry smaller. Entries cut by the write's ends are compared
+/// by the bytes present (a write-back covers whole blocks, so this is exact in practice).
+fn lowers_an_entry(old: &[u8], new: &[u8], off: u64, order: u32) -> bool {
+    let bits = 1usize << order;
+    if bits < 8 {
+        // Several entries per byte, LSB first.
+        let mask = ((1u16 << bits) - 1) as u8;
+        return old.iter().zip(new).any(|(&o, &n)| {
+            (0..8 / bits).any(|i| (n >> (i * bits)) & mask < (o >> (i * bits)) & mask)
+        });
+    }
+    let w = bits / 8;
+    let skew = idx(off % w as u64);
+    let start = if skew == 0 { 0 } else { w - skew };
+    old[start.min(old.len())..]
+        .chunks(w)
+        .zip(new[start.min(new.len())..].chunks(w))
+        .any(|(o, n)| n < o)
 }
 
 /// Makes the on-disk refcount of `cluster` non-zero, writing 1 if it is 0.
@@ -341,9 +570,10 @@ impl Storage for GuardedFile {
             let zeros = vec![0u8; zeroes_len(length)?];
             return self.guarded_write(IoVector::from(&zeros), offset);
         }
-        let _io = self.guarded.as_ref().map(|(g, _)| g.io.read());
         // SAFETY: forwarded unchanged.
-        unsafe { self.inner.pure_write_zeroes(offset, length) }
+        self.ordered_zeroes(offset, length, || unsafe {
+            self.inner.pure_write_zeroes(offset, length)
+        })
     }
     unsafe fn pure_write_allocated_zeroes(&self, offset: u64, length: u64) -> io::Result<()> {
         self.check_protected(offset, length)?;
@@ -351,20 +581,31 @@ impl Storage for GuardedFile {
             let zeros = vec![0u8; zeroes_len(length)?];
             return self.guarded_write(IoVector::from(&zeros), offset);
         }
-        let _io = self.guarded.as_ref().map(|(g, _)| g.io.read());
         // SAFETY: forwarded unchanged.
-        unsafe { self.inner.pure_write_allocated_zeroes(offset, length) }
+        self.ordered_zeroes(offset, length, || unsafe {
+            self.inner.pure_write_allocated_zeroes(offset, length)
+        })
     }
     unsafe fn pure_discard(&self, offset: u64, length: u64) -> io::Result<()> {
         self.check_protected(offset, length)?;
         // SAFETY: forwarded unchanged.
-        unsafe { self.inner.pure_discard(offset, length) }
+        self.ordered_zeroes(offset, length, || unsafe {
+            self.inner.pure_discard(offset, length)
+        })
     }
     fn flush(&self) -> io::Result<()> {
         self.inner.flush()
     }
     fn sync(&self) -> io::Result<()> {
-        self.inner.sync()
+        match &self.guarded {
+            Some((g, _)) if g.enforce => {
+                let epoch = g.sync_begin();
+                self.inner.sync()?;
+                g.sync_end(epoch);
+                Ok(())
+            }
+            _ => self.inner.sync(),
+        }
     }
     fn settle_writes(&self) -> io::Result<()> {
         self.inner.settle_writes()

@@ -20,8 +20,8 @@
 //!
 //! 1. The caller reads the hotzone's old bytes (raw, not decrypted) and calls
 //!    [`Reencryption::protect`]: the checksums of those bytes (one hash per checksum block) or
-//!    the bytes themselves (journal) go to the resilience area, then the *hot* segments to
-//!    both header copies (primary, fsync, secondary, fsync). From here on a crash leaves a
+//!    the bytes themselves (journal) go to the resilience area (fsync), then the *hot*
+//!    segments to both header copies (primary, fsync, secondary, fsync). From here on a crash leaves a
 //!    header that says which hotzone may be half written, and how to recover it.
 //! 2. The caller converts the bytes, writes them to the payload and `fdatasync`s it.
 //! 3. [`Reencryption::advance`] writes the *post* segments: the hotzone is converted.
@@ -603,8 +603,8 @@ impl Reencryption {
 
     /// The commit point before the hotzone `hot`'s data is overwritten: writes the checksums
     /// of `old_bytes` (the hotzone's bytes as they are on the payload now) or `old_bytes`
-    /// themselves (journal) to the resilience area, then the hot segments to both header
-    /// copies (seqid + 1; primary, fsync, secondary, fsync), cryptsetup's order. Resilience
+    /// themselves (journal) to the resilience area (fsync), then the hot segments to both
+    /// header copies (seqid + 1; primary, fsync, secondary, fsync), cryptsetup's order. Resilience
     /// none: writes nothing. `hot` must be the next hotzone: it starts where the converted
     /// part ends (encrypt) or ends where it starts (decrypt), its bounds are multiples of
     /// [`State::sector_alignment`] (or the payload's end) and it is at most
@@ -876,8 +876,8 @@ impl Reencryption {
     }
 
     /// Writes `j` in place: under an exclusive `flock` on the header, after checking that the
-    /// sequence id on disk is the one last seen, first `area` (offset, bytes) if given, then
-    /// the primary copy with the next sequence id, fsync, the secondary, fsync. The metadata
+    /// sequence id on disk is the one last seen, first `area` (offset, bytes) if given and
+    /// fsync, then the primary copy with the next sequence id, fsync, the secondary, fsync. The metadata
     /// is validated first; nothing is written if it is not valid.
     fn commit(&mut self, j: &Value, area: Option<(u64, &[u8])>) -> Result<()> {
         let hdr_size = self.header.hdr_size();
@@ -915,6 +915,13 @@ impl Reencryption {
                 self.file
                     .write_all_at(bytes, off)
                     .map_err(|e| io("cannot write the resilience area", &e))?;
+                // Durable before the metadata that points recovery at it: else a power cut
+                // can keep the new "hot" segments with the previous hotzone's journal or
+                // checksums, and resuming "recovers" the hotzone from them (found by the
+                // crash replayer, tests/crash_replay.rs).
+                self.file
+                    .sync_all()
+                    .map_err(|e| io("cannot sync the resilience area", &e))?;
             }
             for (off, bytes) in &copies {
                 self.file
