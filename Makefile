@@ -6,6 +6,8 @@
 #   make bench-xts  XTS throughput of each implementation against openssl speed
 #   make bench-ciphers  every cipher x mode through the sector interface, against raw and openssl
 #   make bench-volume  the volume layer alone: 1 MiB requests through Volume over a tmpfs file
+#   make crashtest  the crash replayer with a larger budget (payload data, in-place encryption,
+#               header changes: states checked and violations per scenario; CRASH_STATES=N)
 #   make fuzz   seed the fuzz corpora, then run each cargo-fuzz target FUZZ_SECONDS (see below)
 
 CARGO ?= cargo
@@ -64,10 +66,10 @@ test: deps check
 	@# "0 passed" suites after the real ones.
 	$(CARGO) test --lib --bins --tests
 
-# The crash replayer (tests/crash_replay.rs) with ten times its default budget of states per
+# The crash replayers (tests/crash_replay.rs, tests/crash_headers.rs) with a larger budget of states per
 # scenario (CRASH_STATES=N sets it), one scenario at a time, with its report.
 crashtest: deps
-	CRASHTEST=1 $(CARGO) test --release --test crash_replay -- --nocapture --test-threads=1
+	CRASHTEST=1 $(CARGO) test --release --test crash_replay --test crash_headers -- --nocapture --test-threads=1
 
 demo: deps
 	$(CARGO) build --release
