@@ -57,6 +57,7 @@ use crate::luks::Segment;
 use crate::secret::VolumeKey;
 use crate::units::{Bytes, EncSector, Iv, IvStep, SectorSize, Sectors512};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
 /// One step of a read or write (see `Volume::spans`): `n` bytes at `at` in the caller's
@@ -112,6 +113,10 @@ pub struct Volume {
     stripes: Box<[Stripe]>,
     /// For an image whose holes read as plaintext zeros ([`Image::plaintext_holes`]).
     holes: Option<Holes>,
+    /// What the logs call the payload (its path, once [`Volume::with_label`] set it).
+    label: String,
+    /// Set for good once a sync of the payload failed (see [`Volume::flush`]).
+    sync_failed: AtomicBool,
 }
 
 /// The lock of the chunks on one stripe (see the module docs), alone in its cache line, so
@@ -208,7 +213,15 @@ impl Volume {
             iv_tweak: segment.iv_tweak,
             stripes: (0..STRIPES).map(|_| Stripe(RwLock::new(()))).collect(),
             holes,
+            label: "payload".into(),
+            sync_failed: AtomicBool::new(false),
         })
+    }
+
+    /// Names the payload in the log messages of its I/O errors (its path).
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
     }
 
     /// Overrides the IV units (for experiments and tests against peers).
@@ -233,8 +246,37 @@ impl Volume {
     }
 
     /// Makes everything written so far durable on the payload (`fdatasync`).
+    ///
+    /// Once a sync has failed, every later one fails too (`EIO`), for as long as the volume
+    /// is open: the PostgreSQL "fsyncgate" lesson. After a failed `fdatasync` the kernel may
+    /// have dropped the dirty pages it could not write and reports the error only once, so
+    /// the next `fdatasync` would succeed although the data is lost; a qcow2 image's metadata
+    /// cache may likewise hold what never reached the file. We do not track which ranges were
+    /// rewritten since: a client that was told its data is durable must be able to rely on
+    /// it, so the mount stops saying so. Reads and writes go on; remount to start afresh
+    /// (after checking the data, `qemu-img check` for qcow2).
     pub fn flush(&self) -> io::Result<()> {
-        self.image.flush()
+        // Tried even after a failure: what can still reach the file (a qcow2 image's cached
+        // metadata) should, but success is no longer reported.
+        let synced = self.image.flush();
+        if self.sync_failed.load(AtomicOrdering::Acquire) {
+            log::error!(
+                "{}: sync reported as failed: an earlier sync of this payload failed, so data \
+                 written before it may be lost; every sync fails until it is remounted",
+                self.label
+            );
+            return Err(synced
+                .err()
+                .unwrap_or_else(|| io::Error::from_raw_os_error(libc::EIO)));
+        }
+        synced.inspect_err(|e| {
+            self.sync_failed.store(true, AtomicOrdering::Release);
+            log::error!(
+                "{}: sync (fdatasync) failed: {e}; data written since the last successful \
+                 sync may be lost, and every later sync of this mount fails",
+                self.label
+            );
+        })
     }
 
     /// Reads up to `buf.len()` bytes at `off`; returns fewer only at the end of the volume.
@@ -595,7 +637,8 @@ impl Volume {
         let at = self.image_offset(sec);
         self.image.read_at(buf, at).map_err(|e| {
             log::warn!(
-                "payload read of {} bytes at byte {at} (sector {sec}) failed: {e}",
+                "{}: read of {} bytes at byte {at} (sector {sec}) failed: {e}",
+                self.label,
                 buf.len()
             );
             e
@@ -620,7 +663,8 @@ impl Volume {
         let at = self.image_offset(sec);
         self.image.write_at(buf, at).map_err(|e| {
             log::warn!(
-                "payload write of {} bytes at byte {at} (sector {sec}) failed: {e}",
+                "{}: write of {} bytes at byte {at} (sector {sec}) failed: {e}",
+                self.label,
                 buf.len()
             );
             e
