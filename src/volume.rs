@@ -290,7 +290,8 @@ impl Volume {
         let mut done = 0;
         while done < len {
             let at = off + done as u64;
-            let (extent, n) = self.image.extent(at, (len - done) as u64)?;
+            let (extent, n) =
+                self.logged("look-up", at, self.image.extent(at, (len - done) as u64))?;
             let n = usize::try_from(n).map_or(len - done, |n| n.clamp(1, len - done));
             let out = &mut buf[done..done + n];
             match extent {
@@ -323,7 +324,7 @@ impl Volume {
                         in_place: true,
                     },
                     n,
-                ) = self.image.extent(at, (len - done) as u64)?
+                ) = self.logged("look-up", at, self.image.extent(at, (len - done) as u64))?
                 {
                     let n = usize::try_from(n).map_or(len - done, |n| n.clamp(1, len - done));
                     self.write_stored(&buf[done..done + n], at, host_delta(host, at))?;
@@ -339,7 +340,7 @@ impl Volume {
             let _excl = holes.fill.write().unwrap_or_else(|e| e.into_inner());
             let whole = end - start;
             let mut cluster = vec![0u8; usize::try_from(whole).expect("a cluster")];
-            match self.image.extent(start, whole)? {
+            match self.logged("look-up", start, self.image.extent(start, whole))? {
                 (
                     Extent::Stored {
                         host,
@@ -366,7 +367,7 @@ impl Volume {
             cluster[skip..skip + n].copy_from_slice(&buf[done..done + n]);
             // Where the cluster will be stored decides its IVs; `start` and `end` are sector
             // multiples (clusters are, and the volume size is), so this is whole sectors.
-            let host = self.image.allocate(start, whole)?;
+            let host = self.logged("allocation", start, self.image.allocate(start, whole))?;
             let (sec, _) = EncSector::containing(Bytes(start), self.sector);
             self.write_sectors(&mut cluster, sec, host_delta(host, start))?;
             done += n;
@@ -477,6 +478,18 @@ impl Volume {
             at += n as u64;
         }
         Ok(())
+    }
+
+    /// `r`, with its error logged as the failed `what` of the cluster at volume byte `at`
+    /// (for the image's own mapping calls, which do no I/O of ours to log).
+    fn logged<T>(&self, what: &str, at: u64, r: io::Result<T>) -> io::Result<T> {
+        r.inspect_err(|e| {
+            let (sec, _) = EncSector::containing(Bytes(at), self.sector);
+            log::warn!(
+                "{}: cluster {what} at byte {at} (sector {sec}) failed: {e}",
+                self.label
+            );
+        })
     }
 
     /// Reads and decrypts all of `buf` from `off` (inside the volume) as stored.

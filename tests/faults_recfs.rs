@@ -19,6 +19,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 struct Bench {
     f: Fixture,
     rec: RecFs,
+    /// qcow2 payloads carry QEMU's own LUKS encryption (`encrypt.format=luks`) and are
+    /// mounted alone, instead of with the detached header.
+    embedded: bool,
 }
 
 impl Bench {
@@ -27,7 +30,19 @@ impl Bench {
         let dir = f.path("rec");
         std::fs::create_dir(&dir).unwrap();
         let rec = RecFs::mount(&dir);
-        Bench { f, rec }
+        Bench {
+            f,
+            rec,
+            embedded: false,
+        }
+    }
+
+    /// A bench whose qcow2 payloads hold their own LUKS header (see [`Bench::embedded`]).
+    fn embedded() -> Bench {
+        Bench {
+            embedded: true,
+            ..Bench::new()
+        }
     }
 
     /// A sparse raw payload `name` of `len` bytes on recfs.
@@ -37,15 +52,27 @@ impl Bench {
         p
     }
 
-    /// A qcow2 payload `name` on recfs, made by `qemu-img create` with `opts`.
+    /// A qcow2 payload `name` on recfs, made by `qemu-img create` with `opts` in a real
+    /// directory and copied: once per bench and `opts`, as QEMU takes seconds to make a LUKS
+    /// header (every payload of a bench then shares its volume key; the tests need no other).
     fn qcow2(&self, name: &str, opts: &str, size: &str) -> PathBuf {
+        let made = self.f.path(&format!("made-{opts}-{size}.qcow2"));
+        if !made.exists() {
+            if self.embedded {
+                let opts =
+                    format!("encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10,{opts}");
+                qemu_create(&self.f, "qcow2", &made, &opts, size);
+            } else {
+                run_ok(
+                    Command::new("qemu-img")
+                        .args(["create", "-q", "-f", "qcow2", "-o", opts])
+                        .arg(&made)
+                        .arg(size),
+                );
+            }
+        }
         let p = self.rec.path(name);
-        run_ok(
-            Command::new("qemu-img")
-                .args(["create", "-q", "-f", "qcow2", "-o", opts])
-                .arg(&p)
-                .arg(size),
-        );
+        std::fs::copy(&made, &p).unwrap();
         p
     }
 
@@ -54,7 +81,25 @@ impl Bench {
         let mnt = self.f.path(mnt);
         std::fs::create_dir_all(&mnt).unwrap();
         let guard = MountGuard(mnt.clone());
-        let child = mount_foreground(&self.f, payload, &mnt, Stdio::piped());
+        let child = if self.embedded && payload.extension().is_some_and(|e| e == "qcow2") {
+            let name = payload.file_stem().unwrap();
+            let child = forking(|| {
+                Command::new(env!("CARGO_BIN_EXE_luksfuse"))
+                    .args(["mount", "-f", "-d", s(&self.f.keyfile), s(payload), s(&mnt)])
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+            })
+            .unwrap();
+            let t = std::time::Instant::now();
+            while !mnt.join(name).exists() {
+                assert!(t.elapsed().as_secs() < 10, "mount did not appear");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            child
+        } else {
+            mount_foreground(&self.f, payload, &mnt, Stdio::piped())
+        };
         let file = std::fs::File::options()
             .read(true)
             .write(true)
@@ -100,13 +145,25 @@ fn errno_of(r: std::io::Result<()>) -> Option<i32> {
     r.err().and_then(|e| e.raw_os_error())
 }
 
-/// `qemu-img check` of a qcow2 file: `Ok` when clean or only leaking (exit 0 or 3).
-fn qemu_img_check(image: &Path) -> Result<String, String> {
-    let out = Command::new("qemu-img")
-        .args(["check", "-f", "qcow2"])
-        .arg(image)
-        .output()
-        .unwrap();
+/// `qemu-img check` of a qcow2 file: `Ok` when clean or only leaking (exit 0 or 3). An
+/// image with its own encryption is opened with the key (QEMU wants it even to check).
+fn qemu_img_check(b: &Bench, image: &Path) -> Result<String, String> {
+    let mut c = Command::new("qemu-img");
+    c.arg("check");
+    if b.embedded {
+        c.args([
+            "--object",
+            &qemu_secret(&b.f),
+            "--image-opts",
+            &format!(
+                "driver=qcow2,encrypt.key-secret=s,file.filename={}",
+                s(image)
+            ),
+        ]);
+    } else {
+        c.args(["-f", "qcow2"]).arg(image);
+    }
+    let out = c.output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     match out.status.code() {
@@ -117,19 +174,28 @@ fn qemu_img_check(image: &Path) -> Result<String, String> {
 
 /// The guest plaintext of a qcow2 payload as QEMU reads it (luks driver over qcow2, with the
 /// detached header).
-fn qemu_plaintext(f: &Fixture, image: &Path) -> Vec<u8> {
+fn qemu_plaintext(b: &Bench, image: &Path) -> Vec<u8> {
+    let f = &b.f;
     let out = f.path("qemu-plain.raw");
+    let opts = if b.embedded {
+        format!(
+            "driver=qcow2,encrypt.key-secret=s,file.filename={}",
+            s(image)
+        )
+    } else {
+        format!(
+            "driver=luks,key-secret=s,file.driver=qcow2,file.file.filename={},header.filename={}",
+            s(image),
+            s(&f.header)
+        )
+    };
     let _ = std::fs::remove_file(&out);
     run_ok(Command::new("qemu-img").args([
         "convert",
         "--object",
         &format!("secret,id=s,file={}", s(&f.keyfile)),
         "--image-opts",
-        &format!(
-            "driver=luks,key-secret=s,file.driver=qcow2,file.file.filename={},header.filename={}",
-            s(image),
-            s(&f.header)
-        ),
+        &opts,
         "-O",
         "raw",
         s(&out),
@@ -312,6 +378,7 @@ fn qcow2_run(
     // Writes since the last successful sync that returned success (indices into `writes`).
     let mut pending = Vec::new();
     let mut sync_failed = false;
+    let mut write_failed = false;
     let mut sync = |writes: &mut Vec<Written>, pending: &mut Vec<usize>, f: &std::fs::File| match f
         .sync_all()
     {
@@ -334,10 +401,13 @@ fn qcow2_run(
         let data = vec![i as u8 + 1; 8192];
         match f.write_all_at(&data, at) {
             Ok(()) => pending.push(writes.len()),
-            Err(e) => assert!(
-                matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::ENOSPC)),
-                "{e}"
-            ),
+            Err(e) => {
+                assert!(
+                    matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::ENOSPC)),
+                    "{e}"
+                );
+                write_failed = true;
+            }
         }
         writes.push(Written {
             at,
@@ -368,6 +438,12 @@ fn qcow2_run(
     let sync_failed = sync_failed;
     let (status, log) = d.stop();
     assert_eq!(status.success(), !sync_failed, "{log}");
+    // Every failed write is logged with the payload's name (and byte, sector).
+    let named = log.lines().filter(|l| l.contains(s(&payload))).count();
+    assert!(
+        !write_failed || named > 0,
+        "a failed write is not logged: {log}"
+    );
     // The image as recfs holds it, copied out to a real file.
     let out = b.f.path(&format!("{name}.copy.qcow2"));
     std::fs::write(&out, b.rec.image().file(&file).unwrap()).unwrap();
@@ -377,10 +453,10 @@ fn qcow2_run(
 /// Checks a run's image: consistent for `qemu-img check`, and QEMU reads every synced write
 /// where no later write (which may or may not have landed) covered it.
 fn qcow2_verify(b: &Bench, image: &Path, writes: &[Written], what: &str) -> usize {
-    if let Err(e) = qemu_img_check(image) {
+    if let Err(e) = qemu_img_check(b, image) {
         panic!("{what}: qemu-img check: {e}");
     }
-    let plain = qemu_plaintext(&b.f, image);
+    let plain = qemu_plaintext(b, image);
     let mut model: Vec<Option<u8>> = vec![None; plain.len()];
     for w in writes {
         for (j, &x) in w.data.iter().enumerate() {
@@ -454,6 +530,29 @@ fn qcow2_lasting_write_faults_fail_later_writes_and_syncs_cleanly() {
     }
     eprintln!("qcow2 lasting write faults: {hit} runs, {checked} synced bytes read back");
     assert!(hit >= 5, "only {hit} runs with a fault");
+}
+
+/// The same with QEMU's own LUKS encryption inside the qcow2 image: a write into a hole
+/// allocates and fills a whole cluster (encrypted for its host offset), through
+/// `Image::allocate`; each write and sync of the file failing in turn.
+#[test]
+fn qcow2_embedded_luks_write_and_sync_faults_keep_the_image_consistent() {
+    let b = Bench::embedded();
+    let mut runs = 0;
+    // Every other write (each run costs QEMU's LUKS unlocks), every sync.
+    for (op, n, step) in [(FaultOp::Write, 40, 2), (FaultOp::Fsync, 20, 1)] {
+        for k in (0..n).step_by(step) {
+            let name = format!("e{op:?}{k}");
+            let (img, writes, fired) = qcow2_run(&b, &name, (op, k, 1), libc::EIO);
+            qcow2_verify(&b, &img, &writes, &format!("embedded {op:?} fault #{k}"));
+            if !fired {
+                break;
+            }
+            runs += 1;
+        }
+    }
+    eprintln!("qcow2 embedded LUKS faults: {runs} runs with a failed write or sync");
+    assert!(runs >= 12, "only {runs} runs");
 }
 
 #[test]
@@ -607,4 +706,58 @@ fn header_update_with_a_failed_write_or_sync_fails_and_keeps_the_old_header() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(opens(&b.f.keyfile) && opens(&new_key));
     assert!(cryptsetup_opens(&new_key));
+}
+
+/// Read faults of a qcow2 payload, at each read of the file in turn (L1/L2 table loads, data):
+/// that read fails with EIO, and reading again gives the data (nothing wrong was cached).
+#[test]
+fn qcow2_read_faults_fail_that_read_only_and_nothing_wrong_is_cached() {
+    let b = Bench::new();
+    let file = "r.qcow2";
+    let payload = b.qcow2(file, "cluster_size=4096", "16M");
+    let data: Vec<(u64, Vec<u8>)> = [0u64, 3 << 20, 9 << 20, 13 << 20]
+        .iter()
+        .enumerate()
+        .map(|(i, &at)| (at, vec![i as u8 + 1; 8192]))
+        .collect();
+    let d = b.mount(&payload, "mnt-r");
+    for (at, bytes) in &data {
+        d.file().write_all_at(bytes, *at).unwrap();
+    }
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    let mut hit = 0;
+    for k in 0..30 {
+        // A fresh mount: imago has no tables cached yet.
+        let d = b.mount(&payload, "mnt-r");
+        let fired = b.rec.fired().len();
+        b.rec.inject(Fault {
+            skip: k,
+            ..Fault::once(FaultOp::Read, file, libc::EIO)
+        });
+        let mut failed = 0;
+        for (at, bytes) in &data {
+            let mut back = vec![0; bytes.len()];
+            match d.file().read_exact_at(&mut back, *at) {
+                Ok(()) => assert!(back == *bytes, "fault #{k}: wrong data at {at}"),
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EIO), "fault #{k}: {e}");
+                    failed += 1;
+                    d.file().read_exact_at(&mut back, *at).unwrap();
+                    assert!(back == *bytes, "fault #{k}: wrong data at {at} after EIO");
+                }
+            }
+        }
+        b.rec.clear_faults();
+        let (status, log) = d.stop();
+        assert!(status.success(), "{log}");
+        if b.rec.fired().len() == fired {
+            break;
+        }
+        assert_eq!(failed, 1, "fault #{k}: {failed} reads failed");
+        assert!(log.contains("Input/output error"), "{log}");
+        hit += 1;
+    }
+    eprintln!("qcow2 read faults: {hit} runs with a failed read");
+    assert!(hit >= 4, "only {hit} reads per run");
 }
