@@ -153,7 +153,8 @@ pub fn prepare(cfg: &MountConfig, key: VolumeKey, segment: &Segment) -> Result<P
             cfg.embedded_luks,
         )?;
         log::info!("payload {} is {}", payload.display(), format.name());
-        let volume = Arc::new(Volume::new(image, segment, &key).map_err(|e| e.in_file(payload))?);
+        let volume = Volume::new(image, segment, &key).map_err(|e| e.in_file(payload))?;
+        let volume = Arc::new(volume.with_label(payload.display().to_string()));
         let mut parts = Vec::new();
         if cfg.partitions {
             for (pname, w) in partition_windows(name, &volume, payload)? {

@@ -57,6 +57,7 @@ use crate::luks::Segment;
 use crate::secret::VolumeKey;
 use crate::units::{Bytes, EncSector, Iv, IvStep, SectorSize, Sectors512};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
 /// One step of a read or write (see `Volume::spans`): `n` bytes at `at` in the caller's
@@ -112,6 +113,10 @@ pub struct Volume {
     stripes: Box<[Stripe]>,
     /// For an image whose holes read as plaintext zeros ([`Image::plaintext_holes`]).
     holes: Option<Holes>,
+    /// What the logs call the payload (its path, once [`Volume::with_label`] set it).
+    label: String,
+    /// Set for good once a sync of the payload failed (see [`Volume::flush`]).
+    sync_failed: AtomicBool,
 }
 
 /// The lock of the chunks on one stripe (see the module docs), alone in its cache line, so
@@ -208,7 +213,15 @@ impl Volume {
             iv_tweak: segment.iv_tweak,
             stripes: (0..STRIPES).map(|_| Stripe(RwLock::new(()))).collect(),
             holes,
+            label: "payload".into(),
+            sync_failed: AtomicBool::new(false),
         })
+    }
+
+    /// Names the payload in the log messages of its I/O errors (its path).
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
     }
 
     /// Overrides the IV units (for experiments and tests against peers).
@@ -233,8 +246,37 @@ impl Volume {
     }
 
     /// Makes everything written so far durable on the payload (`fdatasync`).
+    ///
+    /// Once a sync has failed, every later one fails too (`EIO`), for as long as the volume
+    /// is open: the PostgreSQL "fsyncgate" lesson. After a failed `fdatasync` the kernel may
+    /// have dropped the dirty pages it could not write and reports the error only once, so
+    /// the next `fdatasync` would succeed although the data is lost; a qcow2 image's metadata
+    /// cache may likewise hold what never reached the file. We do not track which ranges were
+    /// rewritten since: a client that was told its data is durable must be able to rely on
+    /// it, so the mount stops saying so. Reads and writes go on; remount to start afresh
+    /// (after checking the data, `qemu-img check` for qcow2).
     pub fn flush(&self) -> io::Result<()> {
-        self.image.flush()
+        // Tried even after a failure: what can still reach the file (a qcow2 image's cached
+        // metadata) should, but success is no longer reported.
+        let synced = self.image.flush();
+        if self.sync_failed.load(AtomicOrdering::Acquire) {
+            log::error!(
+                "{}: sync reported as failed: an earlier sync of this payload failed, so data \
+                 written before it may be lost; every sync fails until it is remounted",
+                self.label
+            );
+            return Err(synced
+                .err()
+                .unwrap_or_else(|| io::Error::from_raw_os_error(libc::EIO)));
+        }
+        synced.inspect_err(|e| {
+            self.sync_failed.store(true, AtomicOrdering::Release);
+            log::error!(
+                "{}: sync (fdatasync) failed: {e}; data written since the last successful \
+                 sync may be lost, and every later sync of this mount fails",
+                self.label
+            );
+        })
     }
 
     /// Reads up to `buf.len()` bytes at `off`; returns fewer only at the end of the volume.
@@ -248,7 +290,8 @@ impl Volume {
         let mut done = 0;
         while done < len {
             let at = off + done as u64;
-            let (extent, n) = self.image.extent(at, (len - done) as u64)?;
+            let (extent, n) =
+                self.logged("look-up", at, self.image.extent(at, (len - done) as u64))?;
             let n = usize::try_from(n).map_or(len - done, |n| n.clamp(1, len - done));
             let out = &mut buf[done..done + n];
             match extent {
@@ -281,7 +324,7 @@ impl Volume {
                         in_place: true,
                     },
                     n,
-                ) = self.image.extent(at, (len - done) as u64)?
+                ) = self.logged("look-up", at, self.image.extent(at, (len - done) as u64))?
                 {
                     let n = usize::try_from(n).map_or(len - done, |n| n.clamp(1, len - done));
                     self.write_stored(&buf[done..done + n], at, host_delta(host, at))?;
@@ -297,7 +340,7 @@ impl Volume {
             let _excl = holes.fill.write().unwrap_or_else(|e| e.into_inner());
             let whole = end - start;
             let mut cluster = vec![0u8; usize::try_from(whole).expect("a cluster")];
-            match self.image.extent(start, whole)? {
+            match self.logged("look-up", start, self.image.extent(start, whole))? {
                 (
                     Extent::Stored {
                         host,
@@ -324,7 +367,7 @@ impl Volume {
             cluster[skip..skip + n].copy_from_slice(&buf[done..done + n]);
             // Where the cluster will be stored decides its IVs; `start` and `end` are sector
             // multiples (clusters are, and the volume size is), so this is whole sectors.
-            let host = self.image.allocate(start, whole)?;
+            let host = self.logged("allocation", start, self.image.allocate(start, whole))?;
             let (sec, _) = EncSector::containing(Bytes(start), self.sector);
             self.write_sectors(&mut cluster, sec, host_delta(host, start))?;
             done += n;
@@ -435,6 +478,18 @@ impl Volume {
             at += n as u64;
         }
         Ok(())
+    }
+
+    /// `r`, with its error logged as the failed `what` of the cluster at volume byte `at`
+    /// (for the image's own mapping calls, which do no I/O of ours to log).
+    fn logged<T>(&self, what: &str, at: u64, r: io::Result<T>) -> io::Result<T> {
+        r.inspect_err(|e| {
+            let (sec, _) = EncSector::containing(Bytes(at), self.sector);
+            log::warn!(
+                "{}: cluster {what} at byte {at} (sector {sec}) failed: {e}",
+                self.label
+            );
+        })
     }
 
     /// Reads and decrypts all of `buf` from `off` (inside the volume) as stored.
@@ -595,7 +650,8 @@ impl Volume {
         let at = self.image_offset(sec);
         self.image.read_at(buf, at).map_err(|e| {
             log::warn!(
-                "payload read of {} bytes at byte {at} (sector {sec}) failed: {e}",
+                "{}: read of {} bytes at byte {at} (sector {sec}) failed: {e}",
+                self.label,
                 buf.len()
             );
             e
@@ -620,7 +676,8 @@ impl Volume {
         let at = self.image_offset(sec);
         self.image.write_at(buf, at).map_err(|e| {
             log::warn!(
-                "payload write of {} bytes at byte {at} (sector {sec}) failed: {e}",
+                "{}: write of {} bytes at byte {at} (sector {sec}) failed: {e}",
+                self.label,
                 buf.len()
             );
             e

@@ -21,7 +21,11 @@ impl Header {
     pub fn parse(src: &dyn ReadAt) -> Result<Header> {
         let mut start = [0u8; 8];
         src.read_exact_at(&mut start, 0)
-            .map_err(|_| Error::format("not a LUKS header (file too short)"))?;
+            .map_err(|e| match e.reason() {
+                // A read that failed is not a short file.
+                Reason::Os(_) => e,
+                _ => Error::format("not a LUKS header (file too short)"),
+            })?;
         let version = u16::from_be_bytes([start[6], start[7]]);
         if &start[..6] != MAGIC {
             // A LUKS2 header whose primary copy is damaged may still have a secondary.

@@ -28,7 +28,7 @@ pub use self::dump::hex_lines;
 pub use self::header::Header;
 
 use crate::crypto::CipherName;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::secret::VolumeKey;
 use crate::units::{Bytes, SectorSize, Sectors512};
 use std::fs::File;
@@ -160,9 +160,14 @@ impl ReadAt for HeaderFile {
             return Err(truncated(off, buf.len(), self.size));
         }
         // No overflow: `off + len <= size` and `base + size` fits (checked at open).
-        self.file
-            .read_exact_at(buf, self.base + off)
-            .map_err(|e| Error::format(format!("cannot read header at offset {off}: {e}")))
+        self.file.read_exact_at(buf, self.base + off).map_err(|e| {
+            let msg = format!("cannot read header at offset {off}: {e}");
+            match e.raw_os_error() {
+                // An I/O error of the device, not a malformed header: say so (and keep it).
+                Some(n) => Error::new(crate::error::Kind::Device, msg).because(Reason::Os(n)),
+                None => Error::format(msg),
+            }
+        })
     }
 }
 

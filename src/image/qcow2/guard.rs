@@ -123,6 +123,12 @@ pub struct Guard {
     order: Mutex<Order>,
     /// Off only for tests that show the window the guard closes.
     enforce: bool,
+    /// Pointer writes (offset, bytes) that failed, oldest first, to redo before anything else
+    /// reaches the file (see [`GuardedFile::redo_failed`]).
+    failed: Mutex<Vec<(u64, Vec<u8>)>>,
+    /// Set for good when a write of the header's pointers failed: no write reaches the file
+    /// any more (see [`GuardedFile::redo_failed`]).
+    poisoned: std::sync::atomic::AtomicBool,
 }
 
 impl Guard {
@@ -135,6 +141,8 @@ impl Guard {
             }),
             order: Mutex::new(Order::default()),
             enforce,
+            failed: Mutex::new(Vec::new()),
+            poisoned: false.into(),
         }
     }
 
@@ -301,9 +309,80 @@ impl GuardedFile {
         }
     }
 
+    /// [`GuardedFile::redo_failed`] for a guarded file; nothing for another.
+    fn redo_any_failed(&self) -> io::Result<()> {
+        match &self.guarded {
+            Some((guard, file)) => self.redo_failed(guard, file),
+            None => Ok(()),
+        }
+    }
+
+    /// Redoes the pointer writes that failed, oldest first, before any other write reaches
+    /// the file (and before a sync): an error of the first one that fails again.
+    ///
+    /// Why: imago enters a new L2 table into its L1 table (a refcount block into its refcount
+    /// table) in memory *before* it writes the entry, and keeps it there when the write
+    /// fails. Its later writes then go to a table that nothing on disk points to, and a
+    /// later sync would report them durable although they are unreachable: lost (found by
+    /// `tests/faults_recfs.rs`). Redoing the same write makes the file agree with imago's
+    /// memory again, with the guard's ordering (the refcount first); until it succeeds every
+    /// write and sync fails.
+    ///
+    /// A failed write of the header's pointers cannot be redone so: imago's L1 and refcount
+    /// table growth has by then switched its header to the new table but not the table
+    /// itself. Then no write reaches the file any more (`EIO`) until the image is reopened;
+    /// what is on disk stays consistent (at worst leaking clusters).
+    fn redo_failed(&self, guard: &Guard, file: &File) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if guard.poisoned.load(Ordering::Acquire) {
+            return Err(io::Error::other(
+                "qcow2: an earlier write of the image header's table pointers failed; no \
+                 more writes until the image is reopened",
+            ));
+        }
+        let mut failed = guard.failed.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((off, buf)) = failed.first() {
+            self.publish_once(guard, file, buf, *off)?;
+            log::info!(
+                "qcow2: the pointer write of {} bytes at host byte {off} that failed went \
+                 through now",
+                buf.len()
+            );
+            failed.remove(0);
+        }
+        Ok(())
+    }
+
+    /// [`GuardedFile::publish_once`] after the failed pointer writes are redone; a failure is
+    /// remembered to be redone (see [`GuardedFile::redo_failed`]).
+    fn publish(&self, guard: &Guard, file: &File, buf: &[u8], off: u64) -> io::Result<()> {
+        let done = self
+            .redo_failed(guard, file)
+            .and_then(|()| self.publish_once(guard, file, buf, off));
+        done.inspect_err(|e| {
+            if off < HEADER_POINTERS_END {
+                guard
+                    .poisoned
+                    .store(true, std::sync::atomic::Ordering::Release);
+                log::error!(
+                    "qcow2: a write of the header's table pointers failed ({e}); no more \
+                     writes to this image until it is reopened"
+                );
+            } else {
+                let mut failed = guard.failed.lock().unwrap_or_else(|e| e.into_inner());
+                failed.push((off, buf.to_vec()));
+                log::warn!(
+                    "qcow2: the pointer write of {} bytes at host byte {off} failed ({e}); it \
+                     is redone before any other write or sync",
+                    buf.len()
+                );
+            }
+        })
+    }
+
     /// A write that may change a pointer: make every newly referenced cluster's refcount
     /// non-zero and durable first, then write, then re-read the layout if the header changed.
-    fn publish(&self, guard: &Guard, file: &File, buf: &[u8], off: u64) -> io::Result<()> {
+    fn publish_once(&self, guard: &Guard, file: &File, buf: &[u8], off: u64) -> io::Result<()> {
         let _io = guard.io.write().unwrap_or_else(|e| e.into_inner());
         let mut st = guard.state();
         let layout = st.layout;
@@ -352,6 +431,7 @@ impl GuardedFile {
             // SAFETY: forwarded unchanged (see `publish`).
             return unsafe { self.inner.pure_writev(bufv, off) };
         };
+        self.redo_failed(guard, file)?;
         let len = bufv.len();
         let order = match guard.enforce {
             true => Some(guard.classify(file, off, len, Some(&bufv))?),
@@ -570,6 +650,7 @@ impl Storage for GuardedFile {
             let zeros = vec![0u8; zeroes_len(length)?];
             return self.guarded_write(IoVector::from(&zeros), offset);
         }
+        self.redo_any_failed()?;
         // SAFETY: forwarded unchanged.
         self.ordered_zeroes(offset, length, || unsafe {
             self.inner.pure_write_zeroes(offset, length)
@@ -581,6 +662,7 @@ impl Storage for GuardedFile {
             let zeros = vec![0u8; zeroes_len(length)?];
             return self.guarded_write(IoVector::from(&zeros), offset);
         }
+        self.redo_any_failed()?;
         // SAFETY: forwarded unchanged.
         self.ordered_zeroes(offset, length, || unsafe {
             self.inner.pure_write_allocated_zeroes(offset, length)
@@ -588,15 +670,19 @@ impl Storage for GuardedFile {
     }
     unsafe fn pure_discard(&self, offset: u64, length: u64) -> io::Result<()> {
         self.check_protected(offset, length)?;
+        self.redo_any_failed()?;
         // SAFETY: forwarded unchanged.
         self.ordered_zeroes(offset, length, || unsafe {
             self.inner.pure_discard(offset, length)
         })
     }
     fn flush(&self) -> io::Result<()> {
+        self.redo_any_failed()?;
         self.inner.flush()
     }
     fn sync(&self) -> io::Result<()> {
+        // No sync may report durable what a failed pointer write left unreachable.
+        self.redo_any_failed()?;
         match &self.guarded {
             Some((g, _)) if g.enforce => {
                 let epoch = g.sync_begin();
