@@ -250,7 +250,8 @@ print("\n".join(lines))
 if len(traffic) == 2 and traffic[0] != "?":
     print(f"  mount A's counters: {int(traffic[0]) / 2**30:.2f} GiB written, "
           f"{int(traffic[1]) / 2**30:.2f} GiB read")
-print(f"  verify errors {verr}, other errors {oerr}")
+print(f"  verify errors {verr} (fio runs stopped by a bad block, checksum mismatches),"
+      f" other errors {oerr}")
 remounts = len(glob.glob("cycle-*-verify.json"))
 print(f"  remount cycles of B: {cycles}; {remounts} remounts checked (fio verify_only of the"
       " previous cycle's blocks, SHA-256 of the whole 256 MiB file)")
