@@ -8,6 +8,7 @@
 #   make bench-volume  the volume layer alone: 1 MiB requests through Volume over a tmpfs file
 #   make crashtest  the crash replayer with a larger budget (payload data, in-place encryption,
 #               header changes: states checked and violations per scenario; CRASH_STATES=N)
+#   make soak   SOAK_MINUTES (10) of verified fio load and remount cycles, RSS watched (root)
 #   make fuzz   seed the fuzz corpora, then run each cargo-fuzz target FUZZ_SECONDS (see below)
 
 CARGO ?= cargo
@@ -37,7 +38,7 @@ BIN ?= target/release/luksfuse
 STRIP ?= strip
 ASSETS := target/assets
 
-.PHONY: all build deps test check demo bench bench-xts bench-ciphers bench-volume fuzz clean install install-files uninstall crashtest
+.PHONY: all build deps test check demo bench soak bench-xts bench-ciphers bench-volume fuzz clean install install-files uninstall crashtest
 
 all: build
 
@@ -91,6 +92,21 @@ bench: deps
 	fi
 	$(CARGO) build --profile profiling --bin luksfuse --example plainfuse
 	bash contrib/bench.sh target/profiling/luksfuse target/profiling/examples/plainfuse
+
+# make soak [SOAK_MINUTES=10]: contrib/soak.sh on a release build (its header has the
+# details): fio with verify=crc32c through a mount and through ext4 on a loop device over it,
+# remount cycles of a second mount, the daemon's RSS watched; payloads in SOAK_DIR
+# (/dev/shm), reports kept in target/soak/. Needs root (losetup, mount): run through sudo
+# otherwise. Not part of make test.
+SOAK_MINUTES ?= 10
+SOAK_DIR ?= /dev/shm
+soak: deps
+	@command -v fio >/dev/null || { echo "installing: fio"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends fio; }
+	$(CARGO) build --release
+	$(SUDO) env SOAK_MINUTES=$(SOAK_MINUTES) SOAK_DIR=$(SOAK_DIR) \
+	  bash contrib/soak.sh target/release/luksfuse
 
 # XTS_REPS repetitions (median reported), single thread, ratios against openssl speed.
 XTS_REPS ?= 5
