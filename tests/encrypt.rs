@@ -581,6 +581,16 @@ fn progress_bar_on_a_terminal_only() {
         piped.stderr
     );
     ok(luksfuse(&decrypt_args(&f, &p, &[]), b""), "decrypt");
+    // Again: nothing left to decrypt, said so, and nothing touched.
+    let (header, payload) = (f.read_header(), sha256_file(&p));
+    let again = luksfuse(&decrypt_args(&f, &p, &[]), b"");
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("nothing to decrypt"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!((f.read_header(), sha256_file(&p)), (header, payload));
     std::fs::remove_file(&f.header).unwrap();
     // script(1) gives the run a terminal; its output is the terminal's.
     let line = std::iter::once(env!("CARGO_BIN_EXE_luksfuse"))

@@ -382,6 +382,14 @@ impl Reencryption {
                     .in_file(header),
             );
         }
+        let segs = &h.metadata().segments;
+        if segs.len() == 1 && segs.get(&0).is_some_and(|s| s.kind == "linear") {
+            return Err(Error::usage(
+                "nothing to decrypt: the header maps its data as plaintext (a decryption \
+                 finished here)",
+            )
+            .in_file(header));
+        }
         h.mappable().map_err(|e| e.in_file(header))?;
         let seg = &h.metadata().segments[&0];
         if seg.offset != 0 || seg.size.is_some() || seg.iv_tweak != 0 {
