@@ -136,14 +136,7 @@ fn a_luksfuse_mount_on_it_records_ciphertext_then_the_payload_sync() {
         .unwrap()
         .set_len(1 << 20)
         .unwrap();
-    let f = f.luks_format(&[
-        "--type",
-        "luks2",
-        "--pbkdf",
-        "pbkdf2",
-        "--pbkdf-force-iterations",
-        "1000",
-    ]);
+    let f = f.luks_format(&[&["--type", "luks2"][..], &fast_kdf("pbkdf2")].concat());
     let payload_ino = rec.image().names[&OsString::from("p.raw")];
     rec.take_log();
     let mnt = f.path("mnt");

@@ -111,6 +111,11 @@ impl Order {
             Class::Refcounts { .. } => self.refcounts = Some(self.epoch),
         }
     }
+    /// Everything written so far is durable (a sync under `io` held exclusively).
+    fn synced(&mut self) {
+        self.refcounts = None;
+        self.others = None;
+    }
 }
 
 /// Shared state of the guard over one image file.
@@ -190,6 +195,20 @@ impl Guard {
         Ok(Class::Refcounts { lowers })
     }
 
+    /// [`Guard::classify`] when the guard enforces its ordering, else `None` (not ordered).
+    fn class_of(
+        &self,
+        file: &File,
+        off: u64,
+        len: u64,
+        new: Option<&IoVector<'_>>,
+    ) -> io::Result<Option<Class>> {
+        match self.enforce {
+            true => self.classify(file, off, len, new).map(Some),
+            false => Ok(None),
+        }
+    }
+
     /// Runs `write` (an ordinary write of class `c`, `None` when not ordered) under `io`
     /// shared, after syncing `file` when the ordering of refcount blocks against other writes
     /// needs it.
@@ -218,9 +237,7 @@ impl Guard {
             let _all = self.io.write().unwrap_or_else(|e| e.into_inner());
             if c.is_some_and(|c| self.order().needs_sync(c)) {
                 file.sync_data()?;
-                let mut o = self.order();
-                o.refcounts = None;
-                o.others = None;
+                self.order().synced();
             }
         }
     }
@@ -395,9 +412,7 @@ impl GuardedFile {
             }
             // The refcounts and the contents of the newly referenced tables go first.
             file.sync_data()?;
-            let mut o = guard.order();
-            o.refcounts = None;
-            o.others = None;
+            guard.order().synced();
         }
         // SAFETY (imago's contract for `pure_*`): we forward imago's own request unchanged.
         unsafe { self.inner.pure_writev(IoVector::from(&buf.to_vec()), off) }?;
@@ -433,10 +448,7 @@ impl GuardedFile {
         };
         self.redo_failed(guard, file)?;
         let len = bufv.len();
-        let order = match guard.enforce {
-            true => Some(guard.classify(file, off, len, Some(&bufv))?),
-            false => None,
-        };
+        let order = guard.class_of(file, off, len, Some(&bufv))?;
         // Under `io` shared (held by `ordered` around this): no publish can come between the
         // look at the layout and patches and the write.
         let publish = guard.ordered(file, order, || {
@@ -481,13 +493,7 @@ impl GuardedFile {
         op: impl FnOnce() -> io::Result<()>,
     ) -> io::Result<()> {
         match &self.guarded {
-            Some((g, file)) => {
-                let order = match g.enforce {
-                    true => Some(g.classify(file, off, len, None)?),
-                    false => None,
-                };
-                g.ordered(file, order, op)
-            }
+            Some((g, file)) => g.ordered(file, g.class_of(file, off, len, None)?, op),
             None => op(),
         }
     }

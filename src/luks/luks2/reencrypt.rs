@@ -21,8 +21,8 @@
 //! 1. The caller reads the hotzone's old bytes (raw, not decrypted) and calls
 //!    [`Reencryption::protect`]: the checksums of those bytes (one hash per checksum block) or
 //!    the bytes themselves (journal) go to the resilience area (fsync), then the *hot*
-//!    segments to both header copies (primary, fsync, secondary, fsync). From here on a crash leaves a
-//!    header that says which hotzone may be half written, and how to recover it.
+//!    segments to both header copies (primary, fsync, secondary, fsync). From here on a crash
+//!    leaves a header that says which hotzone may be half written, and how to recover it.
 //! 2. The caller converts the bytes, writes them to the payload and `fdatasync`s it.
 //! 3. [`Reencryption::advance`] writes the *post* segments: the hotzone is converted.
 //!
@@ -612,9 +612,9 @@ impl Reencryption {
     /// The commit point before the hotzone `hot`'s data is overwritten: writes the checksums
     /// of `old_bytes` (the hotzone's bytes as they are on the payload now) or `old_bytes`
     /// themselves (journal) to the resilience area (fsync), then the hot segments to both
-    /// header copies (seqid + 1; primary, fsync, secondary, fsync), cryptsetup's order. Resilience
-    /// none: writes nothing. `hot` must be the next hotzone: it starts where the converted
-    /// part ends (encrypt) or ends where it starts (decrypt), its bounds are multiples of
+    /// header copies (seqid + 1; primary, fsync, secondary, fsync), cryptsetup's order.
+    /// Resilience none: writes nothing. `hot` must be the next hotzone: it starts where the
+    /// converted part ends (encrypt) or ends where it starts (decrypt), its bounds are multiples of
     /// [`State::sector_alignment`] (or the payload's end) and it is at most
     /// [`Self::max_hotzone`] long. `sums`, when given, are the checksums of `old_bytes`
     /// already computed ([`HashAlg::hash_blocks`]; the data mover hashes the next hotzone
@@ -885,8 +885,8 @@ impl Reencryption {
 
     /// Writes `j` in place: under an exclusive `flock` on the header, after checking that the
     /// sequence id on disk is the one last seen, first `area` (offset, bytes) if given and
-    /// fsync, then the primary copy with the next sequence id, fsync, the secondary, fsync. The metadata
-    /// is validated first; nothing is written if it is not valid.
+    /// fsync, then the primary copy with the next sequence id, fsync, the secondary, fsync.
+    /// The metadata is validated first; nothing is written if it is not valid.
     fn commit(&mut self, j: &Value, area: Option<(u64, &[u8])>) -> Result<()> {
         let hdr_size = self.header.hdr_size();
         let text = metadata_text(j, hdr_size)?;
