@@ -42,10 +42,12 @@ fn main() {
         .unwrap_or(5);
     let spec = CipherSpec::parse("aes-xts-plain64").unwrap();
     let mut impls = vec![XtsImpl::Portable];
-    if XtsImpl::Avx512.available() {
-        impls.push(XtsImpl::Avx512);
-    } else {
-        println!("avx512: not available on this CPU, skipped");
+    for imp in [XtsImpl::Vaes256, XtsImpl::Avx512] {
+        if imp.available() {
+            impls.push(imp);
+        } else {
+            println!("{}: not available on this CPU, skipped", imp.name());
+        }
     }
     let mut buf: Vec<u8> = (0..BUF).map(|i| (i * 7 % 251).to_le_bytes()[0]).collect();
     // samples[(impl, key, sector, encrypt)] and ssl[(key, sector)], one entry per repetition.

@@ -24,6 +24,12 @@ mod xts;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod xts_avx512;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod xts_vaes256;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod xts_vec;
 
 use block::AnyBlock;
 pub use spec::{Alg, CipherName, CipherSpec, EssivHash, IvGen, Mode};
@@ -32,7 +38,8 @@ pub use spec::{Alg, CipherName, CipherSpec, EssivHash, IvGen, Mode};
 const CHUNK: usize = 16 * 1024;
 
 /// Environment variable that overrides the choice of XTS implementation (read once per
-/// process): `portable` forces the portable path, `avx512` requires the vector path.
+/// process): `portable` forces the portable path, `vaes256` or `avx512` requires that vector
+/// path.
 pub const XTS_IMPL_ENV: &str = "LUKSFUSE_XTS_IMPL";
 
 /// An implementation of XTS. [`SectorCipher::new`] picks the fastest one this CPU runs (or the
@@ -45,6 +52,9 @@ pub enum XtsImpl {
     /// VAES + VPCLMULQDQ on 512-bit vectors (x86-64 with AVX-512F/BW); XTS-AES-128 and
     /// XTS-AES-256 only (256- and 512-bit keys).
     Avx512,
+    /// VAES + VPCLMULQDQ on 256-bit vectors (x86-64 with AVX2: the CPUs with VAES but no
+    /// AVX-512); the same key sizes as `Avx512`.
+    Vaes256,
 }
 
 impl XtsImpl {
@@ -54,8 +64,10 @@ impl XtsImpl {
             XtsImpl::Portable => true,
             #[cfg(target_arch = "x86_64")]
             XtsImpl::Avx512 => xts_avx512::XtsAvx512::supported(),
+            #[cfg(target_arch = "x86_64")]
+            XtsImpl::Vaes256 => xts_vaes256::XtsVaes256::supported(),
             #[cfg(not(target_arch = "x86_64"))]
-            XtsImpl::Avx512 => false,
+            XtsImpl::Avx512 | XtsImpl::Vaes256 => false,
         }
     }
 
@@ -63,6 +75,7 @@ impl XtsImpl {
         match self {
             XtsImpl::Portable => "portable",
             XtsImpl::Avx512 => "avx512",
+            XtsImpl::Vaes256 => "vaes256",
         }
     }
 
@@ -72,8 +85,11 @@ impl XtsImpl {
         *CHOICE.get_or_init(|| match std::env::var(XTS_IMPL_ENV).ok()?.as_str() {
             "portable" => Some(XtsImpl::Portable),
             "avx512" => Some(XtsImpl::Avx512),
+            "vaes256" => Some(XtsImpl::Vaes256),
             other => {
-                log::warn!("ignoring {XTS_IMPL_ENV}={other:?} (expected portable or avx512)");
+                log::warn!(
+                    "ignoring {XTS_IMPL_ENV}={other:?} (expected portable, vaes256 or avx512)"
+                );
                 None
             }
         })
@@ -84,6 +100,8 @@ enum Engine {
     Xts(xts::Xts),
     #[cfg(target_arch = "x86_64")]
     XtsAvx512(xts_avx512::XtsAvx512),
+    #[cfg(target_arch = "x86_64")]
+    XtsVaes256(xts_vaes256::XtsVaes256),
     Cbc(cbc::Cbc),
     Ctr(ctr::Ctr),
     Lrw(lrw::Lrw),
@@ -97,9 +115,9 @@ pub struct SectorCipher {
 }
 
 impl SectorCipher {
-    /// A cipher for `spec` keyed with `key`. For AES-XTS, uses the vector implementation when
-    /// the CPU has it and the key size suits it, else the portable one; [`XTS_IMPL_ENV`]
-    /// overrides.
+    /// A cipher for `spec` keyed with `key`. For AES-XTS, uses the widest vector implementation
+    /// the CPU has (AVX-512, else VAES-256) when the key size suits it, else the portable one;
+    /// [`XTS_IMPL_ENV`] overrides.
     pub fn new(spec: &CipherSpec, key: &[u8]) -> Result<Self> {
         let aes_xts = spec.mode == Mode::Xts && spec.alg == Alg::Aes;
         if let Some(imp) = XtsImpl::from_env() {
@@ -113,6 +131,10 @@ impl SectorCipher {
             if let Some(v) = xts_avx512::XtsAvx512::new(key) {
                 log::debug!("{spec}: using the avx512 XTS implementation");
                 return Self::build(spec, key, Engine::XtsAvx512(v));
+            }
+            if let Some(v) = xts_vaes256::XtsVaes256::new(key) {
+                log::debug!("{spec}: using the vaes256 XTS implementation");
+                return Self::build(spec, key, Engine::XtsVaes256(v));
             }
         }
         let engine = match spec.mode {
@@ -139,9 +161,10 @@ impl SectorCipher {
         if spec.mode != Mode::Xts {
             return Err(Error::format(format!("{spec} is not an XTS cipher")));
         }
-        if imp == XtsImpl::Avx512 && spec.alg != Alg::Aes {
+        if imp != XtsImpl::Portable && spec.alg != Alg::Aes {
             return Err(Error::format(format!(
-                "the avx512 XTS implementation is for AES, not {}",
+                "the {} XTS implementation is for AES, not {}",
+                imp.name(),
                 spec.alg.name()
             )));
         }
@@ -156,9 +179,21 @@ impl SectorCipher {
                     ))
                 })?)
             }
+            #[cfg(target_arch = "x86_64")]
+            XtsImpl::Vaes256 => {
+                Engine::XtsVaes256(xts_vaes256::XtsVaes256::new(key).ok_or_else(|| {
+                    Error::format(format!(
+                        "the vaes256 XTS implementation cannot run {}-bit keys on this CPU",
+                        key.len() * 8
+                    ))
+                })?)
+            }
             #[cfg(not(target_arch = "x86_64"))]
-            XtsImpl::Avx512 => {
-                return Err(Error::format("the avx512 XTS implementation needs x86-64"))
+            XtsImpl::Avx512 | XtsImpl::Vaes256 => {
+                return Err(Error::format(format!(
+                    "the {} XTS implementation needs x86-64",
+                    imp.name()
+                )))
             }
         };
         Self::build(spec, key, engine)
@@ -170,6 +205,8 @@ impl SectorCipher {
             Engine::Xts(_) => Some(XtsImpl::Portable),
             #[cfg(target_arch = "x86_64")]
             Engine::XtsAvx512(_) => Some(XtsImpl::Avx512),
+            #[cfg(target_arch = "x86_64")]
+            Engine::XtsVaes256(_) => Some(XtsImpl::Vaes256),
             Engine::Cbc(_) | Engine::Ctr(_) | Engine::Lrw(_) => None,
         }
     }
@@ -186,7 +223,7 @@ impl SectorCipher {
     }
 
     /// Encrypts whole sectors of `src` into `dst` (of the same length), exactly as
-    /// [`Self::encrypt_sectors`] would in place: one pass for the AVX-512 XTS engine, a copy
+    /// [`Self::encrypt_sectors`] would in place: one pass for the vector XTS engines, a copy
     /// and then the in-place pass for the others.
     pub fn encrypt_sectors_to(
         &self,
@@ -205,6 +242,11 @@ impl SectorCipher {
         #[cfg(target_arch = "x86_64")]
         if let Engine::XtsAvx512(x) = &self.engine {
             // `usize` to `u64` widens (no target has wider pointers).
+            let iv_of = |i: usize| self.ivs.iv(first.nth(i as u64, step));
+            return x.encrypt_sectors_to(src, dst, sector_size, iv_of);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Engine::XtsVaes256(x) = &self.engine {
             let iv_of = |i: usize| self.ivs.iv(first.nth(i as u64, step));
             return x.encrypt_sectors_to(src, dst, sector_size, iv_of);
         }
@@ -232,6 +274,8 @@ impl SectorCipher {
             Engine::Xts(x) => x.crypt_sectors(buf, sector_size, iv_of, encrypt),
             #[cfg(target_arch = "x86_64")]
             Engine::XtsAvx512(x) => x.crypt_sectors(buf, sector_size, iv_of, encrypt),
+            #[cfg(target_arch = "x86_64")]
+            Engine::XtsVaes256(x) => x.crypt_sectors(buf, sector_size, iv_of, encrypt),
             Engine::Cbc(c) => c.crypt_sectors(buf, sector_size, iv_of, encrypt),
             Engine::Ctr(c) => c.crypt_sectors(buf, sector_size, iv_of),
             Engine::Lrw(l) => l.crypt_sectors(buf, sector_size, iv_of, encrypt),

@@ -369,6 +369,19 @@ fn xts_avx512_matches_the_xts_mode_crate() {
 }
 
 #[test]
+fn xts_vaes256_matches_the_xts_mode_crate() {
+    if !XtsImpl::Vaes256.available() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED xts_vaes256_matches_the_xts_mode_crate: this CPU lacks VAES/AVX2"
+        );
+        return;
+    }
+    check_xts_impl(XtsImpl::Vaes256, &[32, 64]);
+}
+
+#[test]
 fn xts_impl_choice() {
     let spec = CipherSpec::parse("aes-xts-plain64").unwrap();
     let cbc = CipherSpec::parse("aes-cbc-plain64").unwrap();
@@ -380,12 +393,16 @@ fn xts_impl_choice() {
     match std::env::var(XTS_IMPL_ENV).as_deref() {
         Ok("portable") => assert_eq!(auto, Some(XtsImpl::Portable)),
         _ if XtsImpl::Avx512.available() => assert_eq!(auto, Some(XtsImpl::Avx512)),
+        _ if XtsImpl::Vaes256.available() => assert_eq!(auto, Some(XtsImpl::Vaes256)),
         _ => assert_eq!(auto, Some(XtsImpl::Portable)),
     }
-    assert_eq!(
-        SectorCipher::with_impl(&spec, &[1; 64], XtsImpl::Avx512).is_ok(),
-        XtsImpl::Avx512.available()
-    );
+    for imp in [XtsImpl::Avx512, XtsImpl::Vaes256] {
+        assert_eq!(
+            SectorCipher::with_impl(&spec, &[1; 64], imp).is_ok(),
+            imp.available()
+        );
+        assert!(SectorCipher::with_impl(&spec, &[1; 48], imp).is_err());
+    }
 }
 
 #[test]

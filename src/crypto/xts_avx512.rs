@@ -5,41 +5,22 @@
 //! sectors are processed, and each sector's first tweaks are derived while the previous sector
 //! is still going through its rounds.
 //!
-//! The only way to get an [`XtsAvx512`] is [`XtsAvx512::new`], which checks the CPU features;
+//! The key schedule and the walk over batches are shared with the 256-bit path
+//! ([`super::xts_vec`]). The only way to get an [`XtsAvx512`] is [`XtsAvx512::new`], which checks the CPU features;
 //! every `#[target_feature]` function below is reached only through such a value, which is what
 //! makes the `unsafe` calls into them sound.
 
+use super::xts_vec::{load128, Apart, Data, Expanded, InPlace, Keys, BATCH};
 use core::arch::x86_64::*;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::Zeroize;
 
-/// Sectors whose tweaks (the encrypted IVs) are computed in one pass.
-const BATCH: usize = 16;
 /// 512-bit vectors (of four blocks each) in flight per inner-loop iteration: 4 or 8. Eight
 /// measured 10-25% slower here (the data, tweaks and 15 round keys no longer fit the 32
 /// registers).
 const VECS: usize = 4;
 
-/// AES round keys, 15 slots (AES-128 uses the first 11).
-type Schedule = [[u8; 16]; 15];
-
-/// The expanded keys, wiped when dropped (boxed so that they are never copied around).
-#[derive(Zeroize, ZeroizeOnDrop)]
-struct Keys {
-    /// Encryption round keys of the data key (K1).
-    enc: Schedule,
-    /// Round keys of the data key for the equivalent inverse cipher (`aesdec`): the encryption
-    /// keys in reverse order, all but the first and last through InvMixColumns.
-    dec: Schedule,
-    /// Encryption round keys of the tweak key (K2).
-    tweak: Schedule,
-}
-
 /// A keyed XTS-AES-128 or XTS-AES-256 cipher using VAES-512.
-pub(super) struct XtsAvx512 {
-    /// AES rounds: 10 (XTS-AES-128, 256-bit key) or 14 (XTS-AES-256, 512-bit key).
-    rounds: usize,
-    keys: Box<Keys>,
-}
+pub(super) struct XtsAvx512(Expanded);
 
 impl XtsAvx512 {
     /// Whether this CPU has everything the vector path uses.
@@ -54,27 +35,11 @@ impl XtsAvx512 {
     /// Expands an XTS key (K1 ‖ K2, 32 or 64 bytes). `None` when the CPU lacks a feature (see
     /// [`Self::supported`]) or the key has another length (XTS-AES-192 stays portable).
     pub(super) fn new(key: &[u8]) -> Option<Self> {
-        let rounds = match key.len() {
-            32 => 10,
-            64 => 14,
-            _ => return None,
-        };
         if !Self::supported() {
             return None;
         }
-        let (k1, k2) = key.split_at(key.len() / 2);
-        let mut keys = Box::new(Keys {
-            enc: [[0; 16]; 15],
-            dec: [[0; 16]; 15],
-            tweak: [[0; 16]; 15],
-        });
-        // SAFETY: `supported()` just confirmed AES-NI, the only feature these functions enable.
-        unsafe {
-            expand_key(k1, &mut keys.enc);
-            expand_key(k2, &mut keys.tweak);
-            inverse_schedule(&keys.enc, &mut keys.dec, rounds);
-        }
-        Some(XtsAvx512 { rounds, keys })
+        // SAFETY: `supported()` just confirmed AES-NI.
+        unsafe { Expanded::new(key) }.map(XtsAvx512)
     }
 
     /// En- or decrypts whole sectors of `buf` in place; sector `i` has IV block `iv(i)`.
@@ -105,28 +70,16 @@ impl XtsAvx512 {
 
     fn crypt<D: Data>(
         &self,
-        mut data: D,
+        data: D,
         sector_size: usize,
         iv: impl Fn(usize) -> [u8; 16],
         encrypt: bool,
     ) {
-        let len = data.len();
-        assert!(
-            sector_size >= 16 && sector_size.is_multiple_of(16) && len.is_multiple_of(sector_size)
-        );
-        let mut ivs = [[0u8; 16]; BATCH];
-        let per_batch = BATCH * sector_size;
-        for (b, at) in (0..len).step_by(per_batch).enumerate() {
-            let n = (len - at).min(per_batch) / sector_size;
-            for (i, slot) in ivs[..n].iter_mut().enumerate() {
-                *slot = iv(b * BATCH + i);
-            }
-            let ivs = &ivs[..n];
-            let k = &*self.keys;
-            let d = &mut data;
+        let (k, rounds) = (&*self.0.keys, self.0.rounds);
+        self.0.crypt(data, sector_size, iv, |d, at, ivs| {
             // SAFETY: `self` exists, so `new` found every feature these functions enable.
             unsafe {
-                match (self.rounds, encrypt) {
+                match (rounds, encrypt) {
                     (10, true) => crypt_batch::<10, true, D>(k, d, at, sector_size, ivs),
                     (10, false) => crypt_batch::<10, false, D>(k, d, at, sector_size, ivs),
                     (14, true) => crypt_batch::<14, true, D>(k, d, at, sector_size, ivs),
@@ -134,149 +87,8 @@ impl XtsAvx512 {
                     _ => unreachable!("rounds are 10 or 14"),
                 }
             }
-        }
+        })
     }
-}
-
-/// Where the blocks come from and go to: the same buffer ([`InPlace`]) or two ([`Apart`]).
-/// Offsets are bytes from the start; every access is bounds-checked.
-trait Data {
-    fn len(&self) -> usize;
-    /// The 64 bytes at `at`.
-    fn load(&self, at: usize) -> __m512i;
-    /// Stores 64 bytes at `at`.
-    fn store(&mut self, at: usize, v: __m512i);
-    /// Copies the `out.len()` source bytes at `at` into `out`.
-    fn read(&self, at: usize, out: &mut [u8]);
-    /// Writes `bytes` at `at`.
-    fn write(&mut self, at: usize, bytes: &[u8]);
-}
-
-struct InPlace<'a>(&'a mut [u8]);
-
-struct Apart<'a> {
-    src: &'a [u8],
-    dst: &'a mut [u8],
-}
-
-impl Data for InPlace<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    #[inline(always)]
-    fn load(&self, at: usize) -> __m512i {
-        // SAFETY: called only from `crypt_batch`, whose features include avx512f.
-        unsafe { load512(&self.0[at..at + 64]) }
-    }
-    #[inline(always)]
-    fn store(&mut self, at: usize, v: __m512i) {
-        // SAFETY: as in `load`.
-        unsafe { store512(&mut self.0[at..at + 64], v) }
-    }
-    fn read(&self, at: usize, out: &mut [u8]) {
-        out.copy_from_slice(&self.0[at..at + out.len()]);
-    }
-    fn write(&mut self, at: usize, bytes: &[u8]) {
-        self.0[at..at + bytes.len()].copy_from_slice(bytes);
-    }
-}
-
-impl Data for Apart<'_> {
-    fn len(&self) -> usize {
-        self.src.len()
-    }
-    #[inline(always)]
-    fn load(&self, at: usize) -> __m512i {
-        // SAFETY: called only from `crypt_batch`, whose features include avx512f.
-        unsafe { load512(&self.src[at..at + 64]) }
-    }
-    #[inline(always)]
-    fn store(&mut self, at: usize, v: __m512i) {
-        // SAFETY: as in `load`.
-        unsafe { store512(&mut self.dst[at..at + 64], v) }
-    }
-    fn read(&self, at: usize, out: &mut [u8]) {
-        out.copy_from_slice(&self.src[at..at + out.len()]);
-    }
-    fn write(&mut self, at: usize, bytes: &[u8]) {
-        self.dst[at..at + bytes.len()].copy_from_slice(bytes);
-    }
-}
-
-// ---- Key schedule (AES-NI, once per key). ----
-
-#[target_feature(enable = "aes")]
-fn load128(b: &[u8; 16]) -> __m128i {
-    // SAFETY: `b` is 16 readable bytes; `loadu` has no alignment requirement.
-    unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
-}
-
-#[target_feature(enable = "aes")]
-fn store128(b: &mut [u8; 16], v: __m128i) {
-    // SAFETY: `b` is 16 writable bytes; `storeu` has no alignment requirement.
-    unsafe { _mm_storeu_si128(b.as_mut_ptr().cast(), v) }
-}
-
-/// `k` XORed with itself shifted by 1, 2 and 3 words: the running XOR of the previous round
-/// key's words that FIPS-197 key expansion needs.
-#[target_feature(enable = "aes")]
-fn fold(k: __m128i) -> __m128i {
-    let mut t = _mm_slli_si128::<4>(k);
-    let mut k = _mm_xor_si128(k, t);
-    t = _mm_slli_si128::<4>(t);
-    k = _mm_xor_si128(k, t);
-    t = _mm_slli_si128::<4>(t);
-    _mm_xor_si128(k, t)
-}
-
-/// FIPS-197 key expansion of a 16- or 32-byte AES key into `out[0..=10]` or `out[0..=14]`.
-#[target_feature(enable = "aes")]
-fn expand_key(key: &[u8], out: &mut Schedule) {
-    // Next key from `prev` (the round key two or one steps back) and the assist word of `last`.
-    macro_rules! next {
-        ($prev:expr, $last:expr, $rcon:literal, $lane:literal) => {
-            _mm_xor_si128(
-                fold($prev),
-                _mm_shuffle_epi32::<$lane>(_mm_aeskeygenassist_si128::<$rcon>($last)),
-            )
-        };
-    }
-    if key.len() == 16 {
-        let mut k = load128(key.try_into().expect("16 bytes"));
-        store128(&mut out[0], k);
-        macro_rules! round {
-            ($($i:literal $rcon:literal),*) => {$(
-                k = next!(k, k, $rcon, 0xff);
-                store128(&mut out[$i], k);
-            )*};
-        }
-        round!(1 0x01, 2 0x02, 3 0x04, 4 0x08, 5 0x10, 6 0x20, 7 0x40, 8 0x80, 9 0x1b, 10 0x36);
-    } else {
-        let mut a = load128(key[..16].try_into().expect("16 bytes"));
-        let mut b = load128(key[16..32].try_into().expect("16 bytes"));
-        store128(&mut out[0], a);
-        store128(&mut out[1], b);
-        macro_rules! round {
-            ($($i:literal $rcon:literal),*) => {$(
-                a = next!(a, b, $rcon, 0xff);
-                store128(&mut out[$i], a);
-                b = next!(b, a, 0x00, 0xaa);
-                store128(&mut out[$i + 1], b);
-            )*};
-        }
-        round!(2 0x01, 4 0x02, 6 0x04, 8 0x08, 10 0x10, 12 0x20);
-        store128(&mut out[14], next!(a, b, 0x40, 0xff));
-    }
-}
-
-/// Round keys for `aesdec`: `enc` reversed, the inner ones through InvMixColumns.
-#[target_feature(enable = "aes")]
-fn inverse_schedule(enc: &Schedule, dec: &mut Schedule, rounds: usize) {
-    dec[0] = enc[rounds];
-    for i in 1..rounds {
-        store128(&mut dec[i], _mm_aesimc_si128(load128(&enc[rounds - i])));
-    }
-    dec[rounds] = enc[0];
 }
 
 // ---- Bulk path. ----
@@ -426,12 +238,16 @@ fn crypt_batch<const R: usize, const ENC: bool, D: Data>(
             let mut last = [_mm512_setzero_si512(); VECS];
             for i in 0..VECS {
                 // x ^ tweak ^ round key 0 in one ternary-logic instruction (0x96: a ^ b ^ c).
-                x[i] = _mm512_ternarylogic_epi64::<0x96>(data.load(chunk + 64 * i), t[i], rk[0]);
+                x[i] = _mm512_ternarylogic_epi64::<0x96>(
+                    load512(data.src(chunk + 64 * i, 64)),
+                    t[i],
+                    rk[0],
+                );
                 last[i] = _mm512_xor_si512(rk[R], t[i]);
             }
             aes_rounds::<R, ENC, VECS>(&mut x, &rk, &last);
             for i in 0..VECS {
-                data.store(chunk + 64 * i, x[i]);
+                store512(data.dst(chunk + 64 * i, 64), x[i]);
                 t[i] = if VECS == 4 {
                     mul_xk::<16, 48>(t[i])
                 } else {
