@@ -4,7 +4,8 @@
 //! 1. `error` (the error type), `units` (byte offsets, sector numbers, IVs, sector sizes),
 //!    `secret` (keys and passphrases in locked, zeroized memory),
 //!    and the crate-private foundations: `sys` (the system calls std lacks), `syslog` (the
-//!    logger that follows a daemonized mount) and `buffers` (per-thread I/O buffers);
+//!    logger that follows a daemonized mount), `buffers` (per-thread I/O buffers) and `assist`
+//!    (one request's pieces shared with a helper thread);
 //! 2. `crypto`: the sector ciphers (XTS, CBC) and the hashes (`crypto::hash`);
 //! 3. `luks`: both header versions, KDFs, anti-forensic split, keyslot unlock, formatting and
 //!    in-place header updates;
@@ -23,12 +24,15 @@
 //! Errors are [`Error`] values: a [`Kind`] (exit code, errno), a [`error::Reason`] and where
 //! (file, keyslot, header copy, offset); code matches on those, never on a message.
 //!
-//! `unsafe` is denied crate-wide; only `sys`, `crypto::xts_avx512` (AVX-512 intrinsics behind
-//! run-time CPU detection) and `image::qcow2::guard` (imago's unsafe storage trait) allow it,
-//! each use with a `// SAFETY:` comment.
+//! `unsafe` is denied crate-wide; only `sys`, the vector XTS paths `crypto::xts_avx512`,
+//! `crypto::xts_vaes256` and their shared `crypto::xts_vec` (intrinsics behind run-time CPU
+//! detection), `image::qcow2::guard` (imago's unsafe storage trait) and `assist` (a job on the
+//! caller's stack handed to the helper thread) allow it, each use with a `// SAFETY:` comment.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[allow(unsafe_code)]
+pub(crate) mod assist;
 pub(crate) mod buffers;
 pub mod crypto;
 pub mod error;

@@ -5,6 +5,13 @@
 //! large runs straight through the caller's buffer. A partial first or last sector is
 //! read-modify-written: read, decrypted, patched, encrypted and written back whole.
 //!
+//! A request of at least `ASSIST_MIN` bytes that is the only one in progress in the process
+//! (one stream: `cp`, `dd`, a loop device) shares its steps with the helper thread of
+//! [`crate::assist`]: at one request in flight the second core would otherwise sit idle
+//! while this one reads, decrypts and copies. The steps are the same either way, under the
+//! same locks, so nothing below depends on which thread runs one; after a failed step no
+//! further step starts.
+//!
 //! # Concurrent requests
 //!
 //! Requests may run at the same time (FUSE workers serve the kernel's parallel direct I/O,
@@ -57,8 +64,8 @@ use crate::luks::Segment;
 use crate::secret::VolumeKey;
 use crate::units::{Bytes, EncSector, Iv, IvStep, SectorSize, Sectors512};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 /// One step of a read or write (see `Volume::spans`): `n` bytes at `at` in the caller's
 /// buffer, starting at byte `skip` of sector `sec`; `partial` when they cover less than
@@ -79,6 +86,11 @@ const CHUNK: usize = 256 << 10;
 /// Number of locks in the striped table guarding the chunks (see the module docs): chunks
 /// 256 MiB apart share one.
 const STRIPES: usize = 1024;
+/// Reads and writes of at least this many bytes, alone in the process, share their spans
+/// with the helper thread ([`crate::assist`]).
+const ASSIST_MIN: usize = 2 * CHUNK;
+/// Reads and writes in progress in the process, over all volumes (see [`assisted`]).
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 /// The largest encryption sector LUKS2 allows (the size of the partial-sector buffers).
 const MAX_SECTOR: usize = SectorSize::MAX.bytes();
 
@@ -281,6 +293,7 @@ impl Volume {
 
     /// Reads up to `buf.len()` bytes at `off`; returns fewer only at the end of the volume.
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+        let _counted = InFlight::enter();
         let len = self.clamp(buf.len(), off);
         let Some(holes) = &self.holes else {
             self.read_stored(&mut buf[..len], off, 0)?;
@@ -306,6 +319,7 @@ impl Volume {
     /// Writes up to `buf.len()` bytes at `off`; returns fewer only at the end of the volume
     /// (the payload never grows).
     pub fn write_at(&self, buf: &[u8], off: u64) -> io::Result<usize> {
+        let _counted = InFlight::enter();
         let len = self.clamp(buf.len(), off);
         let Some(holes) = &self.holes else {
             self.write_stored(&buf[..len], off, 0)?;
@@ -495,54 +509,90 @@ impl Volume {
     /// Reads and decrypts all of `buf` from `off` (inside the volume) as stored.
     /// `delta` (512-byte units) is added to every IV number (see [`host_delta`]).
     fn read_stored(&self, buf: &mut [u8], off: u64, delta: u64) -> io::Result<()> {
+        if assisted(buf.len()) {
+            let pieces = self.pieces(buf, off);
+            return share(&pieces, |sp, out| self.read_span(out, sp, delta));
+        }
         for sp in self.spans(off, buf.len()) {
-            let out = &mut buf[sp.at..sp.at + sp.n];
-            if sp.partial {
-                let mut tmp = [0u8; MAX_SECTOR];
-                let tmp = &mut tmp[..self.sector.bytes()];
-                self.read_sectors(tmp, sp.sec, delta)?;
-                out.copy_from_slice(&tmp[sp.skip..sp.skip + sp.n]);
-            } else {
-                self.read_sectors(out, sp.sec, delta)?;
-            }
+            self.read_span(&mut buf[sp.at..sp.at + sp.n], &sp, delta)?;
         }
         Ok(())
     }
 
+    /// One step of [`Volume::read_stored`]: `out` is the span's part of the caller's buffer.
+    fn read_span(&self, out: &mut [u8], sp: &Span, delta: u64) -> io::Result<()> {
+        if sp.partial {
+            let mut tmp = [0u8; MAX_SECTOR];
+            let tmp = &mut tmp[..self.sector.bytes()];
+            self.read_sectors(tmp, sp.sec, delta)?;
+            out.copy_from_slice(&tmp[sp.skip..sp.skip + sp.n]);
+            Ok(())
+        } else {
+            self.read_sectors(out, sp.sec, delta)
+        }
+    }
+
     /// Encrypts and writes all of `buf` at `off` (inside the volume) over stored data.
     fn write_stored(&self, buf: &[u8], off: u64, delta: u64) -> io::Result<()> {
+        if assisted(buf.len()) {
+            let pieces: Vec<_> = self
+                .spans(off, buf.len())
+                .map(|sp| {
+                    let data = &buf[sp.at..sp.at + sp.n];
+                    Mutex::new((sp, data))
+                })
+                .collect();
+            return share(&pieces, |sp, data| self.write_span(data, sp, delta));
+        }
         for sp in self.spans(off, buf.len()) {
-            let data = &buf[sp.at..sp.at + sp.n];
-            if sp.partial {
-                let mut tmp = [0u8; MAX_SECTOR];
-                let tmp = &mut tmp[..self.sector.bytes()];
-                // Exclusive from the read to the write: no other write of the sector lands in
-                // between (it would be undone), no read sees the write half done.
+            self.write_span(&buf[sp.at..sp.at + sp.n], &sp, delta)?;
+        }
+        Ok(())
+    }
+
+    /// One step of [`Volume::write_stored`]: `data` is the span's part of the caller's data.
+    fn write_span(&self, data: &[u8], sp: &Span, delta: u64) -> io::Result<()> {
+        if sp.partial {
+            let mut tmp = [0u8; MAX_SECTOR];
+            let tmp = &mut tmp[..self.sector.bytes()];
+            // Exclusive from the read to the write: no other write of the sector lands in
+            // between (it would be undone), no read sees the write half done.
+            let _excl = self
+                .stripe(sp.sec)
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            self.read_raw(tmp, sp.sec)?;
+            self.decrypt(tmp, sp.sec, delta);
+            tmp[sp.skip..sp.skip + sp.n].copy_from_slice(data);
+            self.write_sectors(tmp, sp.sec, delta)
+        } else {
+            // Encrypted into this thread's scratch (the caller's data must stay intact),
+            // then written under the chunk's lock: not into the middle of another
+            // writer's read-modify-write, nor under a reader.
+            buffers::with_write_scratch(data.len(), |out| {
+                let (iv, step) = self.iv(sp.sec, delta);
+                self.cipher
+                    .encrypt_sectors_to(data, out, self.sector, iv, step);
                 let _excl = self
                     .stripe(sp.sec)
                     .write()
                     .unwrap_or_else(|e| e.into_inner());
-                self.read_raw(tmp, sp.sec)?;
-                self.decrypt(tmp, sp.sec, delta);
-                tmp[sp.skip..sp.skip + sp.n].copy_from_slice(data);
-                self.write_sectors(tmp, sp.sec, delta)?;
-            } else {
-                // Encrypted into this thread's scratch (the caller's data must stay intact),
-                // then written under the chunk's lock: not into the middle of another
-                // writer's read-modify-write, nor under a reader.
-                buffers::with_write_scratch(data.len(), |out| {
-                    let (iv, step) = self.iv(sp.sec, delta);
-                    self.cipher
-                        .encrypt_sectors_to(data, out, self.sector, iv, step);
-                    let _excl = self
-                        .stripe(sp.sec)
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner());
-                    self.write_encrypted(out, sp.sec)
-                })?;
-            }
+                self.write_encrypted(out, sp.sec)
+            })
         }
-        Ok(())
+    }
+
+    /// The spans of a read of `buf` at `off`, each with its part of `buf`.
+    fn pieces<'b>(&self, buf: &'b mut [u8], off: u64) -> Vec<Mutex<(Span, &'b mut [u8])>> {
+        let len = buf.len();
+        let mut rest = buf;
+        self.spans(off, len)
+            .map(|sp| {
+                let (out, tail) = std::mem::take(&mut rest).split_at_mut(sp.n);
+                rest = tail;
+                Mutex::new((sp, out))
+            })
+            .collect()
     }
 
     /// Splits `len` bytes of I/O at byte `off` into the steps both paths take: a partial
@@ -683,6 +733,68 @@ impl Volume {
             e
         })
     }
+}
+
+/// One request counted in [`IN_FLIGHT`] while this lives.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        IN_FLIGHT.fetch_add(1, AtomicOrdering::Relaxed);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, AtomicOrdering::Relaxed);
+    }
+}
+
+/// Whether a step of `len` bytes shares its spans with the helper thread: when it is large
+/// and its request is the only one in progress. With more requests in flight every core has
+/// its own already (several FUSE worker threads), and handing pieces around would only add
+/// wake-ups.
+fn assisted(len: usize) -> bool {
+    len >= ASSIST_MIN && (IN_FLIGHT.load(AtomicOrdering::Relaxed) == 1 || assist_forced())
+}
+
+/// Whether a unit test asked for sharing whatever else is in flight.
+#[cfg(test)]
+fn assist_forced() -> bool {
+    tests::assist_forced()
+}
+
+#[cfg(not(test))]
+fn assist_forced() -> bool {
+    false
+}
+
+/// Runs `step` on every piece, some on the helper thread ([`crate::assist::run`]); the first
+/// error, if any. After an error no further piece is started (those already running finish),
+/// as the one-thread loop stops at its first error.
+fn share<T: Send>(
+    pieces: &[Mutex<(Span, T)>],
+    step: impl Fn(&Span, &mut T) -> io::Result<()> + Sync,
+) -> io::Result<()> {
+    let failed = Mutex::new(None);
+    crate::assist::run(pieces.len(), &|i| {
+        let mut failed_now = failed.lock().unwrap_or_else(|e| e.into_inner());
+        if failed_now.is_some() {
+            return;
+        }
+        drop(failed_now);
+        let mut piece = pieces[i].lock().unwrap_or_else(|e| e.into_inner());
+        let (sp, data) = &mut *piece;
+        if let Err(e) = step(sp, data) {
+            failed_now = failed.lock().unwrap_or_else(|e| e.into_inner());
+            failed_now.get_or_insert(e);
+        }
+    });
+    failed
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .map_or(Ok(()), Err)
 }
 
 /// `x % m` as a `usize` (it is below `m`).
@@ -848,6 +960,126 @@ mod tests {
             c.decrypt_sectors(chunk, ss, iv, step);
         }
         data
+    }
+
+    thread_local! {
+        /// Set by a test whose requests must share their steps with the helper even while
+        /// other tests' requests are in flight (the test runner's threads).
+        static ASSIST_FORCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    pub(super) fn assist_forced() -> bool {
+        ASSIST_FORCED.with(|f| f.get())
+    }
+
+    /// An in-memory image that records which threads read and write it, and fails reads and
+    /// writes that touch byte `fail_at`.
+    struct Watched {
+        mem: MemImage,
+        threads: Mutex<std::collections::HashSet<std::thread::ThreadId>>,
+        fail_at: Option<u64>,
+    }
+
+    impl Watched {
+        fn touch(&self, off: u64, len: usize) -> io::Result<()> {
+            self.threads
+                .lock()
+                .unwrap()
+                .insert(std::thread::current().id());
+            match self.fail_at {
+                Some(f) if (off..off + len as u64).contains(&f) => {
+                    Err(io::Error::from_raw_os_error(libc::EIO))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+
+    impl Image for Watched {
+        fn size(&self) -> u64 {
+            self.mem.size()
+        }
+        fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+            self.touch(off, buf.len())?;
+            self.mem.read_at(buf, off)
+        }
+        fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
+            self.touch(off, buf.len())?;
+            self.mem.write_at(buf, off)
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn writable(&self) -> bool {
+            true
+        }
+    }
+
+    /// Large requests shared with the helper thread read and write exactly what one thread
+    /// would: random large reads and writes (unaligned ends included) against a model, and
+    /// the helper did take part.
+    #[test]
+    fn requests_shared_with_the_helper_match_a_model() {
+        ASSIST_FORCED.with(|f| f.set(true));
+        let mut rng = Rng(0x5eed);
+        let sector = 512u32;
+        let size = 3 * (1usize << 20) + 5 * 512;
+        let mut raw = vec![0u8; size];
+        rng.fill(&mut raw);
+        let img = Arc::new(Watched {
+            mem: MemImage::new(raw),
+            threads: Mutex::new(Default::default()),
+            fail_at: None,
+        });
+        let seg = segment(0, None, sector, "aes-xts-plain64", 64);
+        let vol = Volume::new(img.clone(), &seg, &key(64)).unwrap();
+        let mut model = {
+            let mem = MemImage::new(img.mem.contents());
+            decrypt_all(&mem, &seg, IvUnits::Bytes512)
+        };
+        for _ in 0..60 {
+            let len = ASSIST_MIN + us(rng.below(2 << 20));
+            let off = rng.below((size - len) as u64);
+            let o = us(off);
+            if rng.below(2) == 0 {
+                let mut data = vec![0u8; len];
+                rng.fill(&mut data);
+                assert_eq!(vol.write_at(&data, off).unwrap(), len);
+                model[o..o + len].copy_from_slice(&data);
+            } else {
+                let mut got = vec![0xeeu8; len];
+                assert_eq!(vol.read_at(&mut got, off).unwrap(), len);
+                assert!(got == model[o..o + len], "read of {len} at {off}");
+            }
+        }
+        let mem = MemImage::new(img.mem.contents());
+        assert!(decrypt_all(&mem, &seg, IvUnits::Bytes512) == model);
+        assert!(
+            img.threads.lock().unwrap().len() >= 2,
+            "no request was shared with the helper"
+        );
+        ASSIST_FORCED.with(|f| f.set(false));
+    }
+
+    /// A failing step of a shared request fails the request, read or write.
+    #[test]
+    fn a_failed_step_of_a_shared_request_fails_it() {
+        ASSIST_FORCED.with(|f| f.set(true));
+        let img = Arc::new(Watched {
+            mem: MemImage::new(vec![0u8; 4 << 20]),
+            threads: Mutex::new(Default::default()),
+            fail_at: Some(3 * CHUNK as u64 + 4096),
+        });
+        let seg = segment(0, None, 512, "aes-xts-plain64", 64);
+        let vol = Volume::new(img, &seg, &key(64)).unwrap();
+        for _ in 0..20 {
+            let mut buf = vec![0u8; 4 * CHUNK];
+            let e = vol.read_at(&mut buf, 0).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EIO));
+            let e = vol.write_at(&buf, 0).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        }
+        ASSIST_FORCED.with(|f| f.set(false));
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! the library use the wrappers in [`crate::process`].
 //!
 //! Every `unsafe` system call of the project lives in this module, each with a `// SAFETY:`
-//! comment. The crate root denies `unsafe_code` and allows it here and in two other places
-//! only: the AVX-512 XTS path in `crypto::xts_avx512` (behind run-time CPU detection) and
-//! `image::qcow2::guard` (imago's `unsafe` storage methods).
+//! comment. The crate root denies `unsafe_code` and allows it here and in a few other places
+//! only (listed in the crate docs): the vector XTS paths (intrinsics behind run-time CPU
+//! detection), `image::qcow2::guard` (imago's `unsafe` storage methods) and `assist` (the
+//! helper thread's job).
 
 use std::ffi::CString;
 use std::fs::File;
