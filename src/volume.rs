@@ -88,7 +88,9 @@ const CHUNK: usize = 256 << 10;
 const STRIPES: usize = 1024;
 /// Reads and writes of at least this many bytes, alone in the process, share their spans
 /// with the helper thread ([`crate::assist`]).
-const ASSIST_MIN: usize = 2 * CHUNK;
+const ASSIST_MIN: usize = 2 * PIECE;
+/// The steps of a shared request: at most this many bytes of whole sectors each.
+const PIECE: usize = CHUNK / 2;
 /// Reads and writes in progress in the process, over all volumes (see [`assisted`]).
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 /// The largest encryption sector LUKS2 allows (the size of the partial-sector buffers).
@@ -536,7 +538,7 @@ impl Volume {
     fn write_stored(&self, buf: &[u8], off: u64, delta: u64) -> io::Result<()> {
         if assisted(buf.len()) {
             let pieces: Vec<_> = self
-                .spans(off, buf.len())
+                .spans_of(off, buf.len(), PIECE)
                 .map(|sp| {
                     let data = &buf[sp.at..sp.at + sp.n];
                     Mutex::new((sp, data))
@@ -586,7 +588,7 @@ impl Volume {
     fn pieces<'b>(&self, buf: &'b mut [u8], off: u64) -> Vec<Mutex<(Span, &'b mut [u8])>> {
         let len = buf.len();
         let mut rest = buf;
-        self.spans(off, len)
+        self.spans_of(off, len, PIECE)
             .map(|sp| {
                 let (out, tail) = std::mem::take(&mut rest).split_at_mut(sp.n);
                 rest = tail;
@@ -599,6 +601,12 @@ impl Volume {
     /// sector (read-modify-write) where the I/O starts or ends inside one, and runs of whole
     /// sectors in between, each inside one [`CHUNK`] (so under one lock).
     fn spans(&self, off: u64, len: usize) -> impl Iterator<Item = Span> {
+        self.spans_of(off, len, CHUNK)
+    }
+
+    /// [`Volume::spans`] with runs of whole sectors cut at multiples of `unit` (a divisor of
+    /// [`CHUNK`] and a multiple of every sector size): the steps of a shared request.
+    fn spans_of(&self, off: u64, len: usize, unit: usize) -> impl Iterator<Item = Span> {
         let sector = self.sector;
         let s = sector.bytes();
         let mut at = 0;
@@ -613,8 +621,8 @@ impl Volume {
             let n = if partial {
                 (s - skip).min(rest)
             } else {
-                // To the end of the chunk at most; chunks are whole sectors.
-                let in_chunk = CHUNK - us_mod(off + at as u64, CHUNK);
+                // To the end of the chunk (or unit) at most; units are whole sectors.
+                let in_chunk = unit - us_mod(off + at as u64, unit);
                 (rest / s * s).min(in_chunk)
             };
             let span = Span {
