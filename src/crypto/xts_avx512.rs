@@ -10,7 +10,7 @@
 //! every `#[target_feature]` function below is reached only through such a value, which is what
 //! makes the `unsafe` calls into them sound.
 
-use super::xts_vec::{load128, Apart, Data, Expanded, InPlace, Keys, BATCH};
+use super::xts_vec::{load128, Data, Keys, VecXts, Width, BATCH};
 use core::arch::x86_64::*;
 use zeroize::Zeroize;
 
@@ -20,11 +20,13 @@ use zeroize::Zeroize;
 const VECS: usize = 4;
 
 /// A keyed XTS-AES-128 or XTS-AES-256 cipher using VAES-512.
-pub(super) struct XtsAvx512(Expanded);
+pub(super) type XtsAvx512 = VecXts<Avx512>;
 
-impl XtsAvx512 {
-    /// Whether this CPU has everything the vector path uses.
-    pub(super) fn supported() -> bool {
+/// The VAES-512 width of [`VecXts`].
+pub(super) struct Avx512;
+
+impl Width for Avx512 {
+    fn supported() -> bool {
         is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("vaes")
@@ -32,66 +34,17 @@ impl XtsAvx512 {
             && is_x86_feature_detected!("aes")
     }
 
-    /// Expands an XTS key (K1 ‖ K2, 32 or 64 bytes). `None` when the CPU lacks a feature (see
-    /// [`Self::supported`]) or the key has another length (XTS-AES-192 stays portable).
-    pub(super) fn new(key: &[u8]) -> Option<Self> {
-        if !Self::supported() {
-            return None;
-        }
-        // SAFETY: `supported()` just confirmed AES-NI.
-        unsafe { Expanded::new(key) }.map(XtsAvx512)
-    }
-
-    /// En- or decrypts whole sectors of `buf` in place; sector `i` has IV block `iv(i)`.
-    /// `sector_size` is a non-zero multiple of 16 and divides `buf.len()`.
-    pub(super) fn crypt_sectors(
-        &self,
-        buf: &mut [u8],
+    unsafe fn batch<const R: usize, const ENC: bool, D: Data>(
+        keys: &Keys,
+        data: &mut D,
+        base: usize,
         sector_size: usize,
-        iv: impl Fn(usize) -> [u8; 16],
-        encrypt: bool,
+        ivs: &[[u8; 16]],
     ) {
-        self.crypt(InPlace(buf), sector_size, iv, encrypt)
-    }
-
-    /// Encrypts whole sectors of `src` into `dst` (of the same length), as
-    /// [`Self::crypt_sectors`] would in place: the write path encrypts the caller's data into
-    /// its scratch in one pass instead of copying it there first.
-    pub(super) fn encrypt_sectors_to(
-        &self,
-        src: &[u8],
-        dst: &mut [u8],
-        sector_size: usize,
-        iv: impl Fn(usize) -> [u8; 16],
-    ) {
-        assert_eq!(src.len(), dst.len());
-        self.crypt(Apart { src, dst }, sector_size, iv, true)
-    }
-
-    fn crypt<D: Data>(
-        &self,
-        data: D,
-        sector_size: usize,
-        iv: impl Fn(usize) -> [u8; 16],
-        encrypt: bool,
-    ) {
-        let (k, rounds) = (&*self.0.keys, self.0.rounds);
-        self.0.crypt(data, sector_size, iv, |d, at, ivs| {
-            // SAFETY: `self` exists, so `new` found every feature these functions enable.
-            unsafe {
-                match (rounds, encrypt) {
-                    (10, true) => crypt_batch::<10, true, D>(k, d, at, sector_size, ivs),
-                    (10, false) => crypt_batch::<10, false, D>(k, d, at, sector_size, ivs),
-                    (14, true) => crypt_batch::<14, true, D>(k, d, at, sector_size, ivs),
-                    (14, false) => crypt_batch::<14, false, D>(k, d, at, sector_size, ivs),
-                    _ => unreachable!("rounds are 10 or 14"),
-                }
-            }
-        })
+        // SAFETY: the caller promises `supported()`, which checks every feature it enables.
+        unsafe { crypt_batch::<R, ENC, D>(keys, data, base, sector_size, ivs) }
     }
 }
-
-// ---- Bulk path. ----
 
 #[target_feature(enable = "avx512f")]
 fn load512(b: &[u8]) -> __m512i {

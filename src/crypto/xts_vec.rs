@@ -1,9 +1,11 @@
 //! What the two vector XTS-AES paths share ([`super::xts_avx512`] on 512-bit vectors,
 //! [`super::xts_vaes256`] on 256-bit ones): the expanded keys (AES-NI key schedule), the walk
 //! over a buffer in batches of [`BATCH`] sectors, and where the blocks come from and go to.
-//! Each path brings its own `crypt_batch` for one batch.
+//! Each path is a [`Width`]: its CPU check and its `crypt_batch` for one batch; [`VecXts`]
+//! is the keyed cipher over either.
 
 use core::arch::x86_64::*;
+use std::marker::PhantomData;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Sectors whose tweaks (the encrypted IVs) are computed in one pass.
@@ -80,6 +82,101 @@ impl Expanded {
             }
             batch(&mut data, at, &ivs[..n]);
         }
+    }
+}
+
+/// One vector width's XTS: what the CPU needs for it, and one batch of sectors.
+pub(super) trait Width {
+    /// Whether this CPU has every feature `batch` enables.
+    fn supported() -> bool;
+    /// XTS over the sectors of `data` from byte `base`, one per entry of `ivs` (at most
+    /// [`BATCH`]), with `R` AES rounds, encrypting when `ENC`.
+    ///
+    /// # Safety
+    /// [`Width::supported`] returned true.
+    unsafe fn batch<const R: usize, const ENC: bool, D: Data>(
+        keys: &Keys,
+        data: &mut D,
+        base: usize,
+        sector_size: usize,
+        ivs: &[[u8; 16]],
+    );
+}
+
+/// A keyed XTS-AES-128 or XTS-AES-256 cipher on the vectors of `W`. The only way to get one
+/// is [`VecXts::new`], which checks the CPU features: that is what makes the `unsafe` calls
+/// into `W::batch` sound.
+pub(super) struct VecXts<W: Width> {
+    key: Expanded,
+    width: PhantomData<W>,
+}
+
+impl<W: Width> VecXts<W> {
+    /// Whether this CPU has everything the vector path uses.
+    pub(super) fn supported() -> bool {
+        W::supported()
+    }
+
+    /// Expands an XTS key (K1 ‖ K2, 32 or 64 bytes). `None` when the CPU lacks a feature (see
+    /// [`Self::supported`]) or the key has another length (XTS-AES-192 stays portable).
+    pub(super) fn new(key: &[u8]) -> Option<Self> {
+        if !W::supported() {
+            return None;
+        }
+        // SAFETY: every width needs AES-NI, and `supported()` just confirmed it.
+        let key = unsafe { Expanded::new(key) }?;
+        Some(VecXts {
+            key,
+            width: PhantomData,
+        })
+    }
+
+    /// En- or decrypts whole sectors of `buf` in place; sector `i` has IV block `iv(i)`.
+    /// `sector_size` is a non-zero multiple of 16 and divides `buf.len()`.
+    pub(super) fn crypt_sectors(
+        &self,
+        buf: &mut [u8],
+        sector_size: usize,
+        iv: impl Fn(usize) -> [u8; 16],
+        encrypt: bool,
+    ) {
+        self.crypt(InPlace(buf), sector_size, iv, encrypt)
+    }
+
+    /// Encrypts whole sectors of `src` into `dst` (of the same length), as
+    /// [`Self::crypt_sectors`] would in place: the write path encrypts the caller's data into
+    /// its scratch in one pass instead of copying it there first.
+    pub(super) fn encrypt_sectors_to(
+        &self,
+        src: &[u8],
+        dst: &mut [u8],
+        sector_size: usize,
+        iv: impl Fn(usize) -> [u8; 16],
+    ) {
+        assert_eq!(src.len(), dst.len());
+        self.crypt(Apart { src, dst }, sector_size, iv, true)
+    }
+
+    fn crypt<D: Data>(
+        &self,
+        data: D,
+        sector_size: usize,
+        iv: impl Fn(usize) -> [u8; 16],
+        encrypt: bool,
+    ) {
+        let (k, rounds) = (&*self.key.keys, self.key.rounds);
+        self.key.crypt(data, sector_size, iv, |d, at, ivs| {
+            // SAFETY: `self` exists, so `new` found every feature `W::batch` enables.
+            unsafe {
+                match (rounds, encrypt) {
+                    (10, true) => W::batch::<10, true, D>(k, d, at, sector_size, ivs),
+                    (10, false) => W::batch::<10, false, D>(k, d, at, sector_size, ivs),
+                    (14, true) => W::batch::<14, true, D>(k, d, at, sector_size, ivs),
+                    (14, false) => W::batch::<14, false, D>(k, d, at, sector_size, ivs),
+                    _ => unreachable!("rounds are 10 or 14"),
+                }
+            }
+        })
     }
 }
 
