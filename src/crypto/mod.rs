@@ -172,21 +172,11 @@ impl SectorCipher {
             XtsImpl::Portable => Engine::Xts(xts::Xts::new(spec.alg, key)?),
             #[cfg(target_arch = "x86_64")]
             XtsImpl::Avx512 => {
-                Engine::XtsAvx512(xts_avx512::XtsAvx512::new(key).ok_or_else(|| {
-                    Error::format(format!(
-                        "the avx512 XTS implementation cannot run {}-bit keys on this CPU",
-                        key.len() * 8
-                    ))
-                })?)
+                Engine::XtsAvx512(forced(xts_avx512::XtsAvx512::new(key), imp, key)?)
             }
             #[cfg(target_arch = "x86_64")]
             XtsImpl::Vaes256 => {
-                Engine::XtsVaes256(xts_vaes256::XtsVaes256::new(key).ok_or_else(|| {
-                    Error::format(format!(
-                        "the vaes256 XTS implementation cannot run {}-bit keys on this CPU",
-                        key.len() * 8
-                    ))
-                })?)
+                Engine::XtsVaes256(forced(xts_vaes256::XtsVaes256::new(key), imp, key)?)
             }
             #[cfg(not(target_arch = "x86_64"))]
             XtsImpl::Avx512 | XtsImpl::Vaes256 => {
@@ -240,15 +230,14 @@ impl SectorCipher {
     /// [`Self::crypt`]).
     fn encrypt_to(&self, src: &[u8], dst: &mut [u8], sector_size: usize, first: Iv, step: IvStep) {
         #[cfg(target_arch = "x86_64")]
-        if let Engine::XtsAvx512(x) = &self.engine {
+        {
             // `usize` to `u64` widens (no target has wider pointers).
             let iv_of = |i: usize| self.ivs.iv(first.nth(i as u64, step));
-            return x.encrypt_sectors_to(src, dst, sector_size, iv_of);
-        }
-        #[cfg(target_arch = "x86_64")]
-        if let Engine::XtsVaes256(x) = &self.engine {
-            let iv_of = |i: usize| self.ivs.iv(first.nth(i as u64, step));
-            return x.encrypt_sectors_to(src, dst, sector_size, iv_of);
+            match &self.engine {
+                Engine::XtsAvx512(x) => return x.encrypt_sectors_to(src, dst, sector_size, iv_of),
+                Engine::XtsVaes256(x) => return x.encrypt_sectors_to(src, dst, sector_size, iv_of),
+                _ => {}
+            }
         }
         dst.copy_from_slice(src);
         self.crypt(dst, sector_size, first, step, true)
@@ -281,6 +270,19 @@ impl SectorCipher {
             Engine::Lrw(l) => l.crypt_sectors(buf, sector_size, iv_of, encrypt),
         }
     }
+}
+
+/// A vector XTS cipher forced by [`SectorCipher::with_impl`]: `made`, or why this CPU or key
+/// size cannot run `imp`.
+#[cfg(target_arch = "x86_64")]
+fn forced<T>(made: Option<T>, imp: XtsImpl, key: &[u8]) -> Result<T> {
+    made.ok_or_else(|| {
+        Error::format(format!(
+            "the {} XTS implementation cannot run {}-bit keys on this CPU",
+            imp.name(),
+            key.len() * 8
+        ))
+    })
 }
 
 #[cfg(test)]

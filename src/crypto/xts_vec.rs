@@ -26,65 +26,6 @@ pub(super) struct Keys {
     pub(super) tweak: Schedule,
 }
 
-/// An expanded XTS-AES-128 or XTS-AES-256 key and its number of rounds.
-pub(super) struct Expanded {
-    /// AES rounds: 10 (XTS-AES-128, 256-bit key) or 14 (XTS-AES-256, 512-bit key).
-    pub(super) rounds: usize,
-    pub(super) keys: Box<Keys>,
-}
-
-impl Expanded {
-    /// Expands an XTS key (K1 ‖ K2, 32 or 64 bytes); `None` for another length (XTS-AES-192
-    /// stays portable).
-    ///
-    /// # Safety
-    /// The CPU has AES-NI.
-    pub(super) unsafe fn new(key: &[u8]) -> Option<Self> {
-        let rounds = match key.len() {
-            32 => 10,
-            64 => 14,
-            _ => return None,
-        };
-        let (k1, k2) = key.split_at(key.len() / 2);
-        let mut keys = Box::new(Keys {
-            enc: [[0; 16]; 15],
-            dec: [[0; 16]; 15],
-            tweak: [[0; 16]; 15],
-        });
-        // SAFETY: the caller promises AES-NI, the only feature these functions enable.
-        unsafe {
-            expand_key(k1, &mut keys.enc);
-            expand_key(k2, &mut keys.tweak);
-            inverse_schedule(&keys.enc, &mut keys.dec, rounds);
-        }
-        Some(Expanded { rounds, keys })
-    }
-
-    /// Walks `data` in batches of up to [`BATCH`] sectors: `batch(data, at, ivs)` processes
-    /// the sectors from byte `at`, one per IV block in `ivs` (sector `i` has IV `iv(i)`).
-    pub(super) fn crypt<D: Data>(
-        &self,
-        mut data: D,
-        sector_size: usize,
-        iv: impl Fn(usize) -> [u8; 16],
-        mut batch: impl FnMut(&mut D, usize, &[[u8; 16]]),
-    ) {
-        let len = data.len();
-        assert!(
-            sector_size >= 16 && sector_size.is_multiple_of(16) && len.is_multiple_of(sector_size)
-        );
-        let mut ivs = [[0u8; 16]; BATCH];
-        let per_batch = BATCH * sector_size;
-        for (b, at) in (0..len).step_by(per_batch).enumerate() {
-            let n = (len - at).min(per_batch) / sector_size;
-            for (i, slot) in ivs[..n].iter_mut().enumerate() {
-                *slot = iv(b * BATCH + i);
-            }
-            batch(&mut data, at, &ivs[..n]);
-        }
-    }
-}
-
 /// One vector width's XTS: what the CPU needs for it, and one batch of sectors.
 pub(super) trait Width {
     /// Whether this CPU has every feature `batch` enables.
@@ -107,7 +48,9 @@ pub(super) trait Width {
 /// is [`VecXts::new`], which checks the CPU features: that is what makes the `unsafe` calls
 /// into `W::batch` sound.
 pub(super) struct VecXts<W: Width> {
-    key: Expanded,
+    /// AES rounds: 10 (XTS-AES-128, 256-bit key) or 14 (XTS-AES-256, 512-bit key).
+    rounds: usize,
+    keys: Box<Keys>,
     width: PhantomData<W>,
 }
 
@@ -120,13 +63,30 @@ impl<W: Width> VecXts<W> {
     /// Expands an XTS key (K1 ‖ K2, 32 or 64 bytes). `None` when the CPU lacks a feature (see
     /// [`Self::supported`]) or the key has another length (XTS-AES-192 stays portable).
     pub(super) fn new(key: &[u8]) -> Option<Self> {
+        let rounds = match key.len() {
+            32 => 10,
+            64 => 14,
+            _ => return None,
+        };
         if !W::supported() {
             return None;
         }
-        // SAFETY: every width needs AES-NI, and `supported()` just confirmed it.
-        let key = unsafe { Expanded::new(key) }?;
+        let (k1, k2) = key.split_at(key.len() / 2);
+        let mut keys = Box::new(Keys {
+            enc: [[0; 16]; 15],
+            dec: [[0; 16]; 15],
+            tweak: [[0; 16]; 15],
+        });
+        // SAFETY: every width needs AES-NI, and `supported()` just confirmed it; AES-NI is the
+        // only feature these functions enable.
+        unsafe {
+            expand_key(k1, &mut keys.enc);
+            expand_key(k2, &mut keys.tweak);
+            inverse_schedule(&keys.enc, &mut keys.dec, rounds);
+        }
         Some(VecXts {
-            key,
+            rounds,
+            keys,
             width: PhantomData,
         })
     }
@@ -157,18 +117,30 @@ impl<W: Width> VecXts<W> {
         self.crypt(Apart { src, dst }, sector_size, iv, true)
     }
 
+    /// Walks `data` in batches of up to [`BATCH`] sectors, each through `W::batch`.
     fn crypt<D: Data>(
         &self,
-        data: D,
+        mut data: D,
         sector_size: usize,
         iv: impl Fn(usize) -> [u8; 16],
         encrypt: bool,
     ) {
-        let (k, rounds) = (&*self.key.keys, self.key.rounds);
-        self.key.crypt(data, sector_size, iv, |d, at, ivs| {
+        let len = data.len();
+        assert!(
+            sector_size >= 16 && sector_size.is_multiple_of(16) && len.is_multiple_of(sector_size)
+        );
+        let (k, d) = (&*self.keys, &mut data);
+        let mut ivs = [[0u8; 16]; BATCH];
+        let per_batch = BATCH * sector_size;
+        for (b, at) in (0..len).step_by(per_batch).enumerate() {
+            let n = (len - at).min(per_batch) / sector_size;
+            for (i, slot) in ivs[..n].iter_mut().enumerate() {
+                *slot = iv(b * BATCH + i);
+            }
+            let ivs = &ivs[..n];
             // SAFETY: `self` exists, so `new` found every feature `W::batch` enables.
             unsafe {
-                match (rounds, encrypt) {
+                match (self.rounds, encrypt) {
                     (10, true) => W::batch::<10, true, D>(k, d, at, sector_size, ivs),
                     (10, false) => W::batch::<10, false, D>(k, d, at, sector_size, ivs),
                     (14, true) => W::batch::<14, true, D>(k, d, at, sector_size, ivs),
@@ -176,7 +148,7 @@ impl<W: Width> VecXts<W> {
                     _ => unreachable!("rounds are 10 or 14"),
                 }
             }
-        })
+        }
     }
 }
 
