@@ -70,6 +70,21 @@ fn mul_xk<const K: i32, const R: i32>(t: __m256i) -> __m256i {
     _mm256_xor_si256(shifted, _mm256_clmulepi64_epi128::<0x01>(carry, poly))
 }
 
+/// Multiplies each 128-bit lane of `t` by x^(8 * B) in GF(2^128), for 1 <= B <= 7: a byte
+/// shift of the lane, and the B bytes shifted out folded back in (x^128 = x^7 + x^2 + x + 1;
+/// their product with 0x87 has fewer than 64 bits, so one carry-less multiply reduces it).
+/// Four instructions where [`mul_xk`] needs six.
+#[target_feature(enable = "avx2,vpclmulqdq")]
+fn mul_xbytes<const B: i32, const OUT: i32>(t: __m256i) -> __m256i {
+    debug_assert!(B + OUT == 16 && B < 8);
+    let out = _mm256_bsrli_epi128::<OUT>(t);
+    let poly = _mm256_set1_epi64x(0x87);
+    _mm256_xor_si256(
+        _mm256_bslli_epi128::<B>(t),
+        _mm256_clmulepi64_epi128::<0x00>(out, poly),
+    )
+}
+
 /// The tweaks of blocks `0..2 * VECS` of a sector whose encrypted IV is `t0`.
 #[target_feature(enable = "avx2,vpclmulqdq")]
 fn first_tweaks(t0: __m128i) -> [__m256i; VECS] {
@@ -90,10 +105,10 @@ fn first_tweaks(t0: __m128i) -> [__m256i; VECS] {
         v2,
         v4,
         v6,
-        mul_xk::<8, 56>(v0),
-        mul_xk::<8, 56>(v2),
-        mul_xk::<8, 56>(v4),
-        mul_xk::<8, 56>(v6),
+        mul_xbytes::<1, 15>(v0),
+        mul_xbytes::<1, 15>(v2),
+        mul_xbytes::<1, 15>(v4),
+        mul_xbytes::<1, 15>(v6),
     ]
 }
 
@@ -175,16 +190,24 @@ fn crypt_batch<const R: usize, const ENC: bool, D: Data>(
         let t0: &[u8; 16] = iv_bytes[16 * s..16 * s + 16].try_into().expect("16 bytes");
         let mut t = first_tweaks(load128(t0));
         let start = base + s * sector_size;
+        // The tweaks move on after every iteration but the last of a sector with no
+        // remaining blocks (one of two iterations at 512-byte sectors).
+        let tail = whole < sector_size;
         for chunk in (start..start + whole).step_by(step) {
+            let more = tail || chunk + step < start + whole;
             let mut x = [_mm256_setzero_si256(); VECS];
             for i in 0..VECS {
                 let v = load256(data.src(chunk + 32 * i, 32));
                 x[i] = _mm256_xor_si256(_mm256_xor_si256(v, t[i]), rk[0]);
             }
             aes_rounds::<R, ENC, VECS>(&mut x, &rk, &t);
-            for i in 0..VECS {
-                store256(data.dst(chunk + 32 * i, 32), x[i]);
-                t[i] = mul_xk::<16, 48>(t[i]);
+            for (i, v) in x.iter().enumerate() {
+                store256(data.dst(chunk + 32 * i, 32), *v);
+            }
+            if more {
+                for v in &mut t {
+                    *v = mul_xbytes::<2, 14>(*v);
+                }
             }
         }
         // Sector sizes that are not a multiple of `32 * VECS` bytes: the remaining blocks, a
